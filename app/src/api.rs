@@ -1,0 +1,228 @@
+//! What the console shows and the server functions that fetch and change it.
+//!
+//! The UI never touches the database: every server function here asks a [`ConsoleBackend`]
+//! (implemented in the `server` crate and provided through Leptos context) to do the work.
+//! That keeps authentication, CSRF checks and storage in one place, owned by the server.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Which console a request's host serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HostKind {
+    /// The bare base domain: the platform operator's console.
+    Platform,
+    /// `{tenant}.{base_domain}`: that tenant's portal and admin console.
+    Tenant { slug: String, name: String },
+}
+
+/// One message to show once (success or failure of the last form), kept in the session so that
+/// it survives the redirect of a form posted without JavaScript.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flash {
+    pub kind: FlashKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FlashKind {
+    Info,
+    Error,
+}
+
+/// The tenant admin console as the signed-in admin sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantConsole {
+    pub tenant_slug: String,
+    pub tenant_name: String,
+    pub tenant_created_at: String,
+    pub user_email: String,
+    pub gateway_base_url: String,
+    pub portal_url: String,
+    pub user_count: i64,
+    pub admin_count: i64,
+}
+
+/// The state of the tenant console for this browser session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsoleState {
+    /// Anti-CSRF token bound to this session; every state-changing form carries it.
+    pub csrf: String,
+    pub flash: Option<Flash>,
+    /// `None` until the admin signs in.
+    pub console: Option<TenantConsole>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSummary {
+    pub slug: String,
+    pub name: String,
+    pub created_at: String,
+    pub console_url: String,
+}
+
+/// A tenant just created from the platform console, with its first admin token (shown once).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedTenant {
+    pub slug: String,
+    pub admin_email: String,
+    pub admin_token: String,
+    pub console_url: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformState {
+    pub csrf: String,
+    pub flash: Option<Flash>,
+    pub signed_in: bool,
+    pub tenants: Vec<TenantSummary>,
+    pub created: Option<CreatedTenant>,
+}
+
+#[cfg(feature = "ssr")]
+pub use backend::*;
+
+#[cfg(feature = "ssr")]
+mod backend {
+    use super::*;
+    use http::request::Parts;
+    use std::sync::Arc;
+
+    /// Why a console operation was refused. The message is safe to show to the user.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum BackendError {
+        /// The session is not signed in (or has expired).
+        SignedOut,
+        /// The form's anti-CSRF token does not match the session's.
+        Csrf,
+        /// This host does not serve that operation (a tenant call on the platform host).
+        WrongHost,
+        /// Something went wrong inside; details are logged by the server, never shown.
+        Internal,
+    }
+
+    impl std::fmt::Display for BackendError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(match self {
+                BackendError::SignedOut => "You are signed out. Sign in again.",
+                BackendError::Csrf => "The form expired. Reload the page and try again.",
+                BackendError::WrongHost => "This operation is not available on this host.",
+                BackendError::Internal => "Something went wrong on our side; it has been logged.",
+            })
+        }
+    }
+
+    /// Everything the console's server functions need from the server. Implemented by
+    /// `portcullis::console::Backend`; every method receives the request's parts, from which the
+    /// implementation reads the resolved host and the session.
+    #[async_trait::async_trait]
+    pub trait ConsoleBackend: Send + Sync + 'static {
+        async fn host_kind(&self, parts: &Parts) -> Result<HostKind, BackendError>;
+        async fn console_state(&self, parts: &Parts) -> Result<ConsoleState, BackendError>;
+        async fn sign_in(&self, parts: &Parts, csrf: &str, token: &str)
+            -> Result<(), BackendError>;
+        async fn sign_out(&self, parts: &Parts, csrf: &str) -> Result<(), BackendError>;
+        async fn rename_tenant(
+            &self,
+            parts: &Parts,
+            csrf: &str,
+            name: &str,
+        ) -> Result<(), BackendError>;
+        async fn platform_state(&self, parts: &Parts) -> Result<PlatformState, BackendError>;
+        async fn platform_sign_in(
+            &self,
+            parts: &Parts,
+            csrf: &str,
+            token: &str,
+        ) -> Result<(), BackendError>;
+        async fn platform_create_tenant(
+            &self,
+            parts: &Parts,
+            csrf: &str,
+            slug: &str,
+            name: &str,
+            admin_email: &str,
+        ) -> Result<(), BackendError>;
+    }
+
+    /// How the server hands its backend to the UI (through Leptos context).
+    pub type SharedBackend = Arc<dyn ConsoleBackend>;
+
+    pub(crate) fn backend_and_parts() -> Result<(SharedBackend, Parts), ServerFnError> {
+        let backend = use_context::<SharedBackend>()
+            .ok_or_else(|| ServerFnError::new("console backend missing"))?;
+        let parts =
+            use_context::<Parts>().ok_or_else(|| ServerFnError::new("request missing"))?;
+        Ok((backend, parts))
+    }
+
+    pub(crate) fn to_sfn(err: BackendError) -> ServerFnError {
+        ServerFnError::new(err.to_string())
+    }
+}
+
+#[server(prefix = "/_console")]
+pub async fn get_host_kind() -> Result<HostKind, ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend.host_kind(&parts).await.map_err(to_sfn)
+}
+
+#[server(prefix = "/_console")]
+pub async fn load_console() -> Result<ConsoleState, ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend.console_state(&parts).await.map_err(to_sfn)
+}
+
+/// Signs the admin in with a tenant admin token (the bootstrap sign-in until SSO).
+#[server(prefix = "/_console")]
+pub async fn sign_in(csrf: String, token: String) -> Result<(), ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend
+        .sign_in(&parts, &csrf, &token)
+        .await
+        .map_err(to_sfn)
+}
+
+#[server(prefix = "/_console")]
+pub async fn sign_out(csrf: String) -> Result<(), ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend.sign_out(&parts, &csrf).await.map_err(to_sfn)
+}
+
+#[server(prefix = "/_console")]
+pub async fn rename_tenant(csrf: String, name: String) -> Result<(), ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend
+        .rename_tenant(&parts, &csrf, &name)
+        .await
+        .map_err(to_sfn)
+}
+
+#[server(prefix = "/_console")]
+pub async fn load_platform() -> Result<PlatformState, ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend.platform_state(&parts).await.map_err(to_sfn)
+}
+
+#[server(prefix = "/_console")]
+pub async fn platform_sign_in(csrf: String, token: String) -> Result<(), ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend
+        .platform_sign_in(&parts, &csrf, &token)
+        .await
+        .map_err(to_sfn)
+}
+
+#[server(prefix = "/_console")]
+pub async fn platform_create_tenant(
+    csrf: String,
+    slug: String,
+    name: String,
+    admin_email: String,
+) -> Result<(), ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend
+        .platform_create_tenant(&parts, &csrf, &slug, &name, &admin_email)
+        .await
+        .map_err(to_sfn)
+}

@@ -1,0 +1,107 @@
+//! The platform console on the bare base domain: the operator signs in with the platform admin
+//! token, lists tenants and creates new ones.
+
+use crate::api::{self, PlatformCreateTenant, PlatformSignIn, PlatformState, SignOut};
+use crate::{ErrorBox, FlashBox, SecretInput};
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+#[component]
+pub fn PlatformConsole() -> impl IntoView {
+    let sign_in = ServerAction::<PlatformSignIn>::new();
+    let sign_out = ServerAction::<SignOut>::new();
+    let create = ServerAction::<PlatformCreateTenant>::new();
+    let state = Resource::new(
+        move || (sign_in.version().get(), sign_out.version().get(), create.version().get()),
+        |_| api::load_platform(),
+    );
+    view! {
+        <Title text="Platform · Portcullis"/>
+        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match state.await {
+                    Ok(s) if s.signed_in => view! { <Tenants state=s sign_out create/> }.into_any(),
+                    Ok(s) => view! {
+                        <main class="centered">
+                            <section class="card narrow">
+                                <p class="brand">"Portcullis"</p>
+                                <h1>"Platform console"</h1>
+                                <FlashBox flash=s.flash/>
+                                <ActionForm action=sign_in attr:id="platform-sign-in-form">
+                                    <input type="hidden" name="csrf" value=s.csrf/>
+                                    <SecretInput name="token" id="platform-token" label="Platform admin token"/>
+                                    <p class="hint">"Printed by " <code>"portcullis serve"</code> " on its first start."</p>
+                                    <button type="submit" class="primary">"Sign in"</button>
+                                </ActionForm>
+                            </section>
+                        </main>
+                    }.into_any(),
+                    Err(e) => view! { <main class="centered"><ErrorBox message=e.to_string()/></main> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Tenants(
+    state: PlatformState,
+    sign_out: ServerAction<SignOut>,
+    create: ServerAction<PlatformCreateTenant>,
+) -> impl IntoView {
+    let PlatformState { csrf, flash, tenants, created, .. } = state;
+    let csrf_create = csrf.clone();
+    view! {
+        <div class="platform">
+            <header class="topbar">
+                <span class="brand">"Portcullis"</span>
+                <span class="tenant-name">"Platform"</span>
+                <span class="spacer"></span>
+                <ActionForm action=sign_out attr:class="inline">
+                    <input type="hidden" name="csrf" value=csrf/>
+                    <button type="submit" class="ghost">"Sign out"</button>
+                </ActionForm>
+            </header>
+            <main class="content wide">
+                <h1>"Tenants"</h1>
+                <FlashBox flash/>
+                {created.map(|c| view! {
+                    <section class="card created" id="created-tenant">
+                        <h2>{format!("Tenant {} created", c.slug)}</h2>
+                        <p>"Give this admin token to " <strong>{c.admin_email}</strong> ". It is shown only once."</p>
+                        <p><code class="secret" id="created-admin-token">{c.admin_token}</code></p>
+                        <p>"Console: " <a href=c.console_url.clone()>{c.console_url.clone()}</a></p>
+                    </section>
+                })}
+                <section class="card">
+                    <table class="table" id="tenant-table">
+                        <thead><tr><th>"Slug"</th><th>"Name"</th><th>"Created"</th><th>"Console"</th></tr></thead>
+                        <tbody>
+                            {tenants.into_iter().map(|t| view! {
+                                <tr>
+                                    <td><code>{t.slug}</code></td>
+                                    <td>{t.name}</td>
+                                    <td>{t.created_at}</td>
+                                    <td><a href=t.console_url.clone()>{t.console_url.clone()}</a></td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                </section>
+                <section class="card">
+                    <h2>"Create a tenant"</h2>
+                    <ActionForm action=create attr:id="create-tenant-form" attr:class="stacked">
+                        <input type="hidden" name="csrf" value=csrf_create/>
+                        <label for="new-slug">"Slug (the subdomain)"</label>
+                        <input type="text" id="new-slug" name="slug" required maxlength="63" pattern="[a-z0-9]([a-z0-9-]*[a-z0-9])?"/>
+                        <label for="new-name">"Display name"</label>
+                        <input type="text" id="new-name" name="name" required maxlength="100"/>
+                        <label for="new-admin-email">"First admin's email"</label>
+                        <input type="email" id="new-admin-email" name="admin_email" required/>
+                        <button type="submit" class="primary">"Create tenant"</button>
+                    </ActionForm>
+                </section>
+            </main>
+        </div>
+    }
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Installs everything Portcullis needs to build, run and test, idempotently:
+#   - Debian packages: chromium (browser tests), postgresql (throwaway test cluster), pkg-config
+#   - the wasm32 toolchain: rustup's target, or Debian's rustc-web + build-std where rustup cannot download
+#   - wasm-bindgen-cli at exactly the version in Cargo.lock
+#   - npm packages (binaryen for wasm-opt, playwright-core) in a shared tools dir under $HOME
+# Every step checks first and does nothing when its tool is already there, so a second run takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/env.sh
+source scripts/env.sh
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '[setup] %s\n' "$*"; }
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+# 1. Debian packages. apt-get update only when something is missing.
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v curl >/dev/null || need+=(curl)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v node >/dev/null || need+=(nodejs npm)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing Debian packages: ${need[*]}"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# 2. wasm32-unknown-unknown: rustup first, Debian's rustc-web with build-std as the fallback.
+if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  :
+elif timeout 300 rustup target add wasm32-unknown-unknown; then
+  log "wasm toolchain: rustup"
+else
+  if ! [ -x /usr/bin/rustc ] || ! /usr/bin/rustc --version | grep -q .; then
+    log "rustup cannot download the wasm target: installing Debian's rustc-web"
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq rustc-web cargo-web rust-web-src rust-web-llvm lld-22 >/dev/null
+  fi
+  log "wasm toolchain: debian $(/usr/bin/rustc --version)"
+fi
+
+# 3. wasm-bindgen CLI: must equal the wasm-bindgen crate version in Cargo.lock.
+WB=$(grep -A1 '^name = "wasm-bindgen"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
+if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $WB" ]; then
+  log "installing wasm-bindgen-cli $WB"
+  if ! cargo install wasm-bindgen-cli --version "$WB" --locked; then
+    # The published Cargo.lock can pin a crate version the registry no longer serves
+    # (0.2.130 pins webpki-roots 1.0.11). Re-lock just those crates and install from source.
+    src=$(mktemp -d)
+    tar -xzf ~/.cargo/registry/cache/*/wasm-bindgen-cli-"$WB".crate -C "$src"
+    pushd "$src/wasm-bindgen-cli-$WB" >/dev/null
+    for _ in 1 2 3 4 5 6; do
+      err=$(cargo fetch --locked 2>&1) && break
+      bad=$(printf '%s\n' "$err" | sed -n 's/.*requirement `\([A-Za-z0-9_-]*\) = .*locked to.*/\1/p' | head -1)
+      [ -n "$bad" ] || { printf '%s\n' "$err"; exit 1; }
+      cargo update -p "$bad"
+    done
+    cargo install --path . --locked
+    popd >/dev/null
+    rm -rf "$src"
+  fi
+fi
+
+# 4. npm tools, shared between checkouts: wasm-opt (never Debian's binaryen 108: it breaks hydration)
+#    and playwright-core, which drives Debian's /usr/bin/chromium (it never downloads a browser).
+mkdir -p "$PORTCULLIS_TOOLS"
+if ! [ -x "$PORTCULLIS_TOOLS/node_modules/.bin/wasm-opt" ] || ! [ -d "$PORTCULLIS_TOOLS/node_modules/playwright-core" ]; then
+  log "installing npm tools into $PORTCULLIS_TOOLS"
+  cp tools/package.json tools/package-lock.json "$PORTCULLIS_TOOLS/" 2>/dev/null || cp tools/package.json "$PORTCULLIS_TOOLS/"
+  (cd "$PORTCULLIS_TOOLS" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+log "ready"

@@ -1,0 +1,345 @@
+//! The command line and typed configuration, read once at start-up.
+//!
+//! Precedence for every setting: command-line flag, then environment variable, then the TOML
+//! file (`--config` / `PORTCULLIS_CONFIG`), then the default. A bad value stops start-up with a
+//! message naming the setting. Nothing reads the environment after this module has run.
+
+use crate::domain::BaseDomain;
+use crate::store::DatabaseLocation;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(name = "portcullis", version, about = "MCP security control plane and gateway")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings every subcommand needs to find the database.
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "PORTCULLIS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the embedded database and the generated master key.
+    #[arg(long, global = true, env = "PORTCULLIS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// postgres://… for PostgreSQL; default: a SQLite file in the data directory.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, env = "PORTCULLIS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: consoles, API and gateway on every tenant host.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "PORTCULLIS_BIND")]
+    pub bind: Option<String>,
+    /// Tenants are served on {tenant}.{base-domain}; the bare domain serves the platform console.
+    #[arg(long, env = "PORTCULLIS_BASE_DOMAIN")]
+    pub base_domain: Option<String>,
+    /// The scheme users reach Portcullis with (https behind a TLS proxy); https also marks
+    /// session cookies Secure.
+    #[arg(long, env = "PORTCULLIS_PUBLIC_SCHEME", value_enum)]
+    pub public_scheme: Option<Scheme>,
+    /// The port users reach Portcullis on, when a proxy listens on another port than --bind.
+    #[arg(long, env = "PORTCULLIS_PUBLIC_PORT")]
+    pub public_port: Option<u16>,
+    /// Directory with the built front end (pkg/portcullis.{js,wasm,css}).
+    #[arg(long, env = "PORTCULLIS_SITE_ROOT")]
+    pub site_root: Option<PathBuf>,
+    /// Create a `demo` tenant on first start and keep its admin token in the data directory
+    /// (for `make run`; never in production).
+    #[arg(long, env = "PORTCULLIS_DEMO")]
+    pub demo: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and its first admin; prints the admin token once.
+    Create {
+        /// The tenant's subdomain label.
+        slug: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Email of the first administrator.
+        #[arg(long)]
+        admin_email: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    #[default]
+    Http,
+    Https,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// The optional TOML file; every key is optional and unknown keys are an error (a typo must
+/// not silently fall back to a default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<String>,
+    data_dir: Option<PathBuf>,
+    base_domain: Option<String>,
+    database_url: Option<String>,
+    log_format: Option<LogFormat>,
+    public_scheme: Option<Scheme>,
+    public_port: Option<u16>,
+    site_root: Option<PathBuf>,
+}
+
+/// A setting that could not be used; the message names it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {message}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// Where to find the database, resolved.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub database: DatabaseLocation,
+    pub log_format: LogFormat,
+}
+
+/// Everything `serve` needs, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub store: StoreConfig,
+    pub bind: SocketAddr,
+    pub base_domain: BaseDomain,
+    pub public_scheme: Scheme,
+    pub public_port: Option<u16>,
+    pub site_root: PathBuf,
+    pub demo: bool,
+    /// `PORTCULLIS_MASTER_KEY` (base64 of 32 bytes), when set.
+    pub master_key: Option<SecretString>,
+}
+
+fn read_file_config(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad("PORTCULLIS_CONFIG", format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text)
+        .map_err(|e| bad("PORTCULLIS_CONFIG", format!("{}: {e}", path.display())))
+}
+
+impl StoreConfig {
+    pub fn resolve(global: &GlobalArgs) -> Result<Self, ConfigError> {
+        let file = read_file_config(global.config.as_deref())?;
+        Self::resolve_with(global, &file)
+    }
+
+    fn resolve_with(global: &GlobalArgs, file: &FileConfig) -> Result<Self, ConfigError> {
+        let data_dir = global
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let database = match global.database_url.clone().or_else(|| file.database_url.clone()) {
+            Some(url) if !url.trim().is_empty() => {
+                DatabaseLocation::parse(url.trim()).map_err(|m| bad("DATABASE_URL", m))?
+            }
+            _ => DatabaseLocation::Sqlite(data_dir.join("portcullis.db")),
+        };
+        Ok(Self {
+            data_dir,
+            database,
+            log_format: global.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+impl Settings {
+    /// Resolves `serve`'s settings. `master_key` is passed in (read from the environment by
+    /// `main`) so that this stays a pure function of its inputs.
+    pub fn resolve(
+        global: &GlobalArgs,
+        serve: &ServeArgs,
+        master_key: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = read_file_config(global.config.as_deref())?;
+        let store = StoreConfig::resolve_with(global, &file)?;
+        let bind_raw = serve
+            .bind
+            .clone()
+            .or_else(|| file.bind.clone())
+            .unwrap_or_else(|| "127.0.0.1:8080".into());
+        let bind: SocketAddr = bind_raw.trim().parse().map_err(|_| {
+            bad(
+                "PORTCULLIS_BIND",
+                format!("{bind_raw:?} is not an address such as 127.0.0.1:8080"),
+            )
+        })?;
+        let base_raw = serve
+            .base_domain
+            .clone()
+            .or_else(|| file.base_domain.clone())
+            .unwrap_or_else(|| "localhost".into());
+        let base_domain =
+            BaseDomain::parse(&base_raw).map_err(|e| bad("PORTCULLIS_BASE_DOMAIN", e.0))?;
+        let site_root = serve
+            .site_root
+            .clone()
+            .or_else(|| file.site_root.clone())
+            .unwrap_or_else(default_site_root);
+        let master_key = match master_key {
+            Some(k) if !k.trim().is_empty() => Some(SecretString::from(k.trim().to_owned())),
+            _ => None,
+        };
+        Ok(Self {
+            store,
+            bind,
+            base_domain,
+            public_scheme: serve.public_scheme.or(file.public_scheme).unwrap_or_default(),
+            public_port: serve.public_port.or(file.public_port),
+            site_root,
+            demo: serve.demo,
+            master_key,
+        })
+    }
+}
+
+/// The built front end sits next to the binary (`scripts/build.sh` puts it there), so the
+/// binary finds it wherever it is started from.
+fn default_site_root() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("site")))
+        .unwrap_or_else(|| PathBuf::from("site"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(bind: &str) -> ServeArgs {
+        ServeArgs {
+            bind: Some(bind.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let s = Settings::resolve(&GlobalArgs::default(), &ServeArgs::default(), None).unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.base_domain.as_str(), "localhost");
+        assert_eq!(
+            s.store.database,
+            DatabaseLocation::Sqlite(PathBuf::from("./data/portcullis.db"))
+        );
+        assert!(s.master_key.is_none());
+    }
+
+    #[test]
+    fn a_bad_value_names_its_setting() {
+        let e = Settings::resolve(&GlobalArgs::default(), &serve("nonsense"), None).unwrap_err();
+        assert_eq!(e.setting, "PORTCULLIS_BIND");
+        let g = GlobalArgs {
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        };
+        let e = Settings::resolve(&g, &ServeArgs::default(), None).unwrap_err();
+        assert_eq!(e.setting, "DATABASE_URL");
+        let s = ServeArgs {
+            base_domain: Some("bad domain".into()),
+            ..Default::default()
+        };
+        let e = Settings::resolve(&GlobalArgs::default(), &s, None).unwrap_err();
+        assert_eq!(e.setting, "PORTCULLIS_BASE_DOMAIN");
+    }
+
+    #[test]
+    fn the_toml_file_fills_in_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            "bind = \"127.0.0.1:9999\"\nbase_domain = \"mcp.example.com\"\n",
+        )
+        .unwrap();
+        let g = GlobalArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&g, &ServeArgs::default(), None).unwrap();
+        assert_eq!(s.bind.port(), 9999);
+        assert_eq!(s.base_domain.as_str(), "mcp.example.com");
+        let s = Settings::resolve(&g, &serve("127.0.0.1:7000"), None).unwrap();
+        assert_eq!(s.bind.port(), 7000);
+    }
+
+    #[test]
+    fn unknown_keys_in_the_toml_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, "bnid = \"127.0.0.1:1\"\n").unwrap();
+        let g = GlobalArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let e = Settings::resolve(&g, &ServeArgs::default(), None).unwrap_err();
+        assert_eq!(e.setting, "PORTCULLIS_CONFIG");
+        assert!(e.message.contains("bnid"), "{}", e.message);
+    }
+}

@@ -1,0 +1,324 @@
+//! The server side of the console's server functions (`app::api::ConsoleBackend`): sessions,
+//! CSRF checks, sign-in with admin or platform tokens, and the few changes the console makes.
+//!
+//! Every state-changing call checks the session's anti-CSRF token first. Results and errors the
+//! user should see are put in the session as a one-time "flash", so that a form posted without
+//! JavaScript (which the server answers with a redirect back) shows them too.
+
+use crate::auth::{self, SessionAuth, SESSION_AUTH, SESSION_FLASH};
+use crate::domain::{DisplayName, TokenHash, TokenKind};
+use crate::state::AppState;
+use crate::tenancy::{Host, Tenant};
+use crate::tenants::{self, format_time, TenantError};
+use app::api::{
+    BackendError, ConsoleBackend, ConsoleState, CreatedTenant, Flash, FlashKind, HostKind,
+    PlatformState, TenantConsole, TenantSummary,
+};
+use async_trait::async_trait;
+use http::request::Parts;
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+use tower_sessions::Session;
+
+pub struct Backend {
+    pub state: AppState,
+}
+
+fn internal(e: impl std::fmt::Display) -> BackendError {
+    tracing::error!(error = %e, "console operation failed");
+    BackendError::Internal
+}
+
+fn session(parts: &Parts) -> Result<Session, BackendError> {
+    parts
+        .extensions
+        .get::<Session>()
+        .cloned()
+        .ok_or_else(|| internal("session layer missing"))
+}
+
+fn tenant_of(parts: &Parts) -> Result<Arc<Tenant>, BackendError> {
+    auth::tenant_host(parts).ok_or(BackendError::WrongHost)
+}
+
+fn platform_only(parts: &Parts) -> Result<(), BackendError> {
+    match auth::host(parts) {
+        Some(Host::Platform) => Ok(()),
+        _ => Err(BackendError::WrongHost),
+    }
+}
+
+async fn flash(session: &Session, kind: FlashKind, message: impl Into<String>) -> Result<(), BackendError> {
+    session
+        .insert(
+            SESSION_FLASH,
+            Flash {
+                kind,
+                message: message.into(),
+            },
+        )
+        .await
+        .map_err(internal)
+}
+
+async fn take_flash(session: &Session) -> Result<Option<Flash>, BackendError> {
+    session.remove::<Flash>(SESSION_FLASH).await.map_err(internal)
+}
+
+async fn require_csrf(session: &Session, csrf: &str) -> Result<(), BackendError> {
+    if auth::csrf_ok(session, csrf).await {
+        Ok(())
+    } else {
+        tracing::warn!("form refused: anti-CSRF token missing or wrong");
+        Err(BackendError::Csrf)
+    }
+}
+
+impl Backend {
+    /// The signed-in admin of this host's tenant, if the session has one who is still an
+    /// active admin (checked on every request, so deactivation takes effect at once).
+    async fn signed_in_admin(
+        &self,
+        session: &Session,
+        tenant: &Tenant,
+    ) -> Result<Option<crate::store::UserRow>, BackendError> {
+        let Some(SessionAuth::Tenant { tenant_id, user_id }) =
+            session.get::<SessionAuth>(SESSION_AUTH).await.map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        if tenant_id != tenant.tenant_id {
+            return Ok(None);
+        }
+        let user = self
+            .state
+            .store
+            .user(&tenant.tenant_id, &user_id)
+            .await
+            .map_err(internal)?;
+        match user {
+            Some(u) if u.active && u.is_admin => Ok(Some(u)),
+            _ => {
+                session.remove_value(SESSION_AUTH).await.map_err(internal)?;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn platform_signed_in(&self, session: &Session) -> Result<bool, BackendError> {
+        Ok(matches!(
+            session.get::<SessionAuth>(SESSION_AUTH).await.map_err(internal)?,
+            Some(SessionAuth::Platform)
+        ))
+    }
+}
+
+#[async_trait]
+impl ConsoleBackend for Backend {
+    async fn host_kind(&self, parts: &Parts) -> Result<HostKind, BackendError> {
+        match auth::host(parts) {
+            Some(Host::Platform) => Ok(HostKind::Platform),
+            Some(Host::Tenant(t)) => Ok(HostKind::Tenant {
+                slug: t.slug.clone(),
+                name: t.name.clone(),
+            }),
+            None => Err(BackendError::WrongHost),
+        }
+    }
+
+    async fn console_state(&self, parts: &Parts) -> Result<ConsoleState, BackendError> {
+        let tenant = tenant_of(parts)?;
+        let session = session(parts)?;
+        let csrf = auth::csrf_token(&session).await.map_err(internal)?;
+        let flash = take_flash(&session).await?;
+        let console = match self.signed_in_admin(&session, &tenant).await? {
+            None => None,
+            Some(user) => {
+                let counts = self
+                    .state
+                    .store
+                    .user_counts(&tenant.tenant_id)
+                    .await
+                    .map_err(internal)?;
+                let urls = &self.state.urls;
+                Some(TenantConsole {
+                    tenant_slug: tenant.slug.clone(),
+                    tenant_name: tenant.name.clone(),
+                    tenant_created_at: format_time(tenant.created_at),
+                    user_email: user.email,
+                    gateway_base_url: urls.tenant_gateway(&tenant.slug),
+                    portal_url: format!("{}/", urls.tenant(&tenant.slug)),
+                    user_count: counts.users,
+                    admin_count: counts.admins,
+                })
+            }
+        };
+        Ok(ConsoleState {
+            csrf,
+            flash,
+            console,
+        })
+    }
+
+    async fn sign_in(&self, parts: &Parts, csrf: &str, token: &str) -> Result<(), BackendError> {
+        let tenant = tenant_of(parts)?;
+        let session = session(parts)?;
+        require_csrf(&session, csrf).await?;
+        let user = match TokenHash::of_presented(TokenKind::TenantAdmin, token) {
+            Some(hash) => self
+                .state
+                .store
+                .admin_by_token(&tenant.tenant_id, &hash)
+                .await
+                .map_err(internal)?,
+            None => None,
+        };
+        match user {
+            Some(user) => {
+                auth::begin_session(
+                    &session,
+                    &SessionAuth::Tenant {
+                        tenant_id: tenant.tenant_id.clone(),
+                        user_id: user.user_id.clone(),
+                    },
+                )
+                .await
+                .map_err(internal)?;
+                tracing::info!(tenant.id = %tenant.tenant_id, user.id = %user.user_id, "admin signed in with an admin token");
+            }
+            None => {
+                tracing::warn!(tenant.id = %tenant.tenant_id, "admin sign-in refused: invalid token");
+                flash(&session, FlashKind::Error, "That admin token is not valid for this tenant.").await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sign_out(&self, parts: &Parts, csrf: &str) -> Result<(), BackendError> {
+        let session = session(parts)?;
+        require_csrf(&session, csrf).await?;
+        session.flush().await.map_err(internal)?;
+        Ok(())
+    }
+
+    async fn rename_tenant(&self, parts: &Parts, csrf: &str, name: &str) -> Result<(), BackendError> {
+        let tenant = tenant_of(parts)?;
+        let session = session(parts)?;
+        require_csrf(&session, csrf).await?;
+        let user = self
+            .signed_in_admin(&session, &tenant)
+            .await?
+            .ok_or(BackendError::SignedOut)?;
+        match DisplayName::parse(name) {
+            Err(e) => flash(&session, FlashKind::Error, format!("Not saved: the {}.", e.0)).await?,
+            Ok(name) => {
+                self.state
+                    .store
+                    .rename_tenant(&tenant.tenant_id, &name)
+                    .await
+                    .map_err(internal)?;
+                // Rebuild the directory now so that the page rendered next shows the new name.
+                self.state
+                    .tenancy
+                    .refresh(&self.state.store)
+                    .await
+                    .map_err(internal)?;
+                tracing::info!(tenant.id = %tenant.tenant_id, user.id = %user.user_id, "tenant renamed");
+                flash(&session, FlashKind::Info, "Saved.").await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn platform_state(&self, parts: &Parts) -> Result<PlatformState, BackendError> {
+        platform_only(parts)?;
+        let session = session(parts)?;
+        let csrf = auth::csrf_token(&session).await.map_err(internal)?;
+        let flash = take_flash(&session).await?;
+        let signed_in = self.platform_signed_in(&session).await?;
+        let (tenants, created) = if signed_in {
+            let rows = self.state.store.list_tenants().await.map_err(internal)?;
+            let tenants = rows
+                .into_iter()
+                .map(|r| TenantSummary {
+                    console_url: self.state.urls.tenant_console(&r.slug),
+                    created_at: format_time(r.created_at),
+                    slug: r.slug,
+                    name: r.name,
+                })
+                .collect();
+            let created = session
+                .id()
+                .and_then(|id| self.state.reveals.take(&id.to_string()));
+            (tenants, created)
+        } else {
+            (Vec::new(), None)
+        };
+        Ok(PlatformState {
+            csrf,
+            flash,
+            signed_in,
+            tenants,
+            created,
+        })
+    }
+
+    async fn platform_sign_in(&self, parts: &Parts, csrf: &str, token: &str) -> Result<(), BackendError> {
+        platform_only(parts)?;
+        let session = session(parts)?;
+        require_csrf(&session, csrf).await?;
+        if auth::platform_token_valid(&self.state.store, token)
+            .await
+            .map_err(internal)?
+        {
+            auth::begin_session(&session, &SessionAuth::Platform)
+                .await
+                .map_err(internal)?;
+            tracing::info!("platform operator signed in");
+        } else {
+            tracing::warn!("platform sign-in refused: invalid token");
+            flash(&session, FlashKind::Error, "That platform token is not valid.").await?;
+        }
+        Ok(())
+    }
+
+    async fn platform_create_tenant(
+        &self,
+        parts: &Parts,
+        csrf: &str,
+        slug: &str,
+        name: &str,
+        admin_email: &str,
+    ) -> Result<(), BackendError> {
+        platform_only(parts)?;
+        let session = session(parts)?;
+        require_csrf(&session, csrf).await?;
+        if !self.platform_signed_in(&session).await? {
+            return Err(BackendError::SignedOut);
+        }
+        match tenants::create(&self.state.store, slug, name, admin_email).await {
+            Ok(created) => {
+                self.state
+                    .tenancy
+                    .refresh(&self.state.store)
+                    .await
+                    .map_err(internal)?;
+                // The session has an id: it was saved when it signed in.
+                let id = session.id().ok_or_else(|| internal("session without id"))?;
+                let slug = created.tenant.slug.clone();
+                self.state.reveals.put(
+                    id.to_string(),
+                    CreatedTenant {
+                        console_url: self.state.urls.tenant_console(&slug),
+                        slug,
+                        admin_email: created.admin_email,
+                        admin_token: created.admin_token.expose_secret().to_owned(),
+                    },
+                );
+            }
+            Err(TenantError::Store(e)) => return Err(internal(e)),
+            Err(e) => flash(&session, FlashKind::Error, format!("Not created: {e}.")).await?,
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! The master key (key-encryption key) that will wrap every tenant's data keys in the vault.
+//!
+//! Embedded default: generated on first start into `{data_dir}/master.key`, mode 0600. With
+//! PostgreSQL (several replicas) it must come from `PORTCULLIS_MASTER_KEY`, since a key on one
+//! machine's disk would leave the other replicas unable to decrypt. Either way the database keeps
+//! a fingerprint of the key, so a server started with the wrong key refuses to start instead of
+//! failing later on every decryption. The key is never logged.
+
+use crate::store::Store;
+use base64::Engine;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::Path;
+
+pub const KEY_FILE: &str = "master.key";
+const FINGERPRINT_SETTING: &str = "master_key_fingerprint";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("PORTCULLIS_MASTER_KEY must be the base64 encoding of exactly 32 bytes")]
+    BadKey,
+    #[error(
+        "PORTCULLIS_MASTER_KEY is required with PostgreSQL (every replica needs the same key); \
+         generate one with: head -c 32 /dev/urandom | base64"
+    )]
+    Missing,
+    #[error("cannot read or write the master key file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("{0} is not a valid master key file (base64 of 32 bytes expected)")]
+    BadFile(String),
+    #[error(
+        "the master key does not match the one this database was set up with; \
+         start with the original key (the fingerprints differ)"
+    )]
+    Mismatch,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// 32 secret bytes, zeroized on drop.
+pub struct MasterKey(SecretBox<[u8; 32]>);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(redacted)")
+    }
+}
+
+impl MasterKey {
+    fn decode(text: &str) -> Option<Self> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()?;
+        let arr: [u8; 32] = bytes.try_into().ok()?;
+        Some(Self(SecretBox::new(Box::new(arr))))
+    }
+
+    fn generate() -> (Self, String) {
+        let mut arr = [0u8; 32];
+        rand::rng().fill_bytes(&mut arr);
+        let text = base64::engine::general_purpose::STANDARD.encode(arr);
+        (Self(SecretBox::new(Box::new(arr))), text)
+    }
+
+    /// A non-secret identifier of the key (domain-separated hash, 16 hex chars), safe to show
+    /// admins and to store.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"portcullis master key fingerprint v1\0");
+        h.update(self.0.expose_secret());
+        hex::encode(&h.finalize()[..8])
+    }
+}
+
+/// Loads (or on the embedded default, creates) the master key and checks it against the
+/// fingerprint stored in the database.
+pub async fn load_or_create(
+    from_env: Option<&SecretString>,
+    data_dir: &Path,
+    postgres: bool,
+    store: &Store,
+) -> Result<MasterKey, KeyError> {
+    let key = match from_env {
+        Some(k) => MasterKey::decode(k.expose_secret()).ok_or(KeyError::BadKey)?,
+        None if postgres => return Err(KeyError::Missing),
+        None => load_or_create_file(&data_dir.join(KEY_FILE))?,
+    };
+    let fp = key.fingerprint();
+    store
+        .set_platform_setting_if_absent(FINGERPRINT_SETTING, &fp)
+        .await?;
+    match store.platform_setting(FINGERPRINT_SETTING).await? {
+        Some(stored) if stored == fp => Ok(key),
+        _ => Err(KeyError::Mismatch),
+    }
+}
+
+fn load_or_create_file(path: &Path) -> Result<MasterKey, KeyError> {
+    let file_err = |e: std::io::Error| KeyError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            MasterKey::decode(&text).ok_or_else(|| KeyError::BadFile(path.display().to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(file_err)?;
+            }
+            let (key, text) = MasterKey::generate();
+            // create_new: never overwrite a key another process wrote a moment ago.
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            match opts.open(path) {
+                Ok(mut f) => {
+                    f.write_all(text.as_bytes()).map_err(file_err)?;
+                    f.sync_all().map_err(file_err)?;
+                    Ok(key)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    load_or_create_file(path)
+                }
+                Err(e) => Err(file_err(e)),
+            }
+        }
+        Err(e) => Err(file_err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_key_file_is_private_and_reloads_to_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join(KEY_FILE);
+        let k1 = load_or_create_file(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let k2 = load_or_create_file(&path).unwrap();
+        assert_eq!(k1.fingerprint(), k2.fingerprint());
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        assert!(MasterKey::decode("not base64!").is_none());
+        assert!(MasterKey::decode("c2hvcnQ=").is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(KEY_FILE);
+        std::fs::write(&path, "garbage").unwrap();
+        assert!(matches!(load_or_create_file(&path), Err(KeyError::BadFile(_))));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_key() {
+        let (k, text) = MasterKey::generate();
+        assert!(!format!("{k:?}").contains(&text));
+    }
+}

@@ -1,0 +1,19 @@
+//! Portcullis server: tenant routing by host, the consoles (Leptos SSR), the JSON API, the
+//! store and the operator CLI. `main.rs` only parses the command line and calls in here.
+//! ARCHITECTURE.md maps the modules.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod console;
+pub mod domain;
+pub mod error;
+pub mod keys;
+pub mod ops;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod tenancy;
+pub mod tenants;

@@ -1,0 +1,63 @@
+//! The `portcullis` binary: parse the command line, set up logging, run one command.
+
+use clap::Parser;
+use portcullis::config::{Cli, Command, Settings, StoreConfig};
+use portcullis::startup::{shutdown_signal, Application, DEMO_SLUG};
+use portcullis::{cli, telemetry};
+use secrecy::ExposeSecret;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Cli::parse();
+    match run(args).await {
+        Ok(code) => code,
+        Err(cli::CliError(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Cli) -> Result<ExitCode, cli::CliError> {
+    match args.command {
+        Command::Serve(serve) => {
+            let master_key = std::env::var("PORTCULLIS_MASTER_KEY").ok();
+            let settings = Settings::resolve(&args.global, &serve, master_key)?;
+            telemetry::init(settings.store.log_format);
+            tracing::info!(database = %settings.store.database.redacted(), "starting");
+            let demo = settings.demo;
+            let app = Application::build(settings).await?;
+            print_banner(&app, demo);
+            app.run_until_stopped(shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let store = StoreConfig::resolve(&args.global)?;
+            telemetry::init(store.log_format);
+            cli::migrate(&store).await
+        }
+        Command::Tenant(cmd) => {
+            let store = StoreConfig::resolve(&args.global)?;
+            cli::tenant(&store, cmd).await
+        }
+    }
+}
+
+/// What an operator needs after start: where to go and, once, the secrets made on this start.
+/// Printed to stdout, not through the logger, so that secrets never reach log pipelines.
+fn print_banner(app: &Application, demo: bool) {
+    let urls = app.urls();
+    println!("Portcullis is listening on port {}", app.port());
+    println!("  platform console: {}", urls.platform());
+    if let Some(t) = &app.first_start.platform_token {
+        println!("  platform admin token (shown once, store it now): {}", t.expose_secret());
+    }
+    if demo {
+        println!("  demo tenant console: {}", urls.tenant_console(DEMO_SLUG));
+        if let Some(t) = &app.first_start.demo_token {
+            println!("  sign in with the demo admin token: {}", t.expose_secret());
+            println!("  (kept in the data directory as demo-admin-token and platform-admin-token)");
+        }
+    }
+}

@@ -1,0 +1,367 @@
+//! Builds the application: opens the store, checks the master key, makes first-start secrets,
+//! loads the tenant directory, binds the listener and assembles the router with its layers.
+//! `Application::build` binds (port 0 in tests) and exposes `port()` and `run_until_stopped()`.
+
+use crate::auth::PLATFORM_TOKEN_SETTING;
+use crate::config::{Scheme, Settings};
+use crate::console::Backend;
+use crate::domain::{NewToken, TokenKind};
+use crate::error::ApiError;
+use crate::ops::{self, Metrics};
+use crate::state::{AppState, Reveals, Urls};
+use crate::store::{DatabaseLocation, Store, StoreError};
+use crate::tenancy::{self, Tenancy};
+use crate::{api, keys, tenants};
+use app::api::SharedBackend;
+use axum::extract::Request;
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http::{Method, StatusCode};
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use secrecy::{ExposeSecret, SecretString};
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+/// Largest request body the server reads; larger ones get 413 before any handler runs.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEMO_SLUG: &str = "demo";
+pub const DEMO_TOKEN_FILE: &str = "demo-admin-token";
+pub const PLATFORM_TOKEN_FILE: &str = "platform-admin-token";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("demo set-up: {0}")]
+    Demo(String),
+}
+
+/// What a start printed for the operator: secrets made on this start, shown once.
+#[derive(Default)]
+pub struct FirstStart {
+    /// The platform admin token, when this start created it.
+    pub platform_token: Option<SecretString>,
+    /// The demo tenant's admin token (demo mode), and whether this start created the tenant.
+    pub demo_token: Option<SecretString>,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    port: u16,
+    state: AppState,
+    shutdown: watch::Sender<bool>,
+    pub first_start: FirstStart,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let store = Store::open(&settings.store.database).await?;
+        let postgres = matches!(settings.store.database, DatabaseLocation::Postgres(_));
+        keys::load_or_create(
+            settings.master_key.as_ref(),
+            &settings.store.data_dir,
+            postgres,
+            &store,
+        )
+        .await?;
+        let mut first_start = FirstStart {
+            platform_token: ensure_platform_token(&store).await?,
+            demo_token: None,
+        };
+        if settings.demo {
+            first_start.demo_token = Some(ensure_demo(&store, &settings.store.data_dir).await?);
+            if let Some(t) = &first_start.platform_token {
+                write_secret_file(
+                    &settings.store.data_dir.join(PLATFORM_TOKEN_FILE),
+                    t.expose_secret(),
+                )
+                .map_err(StartupError::Demo)?;
+            }
+        }
+        let tenancy = Arc::new(Tenancy::load(settings.base_domain.clone(), &store).await?);
+
+        let listener = TcpListener::bind(settings.bind)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: settings.bind,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.bind,
+            source,
+        })?;
+        let urls = Urls::new(
+            settings.public_scheme,
+            settings.base_domain.as_str().to_owned(),
+            settings.public_port.unwrap_or(local.port()),
+        );
+        let leptos_options = LeptosOptions::builder()
+            .output_name("portcullis")
+            .site_root(settings.site_root.display().to_string())
+            .site_pkg_dir("pkg")
+            .site_addr(local)
+            .build();
+        let state = AppState {
+            store,
+            tenancy,
+            urls,
+            leptos_options,
+            metrics: Arc::new(Metrics::default()),
+            reveals: Arc::new(Reveals::default()),
+            secure_cookies: settings.public_scheme == Scheme::Https,
+        };
+        let router = build_router(state.clone(), &settings.site_root);
+        let (shutdown, _) = watch::channel(false);
+        Ok(Self {
+            listener,
+            router,
+            port: local.port(),
+            state,
+            shutdown,
+            first_start,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn urls(&self) -> &Urls {
+        &self.state.urls
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.state.store
+    }
+
+    /// Serves until `signal` resolves, then stops accepting, finishes in-flight requests and
+    /// stops the background tasks.
+    pub async fn run_until_stopped(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Application {
+            listener,
+            router,
+            state,
+            shutdown,
+            ..
+        } = self;
+        let watcher = tokio::spawn(tenancy::watch_changes(
+            state.tenancy.clone(),
+            state.store.clone(),
+            shutdown.subscribe(),
+        ));
+        let sweeper = tokio::spawn(sweep_sessions(state.store.clone(), shutdown.subscribe()));
+        let res = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await;
+        let _ = shutdown.send(true);
+        let _ = watcher.await;
+        let _ = sweeper.await;
+        state.store.close().await;
+        res
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+async fn sweep_sessions(store: Store, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = store.delete_expired_sessions().await {
+                    tracing::warn!(error = %e, "deleting expired sessions failed");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Creates the platform admin token on the first start of a database; returns it then (to be
+/// printed once), `None` on later starts.
+async fn ensure_platform_token(store: &Store) -> Result<Option<SecretString>, StoreError> {
+    if store.platform_setting(PLATFORM_TOKEN_SETTING).await?.is_some() {
+        return Ok(None);
+    }
+    let token = NewToken::generate(TokenKind::Platform);
+    let stored = store
+        .set_platform_setting_if_absent(PLATFORM_TOKEN_SETTING, token.hash.as_str())
+        .await?;
+    Ok(stored.then_some(token.plaintext))
+}
+
+/// Demo mode: creates the `demo` tenant once and keeps its admin token in the data directory
+/// (mode 0600) so that every `make run` can print how to sign in.
+async fn ensure_demo(store: &Store, data_dir: &Path) -> Result<SecretString, StartupError> {
+    let path = data_dir.join(DEMO_TOKEN_FILE);
+    let slug = crate::domain::TenantSlug::parse(DEMO_SLUG).map_err(|e| StartupError::Demo(e.0))?;
+    if store.tenant_by_slug(&slug).await?.is_some() {
+        return std::fs::read_to_string(&path)
+            .map(|t| SecretString::from(t.trim().to_owned()))
+            .map_err(|e| {
+                StartupError::Demo(format!(
+                    "the demo tenant exists but its token file {} is unreadable ({e}); \
+                     remove the data directory to start over",
+                    path.display()
+                ))
+            });
+    }
+    let created = tenants::create(store, DEMO_SLUG, "Demo Corp", "admin@demo.example.com")
+        .await
+        .map_err(|e| StartupError::Demo(e.to_string()))?;
+    write_secret_file(&path, created.admin_token.expose_secret()).map_err(StartupError::Demo)?;
+    Ok(created.admin_token)
+}
+
+fn write_secret_file(path: &Path, secret: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+        .and_then(|mut f| f.write_all(format!("{secret}\n").as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn build_router(state: AppState, site_root: &Path) -> Router {
+    let session_layer = SessionManagerLayer::new(crate::store::SessionStoreAdapter(
+        state.store.clone(),
+    ))
+    .with_name("portcullis_session")
+    .with_http_only(true)
+    .with_same_site(SameSite::Lax)
+    .with_secure(state.secure_cookies)
+    .with_path("/")
+    .with_expiry(Expiry::OnInactivity(time::Duration::hours(8)));
+
+    let backend: SharedBackend = Arc::new(Backend {
+        state: state.clone(),
+    });
+    let routes = generate_route_list(app::App);
+    let console = Router::new()
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(backend.clone()),
+            {
+                let options = state.leptos_options.clone();
+                move || app::shell(options.clone())
+            },
+        )
+        .layer(session_layer);
+
+    Router::new()
+        .merge(api::router())
+        .merge(console)
+        .nest_service("/pkg", ServeDir::new(site_root.join("pkg")))
+        .fallback(fallback)
+        .route_layer(from_fn_with_state(state.metrics.clone(), ops::record_metrics))
+        .layer(from_fn(same_origin_writes))
+        .layer(from_fn_with_state(state.tenancy.clone(), tenancy::resolve_host))
+        .merge(ops::router())
+        .layer(from_fn(ops::log_errors))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let request_id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                // The path only: query strings may carry codes or tokens.
+                tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    request_id = %request_id,
+                )
+            }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn fallback(req: Request) -> Response {
+    if req.uri().path().starts_with("/api/") {
+        ApiError::NotFound.into_response()
+    } else {
+        tenancy::not_found()
+    }
+}
+
+/// Defence in depth against cross-site form posts (besides the per-form CSRF token and
+/// SameSite cookies): a state-changing browser request whose `Origin` is not this host is
+/// refused. The JSON API is exempt: it authenticates with bearer tokens, never cookies.
+async fn same_origin_writes(req: Request, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if safe || req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if let Some(origin) = req.headers().get(http::header::ORIGIN) {
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://").map(|(_, h)| h));
+        if origin_host.is_none() || origin_host != host {
+            tracing::warn!("cross-origin form post refused");
+            return (StatusCode::FORBIDDEN, "cross-origin request refused\n").into_response();
+        }
+    }
+    next.run(req).await
+}
