@@ -151,8 +151,7 @@ mod backend {
     pub(crate) fn backend_and_parts() -> Result<(SharedBackend, Parts), ServerFnError> {
         let backend = use_context::<SharedBackend>()
             .ok_or_else(|| ServerFnError::new("console backend missing"))?;
-        let parts =
-            use_context::<Parts>().ok_or_else(|| ServerFnError::new("request missing"))?;
+        let parts = use_context::<Parts>().ok_or_else(|| ServerFnError::new("request missing"))?;
         Ok((backend, parts))
     }
 
@@ -161,10 +160,25 @@ mod backend {
     }
 }
 
+/// What `/` shows: the platform console on the bare domain, the portal on a tenant host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HomeState {
+    Platform(PlatformState),
+    Portal { tenant_name: String },
+}
+
+/// Everything `/` needs in one round trip (one resource, fetched once per render).
 #[server(prefix = "/_console")]
-pub async fn get_host_kind() -> Result<HostKind, ServerFnError> {
+pub async fn load_home() -> Result<HomeState, ServerFnError> {
     let (backend, parts) = backend_and_parts()?;
-    backend.host_kind(&parts).await.map_err(to_sfn)
+    match backend.host_kind(&parts).await.map_err(to_sfn)? {
+        HostKind::Platform => backend
+            .platform_state(&parts)
+            .await
+            .map(HomeState::Platform)
+            .map_err(to_sfn),
+        HostKind::Tenant { name, .. } => Ok(HomeState::Portal { tenant_name: name }),
+    }
 }
 
 #[server(prefix = "/_console")]
@@ -177,10 +191,7 @@ pub async fn load_console() -> Result<ConsoleState, ServerFnError> {
 #[server(prefix = "/_console")]
 pub async fn sign_in(csrf: String, token: String) -> Result<(), ServerFnError> {
     let (backend, parts) = backend_and_parts()?;
-    backend
-        .sign_in(&parts, &csrf, &token)
-        .await
-        .map_err(to_sfn)
+    backend.sign_in(&parts, &csrf, &token).await.map_err(to_sfn)
 }
 
 #[server(prefix = "/_console")]
@@ -196,12 +207,6 @@ pub async fn rename_tenant(csrf: String, name: String) -> Result<(), ServerFnErr
         .rename_tenant(&parts, &csrf, &name)
         .await
         .map_err(to_sfn)
-}
-
-#[server(prefix = "/_console")]
-pub async fn load_platform() -> Result<PlatformState, ServerFnError> {
-    let (backend, parts) = backend_and_parts()?;
-    backend.platform_state(&parts).await.map_err(to_sfn)
 }
 
 #[server(prefix = "/_console")]

@@ -35,7 +35,13 @@ pub fn AdminPage() -> impl IntoView {
     // Refetched after every form so that the page shows the new state (with JavaScript); a
     // plain form post reloads the page instead.
     let state = Resource::new(
-        move || (sign_in.version().get(), sign_out.version().get(), rename.version().get()),
+        move || {
+            (
+                sign_in.version().get(),
+                sign_out.version().get(),
+                rename.version().get(),
+            )
+        },
         |_| api::load_console(),
     );
     let params = use_params_map();
@@ -59,7 +65,11 @@ pub fn AdminPage() -> impl IntoView {
 }
 
 #[component]
-fn SignInForm(csrf: String, flash: Option<api::Flash>, sign_in: ServerAction<SignIn>) -> impl IntoView {
+fn SignInForm(
+    csrf: String,
+    flash: Option<api::Flash>,
+    sign_in: ServerAction<SignIn>,
+) -> impl IntoView {
     view! {
         <Title text="Sign in · Portcullis"/>
         <main class="centered">
@@ -96,12 +106,21 @@ fn ConsoleLayout(
     let title = current.map(|s| s.title).unwrap_or("Overview");
     let body = match (section.as_str(), current) {
         ("", _) => view! { <Overview console=console.clone()/> }.into_any(),
-        ("settings", _) => view! { <Settings console=console.clone() csrf=csrf.clone() rename/> }.into_any(),
+        ("settings", _) => {
+            view! { <Settings console=console.clone() csrf=csrf.clone() rename/> }.into_any()
+        }
         (_, Some(s)) => view! { <Placeholder title=s.title purpose=s.purpose/> }.into_any(),
-        (_, None) => view! { <ErrorBox message="There is no such page in the console.".to_string()/> }.into_any(),
+        (_, None) => {
+            view! { <ErrorBox message="There is no such page in the console.".to_string()/> }
+                .into_any()
+        }
     };
     let nav_link = move |slug: &'static str, label: &'static str| {
-        let href = if slug.is_empty() { "/admin".to_string() } else { format!("/admin/{slug}") };
+        let href = if slug.is_empty() {
+            "/admin".to_string()
+        } else {
+            format!("/admin/{slug}")
+        };
         let active = slug == section;
         view! {
             <li>
@@ -187,7 +206,11 @@ fn Overview(console: TenantConsole) -> impl IntoView {
 }
 
 #[component]
-fn Settings(console: TenantConsole, csrf: String, rename: ServerAction<RenameTenant>) -> impl IntoView {
+fn Settings(
+    console: TenantConsole,
+    csrf: String,
+    rename: ServerAction<RenameTenant>,
+) -> impl IntoView {
     view! {
         <section class="card">
             <h2>"Display name"</h2>

@@ -62,16 +62,21 @@ pub fn App() -> impl IntoView {
 }
 
 /// `/`: the platform console on the bare domain, the user portal on a tenant host.
+///
+/// The resource is created here, once, outside any reactive closure: a resource created inside
+/// a `Suspend` would be created (and fetched) again on every re-run, and the state carries
+/// one-time messages that must be read exactly once.
 #[component]
 fn Home() -> impl IntoView {
-    let kind = Resource::new(|| (), |_| api::get_host_kind());
+    let actions = platform::PlatformActions::new();
+    let state = Resource::new(move || actions.version(), |_| api::load_home());
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match kind.await {
-                    Ok(api::HostKind::Platform) => view! { <platform::PlatformConsole/> }.into_any(),
-                    Ok(api::HostKind::Tenant { name, .. }) => view! { <Portal name/> }.into_any(),
-                    Err(e) => view! { <ErrorBox message=e.to_string()/> }.into_any(),
+                match state.await {
+                    Ok(api::HomeState::Platform(s)) => view! { <platform::PlatformConsole state=s actions/> }.into_any(),
+                    Ok(api::HomeState::Portal { tenant_name }) => view! { <Portal name=tenant_name/> }.into_any(),
+                    Err(e) => view! { <main class="centered"><ErrorBox message=e.to_string()/></main> }.into_any(),
                 }
             })}
         </Suspense>
@@ -135,7 +140,11 @@ pub(crate) fn FlashBox(flash: Option<api::Flash>) -> impl IntoView {
 /// A secret input with a show/hide toggle (a client-side interaction: it only works once the
 /// page has hydrated, and the field stays a plain password input without JavaScript).
 #[component]
-pub(crate) fn SecretInput(name: &'static str, id: &'static str, label: &'static str) -> impl IntoView {
+pub(crate) fn SecretInput(
+    name: &'static str,
+    id: &'static str,
+    label: &'static str,
+) -> impl IntoView {
     let visible = RwSignal::new(false);
     view! {
         <label for=id>{label}</label>

@@ -1,45 +1,72 @@
 //! The platform console on the bare base domain: the operator signs in with the platform admin
 //! token, lists tenants and creates new ones.
 
-use crate::api::{self, PlatformCreateTenant, PlatformSignIn, PlatformState, SignOut};
-use crate::{ErrorBox, FlashBox, SecretInput};
+use crate::api::{PlatformCreateTenant, PlatformSignIn, PlatformState, SignOut};
+use crate::{FlashBox, SecretInput};
 use leptos::prelude::*;
 use leptos_meta::Title;
 
+/// The platform console's forms; `Home` refetches its state whenever one completes.
+#[derive(Clone, Copy)]
+pub struct PlatformActions {
+    pub sign_in: ServerAction<PlatformSignIn>,
+    pub sign_out: ServerAction<SignOut>,
+    pub create: ServerAction<PlatformCreateTenant>,
+}
+
+impl Default for PlatformActions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PlatformActions {
+    pub fn new() -> Self {
+        Self {
+            sign_in: ServerAction::new(),
+            sign_out: ServerAction::new(),
+            create: ServerAction::new(),
+        }
+    }
+
+    /// Changes whenever any of the forms has completed (tracked).
+    pub fn version(&self) -> (usize, usize, usize) {
+        (
+            self.sign_in.version().get(),
+            self.sign_out.version().get(),
+            self.create.version().get(),
+        )
+    }
+}
+
 #[component]
-pub fn PlatformConsole() -> impl IntoView {
-    let sign_in = ServerAction::<PlatformSignIn>::new();
-    let sign_out = ServerAction::<SignOut>::new();
-    let create = ServerAction::<PlatformCreateTenant>::new();
-    let state = Resource::new(
-        move || (sign_in.version().get(), sign_out.version().get(), create.version().get()),
-        |_| api::load_platform(),
-    );
+pub fn PlatformConsole(state: PlatformState, actions: PlatformActions) -> impl IntoView {
+    let PlatformActions {
+        sign_in,
+        sign_out,
+        create,
+    } = actions;
     view! {
         <Title text="Platform · Portcullis"/>
-        <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match state.await {
-                    Ok(s) if s.signed_in => view! { <Tenants state=s sign_out create/> }.into_any(),
-                    Ok(s) => view! {
-                        <main class="centered">
-                            <section class="card narrow">
-                                <p class="brand">"Portcullis"</p>
-                                <h1>"Platform console"</h1>
-                                <FlashBox flash=s.flash/>
-                                <ActionForm action=sign_in attr:id="platform-sign-in-form">
-                                    <input type="hidden" name="csrf" value=s.csrf/>
-                                    <SecretInput name="token" id="platform-token" label="Platform admin token"/>
-                                    <p class="hint">"Printed by " <code>"portcullis serve"</code> " on its first start."</p>
-                                    <button type="submit" class="primary">"Sign in"</button>
-                                </ActionForm>
-                            </section>
-                        </main>
-                    }.into_any(),
-                    Err(e) => view! { <main class="centered"><ErrorBox message=e.to_string()/></main> }.into_any(),
-                }
-            })}
-        </Suspense>
+        {if state.signed_in {
+            view! { <Tenants state sign_out create/> }.into_any()
+        } else {
+            view! {
+                <main class="centered">
+                    <section class="card narrow">
+                        <p class="brand">"Portcullis"</p>
+                        <h1>"Platform console"</h1>
+                        <FlashBox flash=state.flash/>
+                        <ActionForm action=sign_in attr:id="platform-sign-in-form">
+                            <input type="hidden" name="csrf" value=state.csrf/>
+                            <SecretInput name="token" id="platform-token" label="Platform admin token"/>
+                            <p class="hint">"Printed by " <code>"portcullis serve"</code> " on its first start."</p>
+                            <button type="submit" class="primary">"Sign in"</button>
+                        </ActionForm>
+                    </section>
+                </main>
+            }.into_any()
+        }}
     }
 }
 
@@ -49,7 +76,13 @@ fn Tenants(
     sign_out: ServerAction<SignOut>,
     create: ServerAction<PlatformCreateTenant>,
 ) -> impl IntoView {
-    let PlatformState { csrf, flash, tenants, created, .. } = state;
+    let PlatformState {
+        csrf,
+        flash,
+        tenants,
+        created,
+        ..
+    } = state;
     let csrf_create = csrf.clone();
     view! {
         <div class="platform">

@@ -77,10 +77,14 @@ async fn patch_tenant(
     json: Result<Json<PatchTenant>, JsonRejection>,
 ) -> Result<Json<TenantView>, ApiError> {
     let patch = body(json)?;
-    let name = DisplayName::parse(&patch.name).map_err(|e| ApiError::Invalid(format!("name: {}", e.0)))?;
-    state.store.rename_tenant(&admin.tenant.tenant_id, &name).await?;
+    let name =
+        DisplayName::parse(&patch.name).map_err(|e| ApiError::Invalid(format!("name: {}", e.0)))?;
+    state
+        .store
+        .rename_tenant(&admin.tenant.tenant_id, &name)
+        .await?;
+    state.tenancy.refresh(&state.store).await?;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, "tenant renamed");
-    // The directory refreshes asynchronously; answer with what was written.
     Ok(Json(tenant_view(
         &state,
         &admin.tenant.slug,
@@ -133,6 +137,8 @@ async fn create_tenant(
 ) -> Result<impl IntoResponse, ApiError> {
     let req = body(json)?;
     let created = tenants::create(&state.store, &req.slug, &req.name, &req.admin_email).await?;
+    // Serve the new tenant from this replica at once; others follow via the change counter.
+    state.tenancy.refresh(&state.store).await?;
     let t = &created.tenant;
     Ok((
         StatusCode::CREATED,

@@ -33,7 +33,11 @@ pub enum SessionAuth {
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = parts
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -92,7 +96,10 @@ impl FromRequestParts<AppState> for PlatformAdmin {
 }
 
 /// Checks a presented platform token against the stored hash, in constant time.
-pub async fn platform_token_valid(store: &Store, token: &str) -> Result<bool, crate::store::StoreError> {
+pub async fn platform_token_valid(
+    store: &Store,
+    token: &str,
+) -> Result<bool, crate::store::StoreError> {
     let Some(presented) = TokenHash::of_presented(TokenKind::Platform, token) else {
         return Ok(false);
     };
@@ -132,7 +139,10 @@ pub async fn csrf_ok(session: &Session, presented: &str) -> bool {
 }
 
 /// Starts a signed-in session: a new session id (no fixation), a new CSRF token.
-pub async fn begin_session(session: &Session, auth: &SessionAuth) -> Result<(), tower_sessions::session::Error> {
+pub async fn begin_session(
+    session: &Session,
+    auth: &SessionAuth,
+) -> Result<(), tower_sessions::session::Error> {
     session.cycle_id().await?;
     session.insert(SESSION_AUTH, auth).await?;
     session.insert(SESSION_CSRF, random_token()).await?;

@@ -56,7 +56,10 @@ pub async fn tenant(store_cfg: &StoreConfig, cmd: TenantCommand) -> Result<ExitC
                 println!("First admin: {}", created.admin_email);
                 println!("Admin token (shown once, store it now):");
                 println!("  {}", created.admin_token.expose_secret());
-                println!("Sign in at http://{}.<base-domain>/admin with this token.", t.slug);
+                println!(
+                    "Sign in at http://{}.<base-domain>/admin with this token.",
+                    t.slug
+                );
             }
             ExitCode::SUCCESS
         }
@@ -79,7 +82,12 @@ pub async fn tenant(store_cfg: &StoreConfig, cmd: TenantCommand) -> Result<ExitC
             } else {
                 println!("{:<24} {:<32} CREATED", "SLUG", "NAME");
                 for r in &rows {
-                    println!("{:<24} {:<32} {}", r.slug, r.name, format_time(r.created_at));
+                    println!(
+                        "{:<24} {:<32} {}",
+                        r.slug,
+                        r.name,
+                        format_time(r.created_at)
+                    );
                 }
             }
             ExitCode::SUCCESS

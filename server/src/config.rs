@@ -13,7 +13,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Parser)]
-#[command(name = "portcullis", version, about = "MCP security control plane and gateway")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "MCP security control plane and gateway"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -177,10 +181,13 @@ fn read_file_config(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
     let Some(path) = path else {
         return Ok(FileConfig::default());
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| bad("PORTCULLIS_CONFIG", format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text)
-        .map_err(|e| bad("PORTCULLIS_CONFIG", format!("{}: {e}", path.display())))
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        bad(
+            "PORTCULLIS_CONFIG",
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    toml::from_str(&text).map_err(|e| bad("PORTCULLIS_CONFIG", format!("{}: {e}", path.display())))
 }
 
 impl StoreConfig {
@@ -195,7 +202,11 @@ impl StoreConfig {
             .clone()
             .or_else(|| file.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from("./data"));
-        let database = match global.database_url.clone().or_else(|| file.database_url.clone()) {
+        let database = match global
+            .database_url
+            .clone()
+            .or_else(|| file.database_url.clone())
+        {
             Some(url) if !url.trim().is_empty() => {
                 DatabaseLocation::parse(url.trim()).map_err(|m| bad("DATABASE_URL", m))?
             }
@@ -250,7 +261,10 @@ impl Settings {
             store,
             bind,
             base_domain,
-            public_scheme: serve.public_scheme.or(file.public_scheme).unwrap_or_default(),
+            public_scheme: serve
+                .public_scheme
+                .or(file.public_scheme)
+                .unwrap_or_default(),
             public_port: serve.public_port.or(file.public_port),
             site_root,
             demo: serve.demo,

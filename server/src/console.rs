@@ -48,7 +48,11 @@ fn platform_only(parts: &Parts) -> Result<(), BackendError> {
     }
 }
 
-async fn flash(session: &Session, kind: FlashKind, message: impl Into<String>) -> Result<(), BackendError> {
+async fn flash(
+    session: &Session,
+    kind: FlashKind,
+    message: impl Into<String>,
+) -> Result<(), BackendError> {
     session
         .insert(
             SESSION_FLASH,
@@ -62,7 +66,10 @@ async fn flash(session: &Session, kind: FlashKind, message: impl Into<String>) -
 }
 
 async fn take_flash(session: &Session) -> Result<Option<Flash>, BackendError> {
-    session.remove::<Flash>(SESSION_FLASH).await.map_err(internal)
+    session
+        .remove::<Flash>(SESSION_FLASH)
+        .await
+        .map_err(internal)
 }
 
 async fn require_csrf(session: &Session, csrf: &str) -> Result<(), BackendError> {
@@ -82,8 +89,10 @@ impl Backend {
         session: &Session,
         tenant: &Tenant,
     ) -> Result<Option<crate::store::UserRow>, BackendError> {
-        let Some(SessionAuth::Tenant { tenant_id, user_id }) =
-            session.get::<SessionAuth>(SESSION_AUTH).await.map_err(internal)?
+        let Some(SessionAuth::Tenant { tenant_id, user_id }) = session
+            .get::<SessionAuth>(SESSION_AUTH)
+            .await
+            .map_err(internal)?
         else {
             return Ok(None);
         };
@@ -107,7 +116,10 @@ impl Backend {
 
     async fn platform_signed_in(&self, session: &Session) -> Result<bool, BackendError> {
         Ok(matches!(
-            session.get::<SessionAuth>(SESSION_AUTH).await.map_err(internal)?,
+            session
+                .get::<SessionAuth>(SESSION_AUTH)
+                .await
+                .map_err(internal)?,
             Some(SessionAuth::Platform)
         ))
     }
@@ -188,7 +200,12 @@ impl ConsoleBackend for Backend {
             }
             None => {
                 tracing::warn!(tenant.id = %tenant.tenant_id, "admin sign-in refused: invalid token");
-                flash(&session, FlashKind::Error, "That admin token is not valid for this tenant.").await?;
+                flash(
+                    &session,
+                    FlashKind::Error,
+                    "That admin token is not valid for this tenant.",
+                )
+                .await?;
             }
         }
         Ok(())
@@ -201,7 +218,12 @@ impl ConsoleBackend for Backend {
         Ok(())
     }
 
-    async fn rename_tenant(&self, parts: &Parts, csrf: &str, name: &str) -> Result<(), BackendError> {
+    async fn rename_tenant(
+        &self,
+        parts: &Parts,
+        csrf: &str,
+        name: &str,
+    ) -> Result<(), BackendError> {
         let tenant = tenant_of(parts)?;
         let session = session(parts)?;
         require_csrf(&session, csrf).await?;
@@ -210,7 +232,14 @@ impl ConsoleBackend for Backend {
             .await?
             .ok_or(BackendError::SignedOut)?;
         match DisplayName::parse(name) {
-            Err(e) => flash(&session, FlashKind::Error, format!("Not saved: the {}.", e.0)).await?,
+            Err(e) => {
+                flash(
+                    &session,
+                    FlashKind::Error,
+                    format!("Not saved: the {}.", e.0),
+                )
+                .await?
+            }
             Ok(name) => {
                 self.state
                     .store
@@ -263,7 +292,12 @@ impl ConsoleBackend for Backend {
         })
     }
 
-    async fn platform_sign_in(&self, parts: &Parts, csrf: &str, token: &str) -> Result<(), BackendError> {
+    async fn platform_sign_in(
+        &self,
+        parts: &Parts,
+        csrf: &str,
+        token: &str,
+    ) -> Result<(), BackendError> {
         platform_only(parts)?;
         let session = session(parts)?;
         require_csrf(&session, csrf).await?;
@@ -277,7 +311,12 @@ impl ConsoleBackend for Backend {
             tracing::info!("platform operator signed in");
         } else {
             tracing::warn!("platform sign-in refused: invalid token");
-            flash(&session, FlashKind::Error, "That platform token is not valid.").await?;
+            flash(
+                &session,
+                FlashKind::Error,
+                "That platform token is not valid.",
+            )
+            .await?;
         }
         Ok(())
     }

@@ -17,9 +17,36 @@ fn err(msg: impl Into<String>) -> ParseError {
 /// Subdomains that would be confusing or dangerous as tenant names: they look like platform
 /// infrastructure (phishing bait) or collide with names operators commonly point elsewhere.
 pub const RESERVED_SLUGS: &[&str] = &[
-    "www", "api", "admin", "app", "auth", "login", "sso", "oauth", "mcp", "scim", "static",
-    "assets", "pkg", "cdn", "mail", "smtp", "status", "metrics", "health", "platform", "console",
-    "portal", "root", "system", "internal", "localhost", "portcullis", "support", "help", "docs",
+    "www",
+    "api",
+    "admin",
+    "app",
+    "auth",
+    "login",
+    "sso",
+    "oauth",
+    "mcp",
+    "scim",
+    "static",
+    "assets",
+    "pkg",
+    "cdn",
+    "mail",
+    "smtp",
+    "status",
+    "metrics",
+    "health",
+    "platform",
+    "console",
+    "portal",
+    "root",
+    "system",
+    "internal",
+    "localhost",
+    "portcullis",
+    "support",
+    "help",
+    "docs",
 ];
 
 /// A tenant's subdomain label: 2–63 characters of `a-z`, `0-9` and `-`, starting with a letter
@@ -235,8 +262,18 @@ mod tests {
             assert_eq!(TenantSlug::parse(ok).map(|s| s.0), Ok(ok.to_string()));
         }
         for bad in [
-            "", "a", "Acme", "acme_corp", "-acme", "acme-", "1acme", "ac--me", "xn--abc", "acme.io",
-            "ac me", "é",
+            "",
+            "a",
+            "Acme",
+            "acme_corp",
+            "-acme",
+            "acme-",
+            "1acme",
+            "ac--me",
+            "xn--abc",
+            "acme.io",
+            "ac me",
+            "é",
         ] {
             assert!(TenantSlug::parse(bad).is_err(), "{bad:?} should be refused");
         }
@@ -254,8 +291,19 @@ mod tests {
 
     #[test]
     fn emails_are_lowercased_and_checked() {
-        assert_eq!(Email::parse(" Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
-        for bad in ["", "ann", "@example.com", "ann@", "ann@example", "a b@example.com", "a@b@c.d"] {
+        assert_eq!(
+            Email::parse(" Ann@Example.COM ").unwrap().as_str(),
+            "ann@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "@example.com",
+            "ann@",
+            "ann@example",
+            "a b@example.com",
+            "a@b@c.d",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?}");
         }
     }
@@ -270,7 +318,10 @@ mod tests {
 
     #[test]
     fn base_domains_are_dns_names() {
-        assert_eq!(BaseDomain::parse("Example.COM.").unwrap().as_str(), "example.com");
+        assert_eq!(
+            BaseDomain::parse("Example.COM.").unwrap().as_str(),
+            "example.com"
+        );
         assert!(BaseDomain::parse("localhost").is_ok());
         for bad in ["", "exa mple.com", "-a.com", "a..b", "host:8080"] {
             assert!(BaseDomain::parse(bad).is_err(), "{bad:?}");
@@ -281,9 +332,15 @@ mod tests {
     fn generated_tokens_verify_only_with_their_own_kind() {
         let t = NewToken::generate(TokenKind::TenantAdmin);
         let plain = t.plaintext.expose_secret();
-        assert_eq!(TokenHash::of_presented(TokenKind::TenantAdmin, plain), Some(t.hash.clone()));
+        assert_eq!(
+            TokenHash::of_presented(TokenKind::TenantAdmin, plain),
+            Some(t.hash.clone())
+        );
         assert_eq!(TokenHash::of_presented(TokenKind::Platform, plain), None);
-        assert_eq!(TokenHash::of_presented(TokenKind::TenantAdmin, "pct_admin_short"), None);
+        assert_eq!(
+            TokenHash::of_presented(TokenKind::TenantAdmin, "pct_admin_short"),
+            None
+        );
         assert_ne!(t.hash, NewToken::generate(TokenKind::TenantAdmin).hash);
     }
 }

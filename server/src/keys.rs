@@ -161,7 +161,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(KEY_FILE);
         std::fs::write(&path, "garbage").unwrap();
-        assert!(matches!(load_or_create_file(&path), Err(KeyError::BadFile(_))));
+        assert!(matches!(
+            load_or_create_file(&path),
+            Err(KeyError::BadFile(_))
+        ));
     }
 
     #[test]

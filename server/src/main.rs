@@ -51,7 +51,10 @@ fn print_banner(app: &Application, demo: bool) {
     println!("Portcullis is listening on port {}", app.port());
     println!("  platform console: {}", urls.platform());
     if let Some(t) = &app.first_start.platform_token {
-        println!("  platform admin token (shown once, store it now): {}", t.expose_secret());
+        println!(
+            "  platform admin token (shown once, store it now): {}",
+            t.expose_secret()
+        );
     }
     if demo {
         println!("  demo tenant console: {}", urls.tenant_console(DEMO_SLUG));

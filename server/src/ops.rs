@@ -111,7 +111,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Middleware: counts and times every request.
-pub async fn record_metrics(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+pub async fn record_metrics(
+    State(metrics): State<Arc<Metrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
     let method = req.method().to_string();
     let route = req

@@ -100,12 +100,13 @@ impl Application {
         }
         let tenancy = Arc::new(Tenancy::load(settings.base_domain.clone(), &store).await?);
 
-        let listener = TcpListener::bind(settings.bind)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: settings.bind,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(settings.bind)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.bind,
+                    source,
+                })?;
         let local = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: settings.bind,
             source,
@@ -227,7 +228,11 @@ async fn sweep_sessions(store: Store, mut shutdown: watch::Receiver<bool>) {
 /// Creates the platform admin token on the first start of a database; returns it then (to be
 /// printed once), `None` on later starts.
 async fn ensure_platform_token(store: &Store) -> Result<Option<SecretString>, StoreError> {
-    if store.platform_setting(PLATFORM_TOKEN_SETTING).await?.is_some() {
+    if store
+        .platform_setting(PLATFORM_TOKEN_SETTING)
+        .await?
+        .is_some()
+    {
         return Ok(None);
     }
     let token = NewToken::generate(TokenKind::Platform);
@@ -275,30 +280,24 @@ fn write_secret_file(path: &Path, secret: &str) -> Result<(), String> {
 }
 
 fn build_router(state: AppState, site_root: &Path) -> Router {
-    let session_layer = SessionManagerLayer::new(crate::store::SessionStoreAdapter(
-        state.store.clone(),
-    ))
-    .with_name("portcullis_session")
-    .with_http_only(true)
-    .with_same_site(SameSite::Lax)
-    .with_secure(state.secure_cookies)
-    .with_path("/")
-    .with_expiry(Expiry::OnInactivity(time::Duration::hours(8)));
+    let session_layer =
+        SessionManagerLayer::new(crate::store::SessionStoreAdapter(state.store.clone()))
+            .with_name("portcullis_session")
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_secure(state.secure_cookies)
+            .with_path("/")
+            .with_expiry(Expiry::OnInactivity(time::Duration::hours(8)));
 
     let backend: SharedBackend = Arc::new(Backend {
         state: state.clone(),
     });
     let routes = generate_route_list(app::App);
     let console = Router::new()
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(backend.clone()),
-            {
-                let options = state.leptos_options.clone();
-                move || app::shell(options.clone())
-            },
-        )
+        .leptos_routes_with_context(&state, routes, move || provide_context(backend.clone()), {
+            let options = state.leptos_options.clone();
+            move || app::shell(options.clone())
+        })
         .layer(session_layer);
 
     Router::new()
@@ -306,30 +305,36 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
         .merge(console)
         .nest_service("/pkg", ServeDir::new(site_root.join("pkg")))
         .fallback(fallback)
-        .route_layer(from_fn_with_state(state.metrics.clone(), ops::record_metrics))
+        .route_layer(from_fn_with_state(
+            state.metrics.clone(),
+            ops::record_metrics,
+        ))
         .layer(from_fn(same_origin_writes))
-        .layer(from_fn_with_state(state.tenancy.clone(), tenancy::resolve_host))
+        .layer(from_fn_with_state(
+            state.tenancy.clone(),
+            tenancy::resolve_host,
+        ))
         .merge(ops::router())
         .layer(from_fn(ops::log_errors))
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                let request_id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                // The path only: query strings may carry codes or tokens.
-                tracing::info_span!(
-                    "request",
-                    method = %req.method(),
-                    path = %req.uri().path(),
-                    request_id = %request_id,
-                )
-            }),
-        )
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let request_id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            // The path only: query strings may carry codes or tokens.
+            tracing::info_span!(
+                "request",
+                method = %req.method(),
+                path = %req.uri().path(),
+                request_id = %request_id,
+            )
+        }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
         .with_state(state)
 }
 

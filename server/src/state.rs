@@ -104,6 +104,9 @@ mod tests {
         assert_eq!(u.tenant_console("acme"), "http://acme.localhost:8080/admin");
         assert_eq!(u.platform(), "http://localhost:8080/");
         let u = Urls::new(Scheme::Https, "mcp.example.com".into(), 443);
-        assert_eq!(u.tenant_gateway("acme"), "https://acme.mcp.example.com/mcp/");
+        assert_eq!(
+            u.tenant_gateway("acme"),
+            "https://acme.mcp.example.com/mcp/"
+        );
     }
 }

@@ -271,9 +271,15 @@ mod tests {
     #[test]
     fn hosts_resolve_to_tenant_platform_or_nothing() {
         let t = tenancy("localhost", &["acme", "globex"]);
-        assert_eq!(slug_of(t.classify("acme.localhost:8080")), Some("acme".into()));
+        assert_eq!(
+            slug_of(t.classify("acme.localhost:8080")),
+            Some("acme".into())
+        );
         assert_eq!(slug_of(t.classify("ACME.LOCALHOST.")), Some("acme".into()));
-        assert_eq!(slug_of(t.classify("localhost:8080")), Some("<platform>".into()));
+        assert_eq!(
+            slug_of(t.classify("localhost:8080")),
+            Some("<platform>".into())
+        );
         for unknown in [
             "initech.localhost",
             "a.acme.localhost",
@@ -285,15 +291,24 @@ mod tests {
             "",
             "www.localhost",
         ] {
-            assert!(t.classify(unknown).is_none(), "{unknown:?} should be unknown");
+            assert!(
+                t.classify(unknown).is_none(),
+                "{unknown:?} should be unknown"
+            );
         }
     }
 
     #[test]
     fn a_multi_label_base_domain_works() {
         let t = tenancy("mcp.example.com", &["acme"]);
-        assert_eq!(slug_of(t.classify("acme.mcp.example.com")), Some("acme".into()));
-        assert_eq!(slug_of(t.classify("mcp.example.com")), Some("<platform>".into()));
+        assert_eq!(
+            slug_of(t.classify("acme.mcp.example.com")),
+            Some("acme".into())
+        );
+        assert_eq!(
+            slug_of(t.classify("mcp.example.com")),
+            Some("<platform>".into())
+        );
         assert!(t.classify("acme.example.com").is_none());
     }
 }

@@ -32,7 +32,8 @@ pub async fn create(
     admin_email: &str,
 ) -> Result<CreatedTenant, TenantError> {
     let slug = TenantSlug::parse(slug).map_err(|e| TenantError::Invalid(e.0))?;
-    let name = DisplayName::parse(name).map_err(|e| TenantError::Invalid(format!("tenant {}", e.0)))?;
+    let name =
+        DisplayName::parse(name).map_err(|e| TenantError::Invalid(format!("tenant {}", e.0)))?;
     let email = Email::parse(admin_email)
         .map_err(|e| TenantError::Invalid(format!("admin email: {}", e.0)))?;
     let token = NewToken::generate(TokenKind::TenantAdmin);
@@ -70,6 +71,9 @@ mod tests {
     #[test]
     fn times_format_as_rfc3339_utc() {
         assert_eq!(super::format_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::format_time(1_700_000_000_123_456), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            super::format_time(1_700_000_000_123_456),
+            "2023-11-14T22:13:20Z"
+        );
     }
 }

@@ -429,13 +429,14 @@ impl Store {
 
     pub async fn rename_tenant(&self, tenant_id: &str, name: &DisplayName) -> Result<()> {
         let n = tenant_tx!(self, tenant_id, |tx| {
-            let n = sqlx::query("UPDATE tenant SET name = $1, updated_at = $2 WHERE tenant_id = $3")
-                .bind(name.as_str())
-                .bind(now_micros())
-                .bind(tenant_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let n =
+                sqlx::query("UPDATE tenant SET name = $1, updated_at = $2 WHERE tenant_id = $3")
+                    .bind(name.as_str())
+                    .bind(now_micros())
+                    .bind(tenant_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
             sqlx::query("UPDATE change_counter SET version = version + 1 WHERE topic = 'tenants'")
                 .execute(&mut *tx)
                 .await?;
@@ -451,7 +452,11 @@ impl Store {
 
     /// The active admin user owning an unrevoked admin token of this tenant, if any; records
     /// the token's last use.
-    pub async fn admin_by_token(&self, tenant_id: &str, hash: &TokenHash) -> Result<Option<UserRow>> {
+    pub async fn admin_by_token(
+        &self,
+        tenant_id: &str,
+        hash: &TokenHash,
+    ) -> Result<Option<UserRow>> {
         let user = tenant_tx!(self, tenant_id, |tx| {
             let user = sqlx::query_as::<_, UserRow>(
                 "SELECT u.user_id, u.tenant_id, u.email, u.is_admin, u.active \

@@ -98,12 +98,14 @@ impl SessionStore for SessionStoreAdapter {
         let id = session_id.to_string();
         let store = &self.0;
         let data: Option<String> = with_pool!(store, |pool| {
-            sqlx::query_scalar("SELECT data FROM web_session WHERE session_id = $1 AND expires_at > $2")
-                .bind(&id)
-                .bind(now_micros())
-                .fetch_optional(pool)
-                .await
-                .map_err(backend)?
+            sqlx::query_scalar(
+                "SELECT data FROM web_session WHERE session_id = $1 AND expires_at > $2",
+            )
+            .bind(&id)
+            .bind(now_micros())
+            .fetch_optional(pool)
+            .await
+            .map_err(backend)?
         });
         data.map(|d| serde_json::from_str(&d).map_err(backend))
             .transpose()
