@@ -60,6 +60,7 @@ if [ "$MODE" = release ]; then
     "$STAGE/pkg/$NAME.wasm" -o "$STAGE/pkg/$NAME.wasm"
 fi
 cp style/main.css "$STAGE/pkg/$NAME.css"
+cp style/favicon.svg "$STAGE/pkg/favicon.svg"
 # Swap the finished site in at once, so a running server never sees half of it.
 rm -rf "$SITE.old"; [ -d "$SITE" ] && mv "$SITE" "$SITE.old"
 mv "$STAGE" "$SITE"; rm -rf "$SITE.old"

@@ -126,7 +126,7 @@ fn Tenants(
                     <ActionForm action=create attr:id="create-tenant-form" attr:class="stacked">
                         <input type="hidden" name="csrf" value=csrf_create/>
                         <label for="new-slug">"Slug (the subdomain)"</label>
-                        <input type="text" id="new-slug" name="slug" required maxlength="63" pattern="[a-z0-9]([a-z0-9-]*[a-z0-9])?"/>
+                        <input type="text" id="new-slug" name="slug" required maxlength="63" pattern="[a-z][a-z0-9\\-]{0,61}[a-z0-9]" title="2 to 63 lowercase letters, digits or hyphens, starting with a letter"/>
                         <label for="new-name">"Display name"</label>
                         <input type="text" id="new-name" name="name" required maxlength="100"/>
                         <label for="new-admin-email">"First admin's email"</label>

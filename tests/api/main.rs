@@ -1,6 +1,9 @@
 //! Integration tests against the real application (and, for the CLI, the real binary), each on
 //! both engines: a fresh SQLite file and a fresh PostgreSQL database.
 
+// A failed assumption in a test is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod cli;
 mod console;
 mod helpers;

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Starts the built server (demo mode, fresh data dir, a free port), runs the browser tests
+# against it, stops it.   end2end/run.sh [dev|release]   (default dev)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+case "${1:-dev}" in dev) DIR=debug ;; release) DIR=release ;; *) echo "usage: $0 [dev|release]" >&2; exit 2 ;; esac
+BIN=$CARGO_TARGET_DIR/$DIR/portcullis
+[ -x "$BIN" ] || { echo "$BIN missing: run scripts/build.sh ${1:-dev}" >&2; exit 1; }
+[ -d "$PORTCULLIS_TOOLS/node_modules/playwright-core" ] || { echo "playwright-core missing: run scripts/setup.sh" >&2; exit 1; }
+ln -sfn "$PORTCULLIS_TOOLS/node_modules" end2end/node_modules
+
+DATA=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-e2e.XXXXXX")
+SHOT_DIR=${SHOT_DIR:-end2end/screenshots}
+mkdir -p "$SHOT_DIR"
+"$BIN" serve --bind 127.0.0.1:0 --data-dir "$DATA" --demo >"$DATA/stdout" 2>"$DATA/stderr" &
+PID=$!
+cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DATA"; }
+trap cleanup EXIT
+PORT=""
+for _ in $(seq 150); do
+  PORT=$(sed -n 's/^Portcullis is listening on port \([0-9]*\)$/\1/p' "$DATA/stdout")
+  [ -n "$PORT" ] && break
+  kill -0 "$PID" 2>/dev/null || { cat "$DATA/stderr" >&2; echo "server exited" >&2; exit 1; }
+  sleep 0.2
+done
+[ -n "$PORT" ] || { cat "$DATA/stderr" >&2; echo "server did not start" >&2; exit 1; }
+set +e
+PORT=$PORT DEMO_TOKEN=$(cat "$DATA/demo-admin-token") PLATFORM_TOKEN=$(cat "$DATA/platform-admin-token") \
+  SHOT_DIR=$SHOT_DIR node end2end/test.mjs
+rc=$?
+set -e
+if [ $rc -ne 0 ]; then echo "--- server log ---" >&2; tail -50 "$DATA/stderr" >&2; fi
+exit $rc

@@ -1,0 +1,172 @@
+// Browser tests for the consoles, in Debian's Chromium driven by playwright-core.
+// Proves: the wasm hydrates (client-side interactions work), sign-in and forms work with
+// JavaScript (no page reload) and without it (plain form posts), tenant hosts are isolated,
+// the platform console creates tenants. Saves screenshots to $SHOT_DIR.
+// Usage (run.sh does this): PORT=… DEMO_TOKEN=… PLATFORM_TOKEN=… node end2end/test.mjs
+import { chromium } from 'playwright-core';
+
+const port = process.env.PORT;
+const demoToken = process.env.DEMO_TOKEN;
+const platformToken = process.env.PLATFORM_TOKEN;
+const shots = process.env.SHOT_DIR || '.';
+const demo = `http://demo.localhost:${port}`;
+const platform = `http://localhost:${port}`;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+
+let passed = 0;
+let failed = 0;
+const check = (name, ok, detail = '') => {
+  if (ok) { passed++; console.log(`ok   ${name}`); } else { failed++; console.log(`FAIL ${name} ${detail}`); }
+};
+
+// Collects page errors, console errors and failed responses: a clean run has none.
+function watch(page) {
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  page.on('response', (r) => { if (r.status() >= 400 && !r.url().endsWith('/favicon.ico')) errors.push(`${r.status()} ${r.url()}`); });
+  return errors;
+}
+
+const hydrated = (page) => page.waitForSelector('#root[data-hydrated="true"]', { timeout: 30000 });
+
+async function test(name, fn) {
+  try { await fn(); } catch (e) { failed++; console.log(`FAIL ${name}: ${e}`); }
+}
+
+await test('with JavaScript', async () => {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  const errors = watch(page);
+  // A full page load would drop this marker; client-side navigation and fetch keep it.
+  const reloaded = async () => !(await page.evaluate(() => window.__noReload === true));
+
+  await page.goto(`${demo}/admin`);
+  await hydrated(page);
+  check('console page hydrates', true);
+  await page.evaluate(() => { window.__noReload = true; });
+  // A client-side interaction: the show/hide toggle only works once the wasm runs.
+  await page.click('#admin-token-toggle');
+  const type = await page.getAttribute('#admin-token', 'type');
+  check('show/hide toggle changes the field client-side', type === 'text', `type=${type}`);
+  await page.screenshot({ path: `${shots}/js-sign-in.png`, fullPage: true });
+
+  await page.fill('#admin-token', demoToken);
+  await page.click('#sign-in-submit');
+  await page.waitForSelector('#signed-in-as', { timeout: 15000 });
+  const who = (await page.textContent('#signed-in-as')).trim();
+  check('sign-in with JS shows the console', who === 'admin@demo.example.com', who);
+  check('sign-in with JS did not reload the page', !(await reloaded()));
+
+  // Client-side navigation to Settings, then a form submitted through fetch.
+  await page.click('a[href="/admin/settings"]');
+  await page.waitForSelector('#rename-form');
+  await page.fill('#tenant-display-name', 'Demo Corp (JS)');
+  await page.click('#rename-submit');
+  await page.waitForFunction(() => document.querySelector('#tenant-name')?.textContent === 'Demo Corp (JS)', null, { timeout: 15000 });
+  check('rename with JS updates the page without a reload', !(await reloaded()));
+  const flash = (await page.textContent('#flash'))?.trim();
+  check('rename with JS shows a confirmation', flash === 'Saved.', flash);
+
+  // Narrow screen: the Menu button opens and closes the navigation (client-side state).
+  await page.setViewportSize({ width: 420, height: 800 });
+  const navHidden = await page.isHidden('#console-nav');
+  await page.click('#nav-toggle');
+  const expanded = await page.getAttribute('#nav-toggle', 'aria-expanded');
+  const navShown = await page.isVisible('#console-nav');
+  check('menu toggle opens the navigation on a narrow screen', navHidden && expanded === 'true' && navShown,
+    `hidden before=${navHidden} aria-expanded=${expanded} visible after=${navShown}`);
+  await page.screenshot({ path: `${shots}/js-mobile-nav.png`, fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.goto(`${demo}/admin`);
+  await hydrated(page);
+  await page.screenshot({ path: `${shots}/js-overview.png`, fullPage: true });
+
+  // Host isolation in one browser: the demo session cookie is host-only.
+  const other = await ctx.newPage();
+  await other.goto(`${platform}/`);
+  const platformSignIn = await other.isVisible('#platform-sign-in-form');
+  check('tenant session is not signed in on the platform host', platformSignIn);
+  await other.close();
+
+  await page.click('#sign-out');
+  await page.waitForSelector('#sign-in-form', { timeout: 15000 });
+  check('sign-out returns to the sign-in form', true);
+  check('no errors in the browser (JS)', errors.length === 0, JSON.stringify(errors));
+  await ctx.close();
+});
+
+await test('without JavaScript', async () => {
+  const ctx = await browser.newContext({ javaScriptEnabled: false });
+  const page = await ctx.newPage();
+  const errors = watch(page);
+  await page.goto(`${demo}/admin`);
+  const state = await page.getAttribute('#root', 'data-hydrated');
+  check('no-JS page is server-rendered', state === 'false', state);
+  check('JS-only controls are hidden without JS', await page.isHidden('#admin-token-toggle'));
+
+  await page.fill('#admin-token', 'pct_admin_wrongwrongwrongwrongwrongwrongwrongwrongwro');
+  await Promise.all([page.waitForNavigation(), page.click('#sign-in-submit')]);
+  const err = (await page.textContent('#flash'))?.trim();
+  check('no-JS: a wrong token shows an error', err?.includes('not valid'), err);
+
+  await page.fill('#admin-token', demoToken);
+  await Promise.all([page.waitForNavigation(), page.click('#sign-in-submit')]);
+  const who = (await page.textContent('#signed-in-as'))?.trim();
+  check('no-JS: form POST signs in', who === 'admin@demo.example.com', who);
+
+  await page.goto(`${demo}/admin/settings`);
+  await page.fill('#tenant-display-name', 'Demo Corp (no JS)');
+  await Promise.all([page.waitForNavigation(), page.click('#rename-submit')]);
+  const name = (await page.textContent('#tenant-name'))?.trim();
+  check('no-JS: rename form works after the redirect', name === 'Demo Corp (no JS)', name);
+  await page.screenshot({ path: `${shots}/nojs-settings.png`, fullPage: true });
+  check('no errors in the browser (no JS)', errors.length === 0, JSON.stringify(errors));
+  await ctx.close();
+});
+
+await test('platform console', async () => {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  const errors = watch(page);
+  await page.goto(`${platform}/`);
+  await hydrated(page);
+  await page.fill('#platform-token', platformToken);
+  await page.click('#platform-sign-in-form button[type=submit]');
+  await page.waitForSelector('#create-tenant-form', { timeout: 15000 });
+  await page.fill('#new-slug', 'acme');
+  await page.fill('#new-name', 'Acme Inc');
+  await page.fill('#new-admin-email', 'root@acme.example');
+  await page.click('#create-tenant-form button[type=submit]');
+  await page.waitForSelector('#created-admin-token', { timeout: 15000 });
+  const token = (await page.textContent('#created-admin-token')).trim();
+  check('platform console creates a tenant and shows its token once', token.startsWith('pct_admin_'), token.slice(0, 12));
+  const rows = await page.$$eval('#tenant-table tbody tr td:first-child', (tds) => tds.map((t) => t.textContent));
+  check('tenant list shows both tenants', JSON.stringify(rows) === '["acme","demo"]', JSON.stringify(rows));
+  await page.screenshot({ path: `${shots}/platform.png`, fullPage: true });
+
+  // The new tenant's console signs in with the new token; the demo token does not work there.
+  await page.goto(`http://acme.localhost:${port}/admin`);
+  await hydrated(page);
+  await page.fill('#admin-token', demoToken);
+  await page.click('#sign-in-submit');
+  await page.waitForSelector('#flash', { timeout: 15000 });
+  check('demo token is refused on the acme host', !(await page.isVisible('#signed-in-as')));
+  await page.fill('#admin-token', token);
+  await page.click('#sign-in-submit');
+  await page.waitForSelector('#signed-in-as', { timeout: 15000 });
+  const who = (await page.textContent('#signed-in-as')).trim();
+  check('new tenant admin signs in on the new host', who === 'root@acme.example', who);
+  check('no errors in the browser (platform)', errors.length === 0, JSON.stringify(errors));
+  await ctx.close();
+});
+
+await browser.close();
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
