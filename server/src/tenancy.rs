@@ -70,6 +70,19 @@ impl Tenancy {
         Ok(t)
     }
 
+    /// A directory built from a list, without a database (benchmarks and tests).
+    pub fn from_tenants(base_domain: BaseDomain, tenants: Vec<Tenant>) -> Self {
+        let by_slug = tenants
+            .into_iter()
+            .map(|t| (t.slug.clone(), Arc::new(t)))
+            .collect();
+        Self {
+            base_domain,
+            directory: ArcSwap::from_pointee(Directory { by_slug }),
+            version: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
     pub fn base_domain(&self) -> &BaseDomain {
         &self.base_domain
     }

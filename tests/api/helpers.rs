@@ -233,6 +233,21 @@ impl TestApp {
             .expect("run portcullis")
     }
 
+    /// Drops this app's PostgreSQL database under it (terminating its connections), to see how
+    /// the server behaves when its database is gone.
+    pub async fn kill_database(&self) {
+        use sqlx::Connection;
+        let db = self._db.as_ref().expect("a PostgreSQL app");
+        let mut conn = sqlx::PgConnection::connect(&db.admin_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE \"{}\" WITH (FORCE)",
+            db.name
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

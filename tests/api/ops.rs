@@ -129,3 +129,128 @@ async fn postgres_without_a_master_key_refuses_to_start() {
         .expect("must refuse");
     assert!(err.to_string().contains("PORTCULLIS_MASTER_KEY"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_with_a_reason_when_the_database_is_gone() {
+    let app = spawn_app(Engine::Postgres).await;
+    let res = app.get("127.0.0.1", "/readyz").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    app.kill_database().await;
+    let res = app.get("127.0.0.1", "/readyz").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.text().await.unwrap().contains("database"));
+    // Liveness is about the process, not its dependencies.
+    let res = app.get("127.0.0.1", "/healthz").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    app.stop().await;
+}
+
+/// The real binary: JSON log lines with request ids, no secret in any log line, and a clean exit
+/// on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_logs_json_without_secrets_and_stops_cleanly_on_sigterm() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--demo",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("PORTCULLIS_CONFIG")
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    let port: u16 = loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), stdout.next_line())
+            .await
+            .expect("server prints its port")
+            .unwrap()
+            .expect("stdout open");
+        banner.push_str(&line);
+        banner.push('\n');
+        if let Some(p) = line.strip_prefix("Portcullis is listening on port ") {
+            break p.parse().unwrap();
+        }
+    };
+    let demo_token = std::fs::read_to_string(dir.path().join("demo-admin-token")).unwrap();
+    let demo_token = demo_token.trim();
+    let platform_token = std::fs::read_to_string(dir.path().join("platform-admin-token")).unwrap();
+    let platform_token = platform_token.trim();
+    let client = reqwest::Client::new();
+    let host = format!("demo.localhost:{port}");
+    let res = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/tenant"))
+        .header(reqwest::header::HOST, &host)
+        .bearer_auth(demo_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = client
+        .get(format!("http://127.0.0.1:{port}/api/v1/tenants"))
+        .header(reqwest::header::HOST, format!("localhost:{port}"))
+        .bearer_auth(platform_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait())
+        .await
+        .expect("stops after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0: {exit:?}");
+
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .await
+        .unwrap();
+    assert!(!logs.is_empty());
+    for line in logs.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+        assert!(v["level"].is_string(), "{line}");
+    }
+    assert!(
+        logs.contains("request_id"),
+        "request spans carry the request id"
+    );
+    assert!(logs.contains("shutdown signal received"));
+    assert!(
+        !logs.contains(demo_token),
+        "the admin token never reaches the logs"
+    );
+    assert!(
+        !logs.contains(platform_token),
+        "the platform token never reaches the logs"
+    );
+    assert!(!logs.contains("pct_"), "no token of any kind in the logs");
+    // The banner (stdout) is where first-start secrets are shown.
+    while let Ok(Some(line)) = stdout.next_line().await {
+        banner.push_str(&line);
+        banner.push('\n');
+    }
+    assert!(banner.contains(demo_token), "{banner}");
+}
