@@ -51,6 +51,7 @@ SITE=$CARGO_TARGET_DIR/$SERVER_DIR/site
 PKG=$SITE/pkg
 STAGE=$(mktemp -d "$CARGO_TARGET_DIR/.site-XXXXXX")
 trap 'rm -rf "$STAGE"' EXIT
+chmod 755 "$STAGE"
 mkdir -p "$STAGE/pkg"
 wasm-bindgen --target web --out-dir "$STAGE/pkg" --out-name "$NAME" --no-typescript "$WASM_IN"
 mv "$STAGE/pkg/${NAME}_bg.wasm" "$STAGE/pkg/$NAME.wasm"
