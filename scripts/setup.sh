@@ -34,7 +34,8 @@ if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown;
 elif timeout 300 rustup target add wasm32-unknown-unknown; then
   log "wasm toolchain: rustup"
 else
-  if ! [ -x /usr/bin/rustc ] || ! /usr/bin/rustc --version | grep -q .; then
+  # Debian's plain `rustc` (1.63) cannot build this; the -web packages are Rust 1.96 with std sources.
+  if ! dpkg -s rustc-web cargo-web rust-web-src rust-web-llvm lld-22 >/dev/null 2>&1; then
     log "rustup cannot download the wasm target: installing Debian's rustc-web"
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq rustc-web cargo-web rust-web-src rust-web-llvm lld-22 >/dev/null

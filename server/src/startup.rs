@@ -17,7 +17,7 @@ use axum::extract::Request;
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use http::{Method, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -330,12 +330,33 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
                 request_id = %request_id,
             )
         }))
+        .layer(from_fn(security_headers))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,
         ))
         .with_state(state)
+}
+
+/// Headers every response carries unless a handler set them: no framing (clickjacking), no MIME
+/// sniffing, no referrer to other origins, no caching of pages that hold session data or tokens.
+async fn security_headers(req: Request, next: Next) -> Response {
+    use http::header;
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    for (name, value) in [
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        if !h.contains_key(&name) {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+    }
+    res
 }
 
 async fn fallback(req: Request) -> Response {

@@ -254,3 +254,27 @@ async fn the_binary_logs_json_without_secrets_and_stops_cleanly_on_sigterm() {
     }
     assert!(banner.contains(demo_token), "{banner}");
 }
+
+#[tokio::test]
+async fn pages_and_api_answers_carry_security_headers() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let acme = app.create_tenant("acme").await;
+    let host = app.host(Some("acme"));
+    let page = app.get(&host, "/admin").send().await.unwrap();
+    let api = app
+        .get(&host, "/api/v1/tenant")
+        .bearer_auth(&acme.admin_token)
+        .send()
+        .await
+        .unwrap();
+    let unknown = app.get("nope.localhost", "/").send().await.unwrap();
+    for res in [&page, &api, &unknown] {
+        let h = res.headers();
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["content-security-policy"], "frame-ancestors 'none'");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "same-origin");
+        assert_eq!(h["cache-control"], "no-store");
+    }
+    app.stop().await;
+}
