@@ -116,6 +116,17 @@ impl Application {
             settings.base_domain.as_str().to_owned(),
             settings.public_port.unwrap_or(local.port()),
         );
+        // Secure cookies need a secure context: https, or a *.localhost origin, which browsers
+        // treat as secure over plain http. Only plain http on a real domain goes without.
+        let base = settings.base_domain.as_str();
+        let localhost = base == "localhost" || base.ends_with(".localhost");
+        let secure_cookies = settings.public_scheme == Scheme::Https || localhost;
+        if !secure_cookies {
+            tracing::warn!(
+                "serving plain http on {base}: session cookies are not marked Secure; \
+                 put TLS in front and set --public-scheme https"
+            );
+        }
         let leptos_options = LeptosOptions::builder()
             .output_name("portcullis")
             .site_root(settings.site_root.display().to_string())
@@ -129,7 +140,7 @@ impl Application {
             leptos_options,
             metrics: Arc::new(Metrics::default()),
             reveals: Arc::new(Reveals::default()),
-            secure_cookies: settings.public_scheme == Scheme::Https,
+            secure_cookies,
         };
         let router = build_router(state.clone(), &settings.site_root);
         let (shutdown, _) = watch::channel(false);

@@ -19,7 +19,7 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub metrics: Arc<Metrics>,
     pub reveals: Arc<Reveals>,
-    /// Whether session cookies are marked Secure (public scheme https).
+    /// Whether session cookies are marked Secure (https, or a *.localhost base domain).
     pub secure_cookies: bool,
 }
 

@@ -33,6 +33,8 @@ async fn admin_signs_in_with_the_admin_token_and_sees_the_console(engine: Engine
         .find(|c| c.starts_with("portcullis_session="))
         .expect("a session cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
+    // Secure even over plain http here: browsers treat *.localhost as a secure context.
+    assert!(cookie.contains("; Secure"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
     // Host-only: no Domain attribute, so the browser never sends it to another tenant's host.
     assert!(!cookie.to_lowercase().contains("domain="), "{cookie}");
