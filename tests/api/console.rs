@@ -211,13 +211,7 @@ async fn renaming_the_tenant_from_settings_shows_the_new_name(engine: Engine) {
     assert!(page.body.contains("Not saved"), "{}", page.body);
     assert!(page.body.contains("Acme Widgets"));
     // The API sees the same name.
-    let res = app
-        .get(&app.host(Some("acme")), "/api/v1/tenant")
-        .bearer_auth(&acme.admin_token)
-        .send()
-        .await
-        .unwrap();
-    let v: serde_json::Value = res.json().await.unwrap();
+    let v = app.tenant_json("acme", &acme.admin_token).await;
     assert_eq!(v["name"], "Acme Widgets");
     app.stop().await;
 }

@@ -213,6 +213,18 @@ impl TestApp {
         }
     }
 
+    /// `GET /api/v1/tenant` on the tenant's host with an admin token: the tenant as JSON.
+    pub async fn tenant_json(&self, slug: &str, token: &str) -> serde_json::Value {
+        let res = self
+            .get(&self.host(Some(slug)), "/api/v1/tenant")
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.expect("json")
+    }
+
     /// A browser-like client for one host: keeps the session cookie it is given.
     pub fn browser(&self, sub: Option<&str>) -> Browser<'_> {
         Browser {
@@ -306,8 +318,8 @@ impl Browser<'_> {
         }
     }
 
-    pub async fn get(&mut self, path: &str) -> Page {
-        let mut req = self.app.get(&self.host, path);
+    /// Sends with this browser's cookie and keeps the cookie the answer sets.
+    async fn send(&mut self, mut req: reqwest::RequestBuilder) -> Page {
         if let Some(c) = &self.cookie {
             req = req.header(COOKIE, c);
         }
@@ -320,6 +332,11 @@ impl Browser<'_> {
             headers,
             body: res.text().await.expect("body"),
         }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Page {
+        let req = self.app.get(&self.host, path);
+        self.send(req).await
     }
 
     /// Posts a form the way a browser without JavaScript does (urlencoded, Accept: text/html,
@@ -335,7 +352,7 @@ impl Browser<'_> {
             .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
             .collect::<Vec<_>>()
             .join("&");
-        let mut req = self
+        let req = self
             .app
             .client
             .post(self.app.url(action))
@@ -345,18 +362,7 @@ impl Browser<'_> {
             .header(ORIGIN, format!("http://{}", self.host))
             .header(REFERER, format!("http://{}{referer}", self.host))
             .body(body);
-        if let Some(c) = &self.cookie {
-            req = req.header(COOKIE, c);
-        }
-        let res = req.send().await.expect("request");
-        let status = res.status();
-        let headers = res.headers().clone();
-        self.keep_cookie(&headers);
-        Page {
-            status,
-            headers,
-            body: res.text().await.expect("body"),
-        }
+        self.send(req).await
     }
 
     /// Signs in to the tenant console with an admin token, like the no-JS sign-in form.

@@ -52,14 +52,7 @@ async fn platform_api_creates_a_tenant_whose_token_works_only_on_its_own_host(en
     let globex = app.create_tenant("globex").await;
     assert!(acme.admin_token.starts_with("pct_admin_"));
 
-    let res = app
-        .get(&app.host(Some("acme")), "/api/v1/tenant")
-        .bearer_auth(&acme.admin_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let v: serde_json::Value = res.json().await.unwrap();
+    let v = app.tenant_json("acme", &acme.admin_token).await;
     assert_eq!(v["slug"], "acme");
     assert_eq!(v["name"], "acme Inc");
     assert_eq!(
@@ -167,13 +160,7 @@ async fn a_duplicate_slug_is_a_conflict(engine: Engine) {
         .unwrap()
         .contains("already exists"));
     // The original tenant and its token are untouched.
-    let res = app
-        .get(&app.host(Some("acme")), "/api/v1/tenant")
-        .bearer_auth(&first.admin_token)
-        .send()
-        .await
-        .unwrap();
-    let t: serde_json::Value = res.json().await.unwrap();
+    let t = app.tenant_json("acme", &first.admin_token).await;
     assert_eq!(t["name"], "acme Inc");
     app.stop().await;
 }
