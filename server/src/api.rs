@@ -4,13 +4,14 @@
 //! only on the platform host; elsewhere they are 404.
 
 use crate::auth::{PlatformAdmin, TenantAdmin};
-use crate::domain::DisplayName;
+use crate::domain::{DisplayName, ServerSlug};
 use crate::error::ApiError;
+use crate::servers;
 use crate::state::AppState;
 use crate::tenancy::Tenant;
 use crate::tenants::{self, format_time};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -26,6 +27,12 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/tenant", get(get_tenant).patch(patch_tenant))
         .route("/api/v1/me", get(me))
         .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
+        .route("/api/v1/servers", get(list_servers).post(add_server))
+        .route(
+            "/api/v1/servers/{slug}",
+            get(get_server).delete(delete_server),
+        )
+        .route("/api/v1/tokens", axum::routing::post(create_token))
 }
 
 /// JSON bodies that fail to parse become a 400 in our envelope, not axum's plain text.
@@ -147,6 +154,91 @@ async fn create_tenant(
             "admin_email": created.admin_email,
             // Shown once: only its hash is stored.
             "admin_token": created.admin_token.expose_secret(),
+        })),
+    ))
+}
+
+async fn list_servers(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let rows = state.store.list_servers(&admin.tenant.tenant_id).await?;
+    let servers: Vec<_> = rows
+        .iter()
+        .map(|r| servers::view(Some(&state.urls), &admin.tenant.slug, r))
+        .collect();
+    Ok(Json(serde_json::json!({ "servers": servers })))
+}
+
+async fn add_server(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    json: Result<Json<servers::NewServer>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let input = body(json)?;
+    let row = servers::add(&state.store, &admin.tenant.tenant_id, input).await?;
+    tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, server.slug = %row.slug, "server added");
+    Ok((
+        StatusCode::CREATED,
+        Json(servers::view(Some(&state.urls), &admin.tenant.slug, &row)),
+    ))
+}
+
+async fn get_server(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+) -> Result<Json<servers::ServerView>, ApiError> {
+    let slug = ServerSlug::parse(&slug).map_err(|_| ApiError::NotFound)?;
+    let row = state
+        .store
+        .server_by_slug(&admin.tenant.tenant_id, &slug)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(servers::view(
+        Some(&state.urls),
+        &admin.tenant.slug,
+        &row,
+    )))
+}
+
+async fn delete_server(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    servers::remove(&state.store, &admin.tenant.tenant_id, &slug).await?;
+    tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, server.slug = %slug, "server deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    user_email: String,
+    #[serde(default)]
+    label: Option<String>,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    json: Result<Json<CreateToken>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let req = body(json)?;
+    let (user, token) = servers::create_user_token(
+        &state.store,
+        &admin.tenant.tenant_id,
+        &req.user_email,
+        req.label.as_deref().unwrap_or(""),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "user": user.email,
+            // Shown once: only its hash is stored.
+            "token": token.expose_secret(),
         })),
     ))
 }

@@ -5,8 +5,13 @@
 //! `--json` output is a contract that operators and checks script against:
 //! - `tenant create --json`: `{"tenant": {slug, name, created_at, console_url}, "admin_email", "admin_token"}`
 //! - `tenant list --json`: `{"tenants": [{slug, name, created_at}]}`
+//! - `server add --json`: `{"server": {slug, name, description, upstream, created_at}}`
+//! - `server list --json`: `{"servers": [ … ]}`
+//! - `token create --json`: `{"token": "pct_user_…", "user": EMAIL}`
 
-use crate::config::{StoreConfig, TenantCommand};
+use crate::config::{RemoteTransport, ServerCommand, StoreConfig, TenantCommand, TokenCommand};
+use crate::domain::TenantSlug;
+use crate::servers;
 use crate::store::Store;
 use crate::tenants::{self, format_time};
 use secrecy::ExposeSecret;
@@ -95,4 +100,128 @@ pub async fn tenant(store_cfg: &StoreConfig, cmd: TenantCommand) -> Result<ExitC
     };
     store.close().await;
     Ok(out)
+}
+
+/// The tenant a command names, or a clear error.
+async fn tenant_id(store: &Store, slug: &str) -> Result<String, CliError> {
+    let parsed = TenantSlug::parse(slug)?;
+    match store.tenant_by_slug(&parsed).await? {
+        Some(t) => Ok(t.tenant_id),
+        None => Err(CliError(format!("no tenant {slug:?}"))),
+    }
+}
+
+pub async fn server(store_cfg: &StoreConfig, cmd: ServerCommand) -> Result<ExitCode, CliError> {
+    let store = Store::open(&store_cfg.database).await?;
+    match cmd {
+        ServerCommand::Add {
+            tenant,
+            slug,
+            stdio,
+            url,
+            transport,
+            cwd,
+            per_user,
+            name,
+            description,
+            json,
+        } => {
+            let tid = tenant_id(&store, &tenant).await?;
+            let upstream = match (stdio, url) {
+                (Some(line), None) => {
+                    let mut words = shlex::split(&line)
+                        .ok_or_else(|| CliError("--stdio: unbalanced quotes".into()))?
+                        .into_iter();
+                    let command = words
+                        .next()
+                        .ok_or_else(|| CliError("--stdio needs a command".into()))?;
+                    serde_json::json!({
+                        "transport": "stdio",
+                        "command": command,
+                        "args": words.collect::<Vec<_>>(),
+                        "cwd": cwd,
+                        "instance": if per_user { "per_user" } else { "shared" },
+                    })
+                }
+                (None, Some(url)) => serde_json::json!({
+                    "transport": match transport {
+                        RemoteTransport::StreamableHttp => "streamable_http",
+                        RemoteTransport::Sse => "sse",
+                    },
+                    "url": url,
+                }),
+                _ => return Err(CliError("give exactly one of --stdio and --url".into())),
+            };
+            let row = servers::add(
+                &store,
+                &tid,
+                servers::NewServer {
+                    slug,
+                    name,
+                    description,
+                    upstream,
+                },
+            )
+            .await?;
+            let v = servers::view(None, &tenant, &row);
+            if json {
+                println!("{}", serde_json::json!({ "server": v }));
+            } else {
+                println!(
+                    "Added server {} to tenant {tenant}: /mcp/{}",
+                    v.slug, v.slug
+                );
+            }
+        }
+        ServerCommand::List { tenant, json } => {
+            let tid = tenant_id(&store, &tenant).await?;
+            let rows = store.list_servers(&tid).await?;
+            let views: Vec<_> = rows
+                .iter()
+                .map(|r| servers::view(None, &tenant, r))
+                .collect();
+            if json {
+                println!("{}", serde_json::json!({ "servers": views }));
+            } else if views.is_empty() {
+                println!("No servers in tenant {tenant}.");
+            } else {
+                println!("{:<24} {:<16} NAME", "SLUG", "TRANSPORT");
+                for v in &views {
+                    let kind = v.upstream["transport"].as_str().unwrap_or("?");
+                    println!("{:<24} {:<16} {}", v.slug, kind, v.name);
+                }
+            }
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn token(store_cfg: &StoreConfig, cmd: TokenCommand) -> Result<ExitCode, CliError> {
+    let store = Store::open(&store_cfg.database).await?;
+    match cmd {
+        TokenCommand::Create {
+            tenant,
+            user,
+            label,
+            json,
+        } => {
+            let tid = tenant_id(&store, &tenant).await?;
+            let (user, token) = servers::create_user_token(&store, &tid, &user, &label).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "token": token.expose_secret(), "user": user.email })
+                );
+            } else {
+                println!(
+                    "Gateway token for {} (shown once, store it now):",
+                    user.email
+                );
+                println!("  {}", token.expose_secret());
+            }
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
 }

@@ -51,6 +51,78 @@ pub enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Manage a tenant's upstream MCP servers.
+    #[command(subcommand)]
+    Server(ServerCommand),
+    /// Issue gateway tokens for MCP clients.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Add an upstream MCP server to a tenant.
+    #[command(group(clap::ArgGroup::new("upstream").required(true).args(["stdio", "url"])))]
+    Add {
+        /// The tenant's slug.
+        #[arg(long)]
+        tenant: String,
+        /// The server's slug: its gateway endpoint is /mcp/{slug}.
+        #[arg(long)]
+        slug: String,
+        /// A local command line to launch and supervise, e.g. "npx -y @modelcontextprotocol/server-everything".
+        #[arg(long)]
+        stdio: Option<String>,
+        /// A remote server's URL.
+        #[arg(long)]
+        url: Option<String>,
+        /// The remote transport: streamable-http (default) or sse (legacy HTTP+SSE).
+        #[arg(long, value_enum, default_value_t = RemoteTransport::StreamableHttp, requires = "url")]
+        transport: RemoteTransport,
+        /// Working directory of a stdio server (absolute).
+        #[arg(long, requires = "stdio")]
+        cwd: Option<String>,
+        /// One stdio process per user instead of one shared by all.
+        #[arg(long, requires = "stdio")]
+        per_user: bool,
+        /// Display name (default: the slug).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a tenant's servers.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RemoteTransport {
+    StreamableHttp,
+    Sse,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a gateway token to a user (created if missing); prints it once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// The user's email.
+        #[arg(long)]
+        user: String,
+        /// What the token is for (shown in listings).
+        #[arg(long, default_value = "cli")]
+        label: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -180,6 +180,154 @@ impl BaseDomain {
     }
 }
 
+/// A server's path segment in the gateway (`/mcp/{slug}`): 1–63 characters of `a-z`, `0-9`
+/// and `-`, starting with a letter or digit, not ending with `-`; `agents` is taken by the agent
+/// endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ServerSlug(String);
+
+impl ServerSlug {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let s = raw.trim();
+        if s.is_empty() || s.len() > 63 {
+            return Err(err(format!(
+                "server slug {s:?} must be 1 to 63 characters long"
+            )));
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(err(format!(
+                "server slug {s:?} may contain only lowercase letters a-z, digits and '-'"
+            )));
+        }
+        if s.starts_with('-') || s.ends_with('-') {
+            return Err(err(format!(
+                "server slug {s:?} must not start or end with '-'"
+            )));
+        }
+        if s == "agents" {
+            return Err(err(
+                "server slug \"agents\" is reserved for agent endpoints",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An upstream server's URL: absolute http(s), with a host, no credentials in it (they belong in
+/// the vault, not in a URL that is shown and logged).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UpstreamUrl(url::Url);
+
+impl UpstreamUrl {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let u =
+            url::Url::parse(raw.trim()).map_err(|e| err(format!("{raw:?} is not a URL ({e})")))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(err(format!(
+                "upstream URL must be http or https, not {}",
+                u.scheme()
+            )));
+        }
+        if u.host_str().is_none_or(str::is_empty) {
+            return Err(err("upstream URL needs a host"));
+        }
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(err(
+                "upstream URL must not carry credentials; configure them as the server's credential",
+            ));
+        }
+        Ok(Self(u))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl TryFrom<String> for UpstreamUrl {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, ParseError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<UpstreamUrl> for String {
+    fn from(u: UpstreamUrl) -> String {
+        u.0.into()
+    }
+}
+
+/// Whether one stdio process serves every user of a server, or each user gets their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdioInstance {
+    #[default]
+    Shared,
+    PerUser,
+}
+
+/// How the gateway reaches an upstream MCP server.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "transport", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerTransport {
+    /// Remote Streamable HTTP (either protocol era).
+    StreamableHttp { url: UpstreamUrl },
+    /// Legacy HTTP+SSE (2024-11-05).
+    Sse { url: UpstreamUrl },
+    /// A local command the gateway launches and supervises.
+    Stdio {
+        command: String,
+        #[serde(default)]
+        args: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cwd: Option<String>,
+        #[serde(default)]
+        instance: StdioInstance,
+    },
+}
+
+impl ServerTransport {
+    /// Checks what serde cannot: a stdio command must be present and free of NUL bytes.
+    pub fn validate(self) -> Result<Self, ParseError> {
+        if let ServerTransport::Stdio {
+            command, args, cwd, ..
+        } = &self
+        {
+            if command.trim().is_empty() {
+                return Err(err("a stdio server needs a command"));
+            }
+            let nul = |s: &str| s.contains('\0');
+            if nul(command) || args.iter().any(|a| nul(a)) || cwd.as_deref().is_some_and(nul) {
+                return Err(err(
+                    "command, arguments and working directory must not contain NUL",
+                ));
+            }
+            if let Some(dir) = cwd {
+                if !dir.starts_with('/') {
+                    return Err(err("the working directory must be an absolute path"));
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerTransport::StreamableHttp { .. } => "streamable_http",
+            ServerTransport::Sse { .. } => "sse",
+            ServerTransport::Stdio { .. } => "stdio",
+        }
+    }
+}
+
 /// What kind of bearer token a string claims to be, by its prefix. Prefixes make leaked tokens
 /// recognisable to secret scanners and let us reject a token of the wrong kind before any lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +336,8 @@ pub enum TokenKind {
     TenantAdmin,
     /// The platform operator token: `pct_platform_…`.
     Platform,
+    /// A user's token for MCP clients at the gateway: `pct_user_…`.
+    User,
 }
 
 impl TokenKind {
@@ -195,6 +345,7 @@ impl TokenKind {
         match self {
             TokenKind::TenantAdmin => "pct_admin_",
             TokenKind::Platform => "pct_platform_",
+            TokenKind::User => "pct_user_",
         }
     }
 }
@@ -326,6 +477,66 @@ mod tests {
         for bad in ["", "exa mple.com", "-a.com", "a..b", "host:8080"] {
             assert!(BaseDomain::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn server_slugs_are_path_segments() {
+        for ok in ["crm", "hr-2", "9lives"] {
+            assert!(ServerSlug::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "CRM",
+            "a/b",
+            "-x",
+            "x-",
+            "agents",
+            "a b",
+            "..",
+            &"a".repeat(64),
+        ] {
+            assert!(ServerSlug::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn upstream_urls_are_http_without_credentials() {
+        assert!(UpstreamUrl::parse("https://mcp.example.com/mcp").is_ok());
+        assert!(UpstreamUrl::parse("http://127.0.0.1:3000/mcp").is_ok());
+        for bad in [
+            "ftp://x/y",
+            "not a url",
+            "https://user:pw@x.example/mcp",
+            "file:///etc/passwd",
+        ] {
+            assert!(UpstreamUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn transports_round_trip_and_reject_unknown_fields() {
+        let t: ServerTransport = serde_json::from_str(
+            r#"{"transport":"stdio","command":"npx","args":["-y","srv"],"instance":"per_user"}"#,
+        )
+        .unwrap();
+        assert_eq!(t.kind(), "stdio");
+        let back = serde_json::to_value(&t).unwrap();
+        assert_eq!(back["instance"], "per_user");
+        assert!(serde_json::from_str::<ServerTransport>(
+            r#"{"transport":"sse","url":"https://x.example/sse","extra":1}"#
+        )
+        .is_err());
+        assert!(serde_json::from_str::<ServerTransport>(
+            r#"{"transport":"streamable_http","url":"gopher://x"}"#
+        )
+        .is_err());
+        let empty = ServerTransport::Stdio {
+            command: " ".into(),
+            args: vec![],
+            cwd: None,
+            instance: StdioInstance::Shared,
+        };
+        assert!(empty.validate().is_err());
     }
 
     #[test]

@@ -74,6 +74,18 @@ impl From<crate::tenants::TenantError> for ApiError {
     }
 }
 
+impl From<crate::servers::ServerError> for ApiError {
+    fn from(e: crate::servers::ServerError) -> Self {
+        use crate::servers::ServerError;
+        match e {
+            ServerError::Invalid(m) => ApiError::Invalid(m),
+            e @ ServerError::Exists(_) => ApiError::Conflict(e.to_string()),
+            ServerError::NotFound => ApiError::NotFound,
+            ServerError::Store(s) => s.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();

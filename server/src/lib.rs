@@ -11,6 +11,7 @@ pub mod domain;
 pub mod error;
 pub mod keys;
 pub mod ops;
+pub mod servers;
 pub mod startup;
 pub mod state;
 pub mod store;

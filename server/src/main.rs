@@ -41,6 +41,14 @@ async fn run(args: Cli) -> Result<ExitCode, cli::CliError> {
             let store = StoreConfig::resolve(&args.global)?;
             cli::tenant(&store, cmd).await
         }
+        Command::Server(cmd) => {
+            let store = StoreConfig::resolve(&args.global)?;
+            cli::server(&store, cmd).await
+        }
+        Command::Token(cmd) => {
+            let store = StoreConfig::resolve(&args.global)?;
+            cli::token(&store, cmd).await
+        }
     }
 }
 

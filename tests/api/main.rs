@@ -8,4 +8,5 @@ mod cli;
 mod console;
 mod helpers;
 mod ops;
+mod servers;
 mod tenancy;

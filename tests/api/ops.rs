@@ -84,7 +84,14 @@ async fn openapi_document_lists_the_api(engine: Engine) {
     assert_eq!(res.status(), StatusCode::OK);
     let v: serde_json::Value = res.json().await.unwrap();
     assert!(v["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/api/v1/tenant", "/api/v1/me", "/api/v1/tenants"] {
+    for path in [
+        "/api/v1/tenant",
+        "/api/v1/me",
+        "/api/v1/tenants",
+        "/api/v1/servers",
+        "/api/v1/servers/{slug}",
+        "/api/v1/tokens",
+    ] {
         assert!(v["paths"][path].is_object(), "{path} documented");
     }
     app.stop().await;

@@ -99,7 +99,10 @@ macro_rules! tenant_tx {
     };
 }
 
+mod servers;
 mod session;
+
+pub use servers::ServerRow;
 
 /// Where the data lives, parsed from `DATABASE_URL` or the data directory.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,137 @@
+//! Upstream MCP servers of a tenant and users' gateway tokens: the rules shared by the CLI, the
+//! JSON API and the console.
+
+use crate::domain::{DisplayName, Email, NewToken, ServerSlug, ServerTransport, TokenKind};
+use crate::state::Urls;
+use crate::store::{ServerRow, Store, StoreError, UserRow};
+use crate::tenants::format_time;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("a server with slug {0:?} already exists in this tenant")]
+    Exists(String),
+    #[error("no such server")]
+    NotFound,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ServerError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ServerError::NotFound,
+            other => ServerError::Store(other),
+        }
+    }
+}
+
+/// A server as the API, the CLI and the console show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerView {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    /// The transport settings, tagged by `transport`.
+    pub upstream: serde_json::Value,
+    /// The gateway URL MCP clients connect to (absent where the public URL is unknown: the CLI).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    pub created_at: String,
+}
+
+/// What a caller asks for when adding a server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewServer {
+    pub slug: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub upstream: serde_json::Value,
+}
+
+pub fn view(urls: Option<&Urls>, tenant_slug: &str, row: &ServerRow) -> ServerView {
+    ServerView {
+        slug: row.slug.clone(),
+        name: row.name.clone(),
+        description: row.description.clone(),
+        upstream: serde_json::from_str(&row.config).unwrap_or(serde_json::Value::Null),
+        endpoint: urls.map(|u| format!("{}{}", u.tenant_gateway(tenant_slug), row.slug)),
+        created_at: format_time(row.created_at),
+    }
+}
+
+/// Parses and stores a new server. Bad input changes nothing.
+pub async fn add(
+    store: &Store,
+    tenant_id: &str,
+    input: NewServer,
+) -> Result<ServerRow, ServerError> {
+    let slug = ServerSlug::parse(&input.slug).map_err(|e| ServerError::Invalid(e.0))?;
+    let name = DisplayName::parse(input.name.as_deref().unwrap_or(slug.as_str()))
+        .map_err(|e| ServerError::Invalid(format!("server {}", e.0)))?;
+    let description = input.description.unwrap_or_default();
+    if description.chars().count() > 1000 {
+        return Err(ServerError::Invalid(
+            "description must be at most 1000 characters".into(),
+        ));
+    }
+    let upstream: ServerTransport = serde_json::from_value(input.upstream)
+        .map_err(|e| ServerError::Invalid(format!("upstream: {e}")))?;
+    let upstream = upstream
+        .validate()
+        .map_err(|e| ServerError::Invalid(format!("upstream: {}", e.0)))?;
+    store
+        .create_server(tenant_id, &slug, &name, description.trim(), &upstream)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => ServerError::Exists(slug.as_str().to_owned()),
+            other => ServerError::Store(other),
+        })
+}
+
+pub async fn remove(store: &Store, tenant_id: &str, slug: &str) -> Result<(), ServerError> {
+    let slug = ServerSlug::parse(slug).map_err(|_| ServerError::NotFound)?;
+    Ok(store.delete_server(tenant_id, &slug).await?)
+}
+
+/// Issues a gateway token to the user with this email (created if missing); the token exists
+/// only in the return value, the store keeps its hash.
+pub async fn create_user_token(
+    store: &Store,
+    tenant_id: &str,
+    email: &str,
+    label: &str,
+) -> Result<(UserRow, SecretString), ServerError> {
+    let email = Email::parse(email).map_err(|e| ServerError::Invalid(format!("user: {}", e.0)))?;
+    let label = label.trim();
+    if label.chars().count() > 100 || label.chars().any(char::is_control) {
+        return Err(ServerError::Invalid(
+            "label must be at most 100 plain characters".into(),
+        ));
+    }
+    let user = store.ensure_user(tenant_id, &email).await?;
+    if !user.active {
+        return Err(ServerError::Invalid(format!(
+            "user {} is deactivated",
+            user.email
+        )));
+    }
+    let token = NewToken::generate(TokenKind::User);
+    store
+        .create_api_token(
+            tenant_id,
+            &user.user_id,
+            &token.hash,
+            if label.is_empty() { "api" } else { label },
+            None,
+        )
+        .await?;
+    tracing::info!(tenant.id = %tenant_id, user.id = %user.user_id, "gateway token issued");
+    Ok((user, token.plaintext))
+}

@@ -1,0 +1,205 @@
+//! Upstream MCP servers and the users' gateway tokens (tenant-owned tables).
+
+use super::{conflict_as, now_micros, Engine, Result, Store, StoreError, UserRow};
+use crate::domain::{DisplayName, Email, ServerSlug, ServerTransport, TokenHash};
+
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ServerRow {
+    pub server_id: String,
+    pub tenant_id: String,
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub transport: String,
+    /// JSON of `ServerTransport`.
+    pub config: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ServerRow {
+    /// The stored transport settings, parsed. A row that no longer parses (a migration bug)
+    /// is an error, never a default.
+    pub fn upstream(&self) -> Result<ServerTransport, serde_json::Error> {
+        serde_json::from_str(&self.config)
+    }
+}
+
+const SERVER_COLUMNS: &str =
+    "server_id, tenant_id, slug, name, description, transport, config, created_at, updated_at";
+
+impl Store {
+    pub async fn create_server(
+        &self,
+        tenant_id: &str,
+        slug: &ServerSlug,
+        name: &DisplayName,
+        description: &str,
+        upstream: &ServerTransport,
+    ) -> Result<ServerRow> {
+        let now = now_micros();
+        let row = ServerRow {
+            server_id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: tenant_id.to_owned(),
+            slug: slug.as_str().to_owned(),
+            name: name.as_str().to_owned(),
+            description: description.to_owned(),
+            transport: upstream.kind().to_owned(),
+            config: serde_json::to_string(upstream)
+                .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))?,
+            created_at: now,
+            updated_at: now,
+        };
+        tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query(
+                "INSERT INTO mcp_server (server_id, tenant_id, slug, name, description, transport, config, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            )
+            .bind(&row.server_id)
+            .bind(&row.tenant_id)
+            .bind(&row.slug)
+            .bind(&row.name)
+            .bind(&row.description)
+            .bind(&row.transport)
+            .bind(&row.config)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict_as("server"))?;
+            sqlx::query("UPDATE change_counter SET version = version + 1 WHERE topic = 'servers'")
+                .execute(&mut *tx)
+                .await?;
+        });
+        Ok(row)
+    }
+
+    pub async fn list_servers(&self, tenant_id: &str) -> Result<Vec<ServerRow>> {
+        let rows = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_as::<_, ServerRow>(sqlx::AssertSqlSafe(format!(
+                "SELECT {SERVER_COLUMNS} FROM mcp_server WHERE tenant_id = $1 ORDER BY slug"
+            )))
+            .bind(tenant_id)
+            .fetch_all(&mut *tx)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    pub async fn server_by_slug(
+        &self,
+        tenant_id: &str,
+        slug: &ServerSlug,
+    ) -> Result<Option<ServerRow>> {
+        let row = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_as::<_, ServerRow>(sqlx::AssertSqlSafe(format!(
+                "SELECT {SERVER_COLUMNS} FROM mcp_server WHERE tenant_id = $1 AND slug = $2"
+            )))
+            .bind(tenant_id)
+            .bind(slug.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+        });
+        Ok(row)
+    }
+
+    pub async fn delete_server(&self, tenant_id: &str, slug: &ServerSlug) -> Result<()> {
+        let n = tenant_tx!(self, tenant_id, |tx| {
+            let n = sqlx::query("DELETE FROM mcp_server WHERE tenant_id = $1 AND slug = $2")
+                .bind(tenant_id)
+                .bind(slug.as_str())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query("UPDATE change_counter SET version = version + 1 WHERE topic = 'servers'")
+                .execute(&mut *tx)
+                .await?;
+            n
+        });
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// The tenant's user with this email, created (active, not an admin) if missing.
+    pub async fn ensure_user(&self, tenant_id: &str, email: &Email) -> Result<UserRow> {
+        let user = tenant_tx!(self, tenant_id, |tx| {
+            let now = now_micros();
+            sqlx::query(
+                "INSERT INTO tenant_user (user_id, tenant_id, email, is_admin, active, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (tenant_id, email) DO NOTHING",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(tenant_id)
+            .bind(email.as_str())
+            .bind(false)
+            .bind(true)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query_as::<_, UserRow>(
+                "SELECT user_id, tenant_id, email, is_admin, active FROM tenant_user \
+                 WHERE tenant_id = $1 AND email = $2",
+            )
+            .bind(tenant_id)
+            .bind(email.as_str())
+            .fetch_one(&mut *tx)
+            .await?
+        });
+        Ok(user)
+    }
+
+    pub async fn create_api_token(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        hash: &TokenHash,
+        label: &str,
+        expires_at: Option<i64>,
+    ) -> Result<()> {
+        tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query(
+                "INSERT INTO api_token (api_token_id, tenant_id, user_id, token_hash, label, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(hash.as_str())
+            .bind(label)
+            .bind(now_micros())
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE change_counter SET version = version + 1 WHERE topic = 'api_tokens'",
+            )
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The active user owning an unrevoked, unexpired gateway token of this tenant.
+    pub async fn user_by_api_token(
+        &self,
+        tenant_id: &str,
+        hash: &TokenHash,
+    ) -> Result<Option<UserRow>> {
+        let user = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_as::<_, UserRow>(
+                "SELECT u.user_id, u.tenant_id, u.email, u.is_admin, u.active \
+                 FROM api_token t JOIN tenant_user u ON u.tenant_id = t.tenant_id AND u.user_id = t.user_id \
+                 WHERE t.tenant_id = $1 AND t.token_hash = $2 AND t.revoked_at IS NULL \
+                   AND (t.expires_at IS NULL OR t.expires_at > $3) AND u.active = $4",
+            )
+            .bind(tenant_id)
+            .bind(hash.as_str())
+            .bind(now_micros())
+            .bind(true)
+            .fetch_optional(&mut *tx)
+            .await?
+        });
+        Ok(user)
+    }
+}
