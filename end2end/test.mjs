@@ -74,6 +74,37 @@ await test('with JavaScript', async () => {
   const flash = (await page.textContent('#flash'))?.trim();
   check('rename with JS shows a confirmation', flash === 'Saved.', flash);
 
+  // Servers page: add a stdio server and a remote one with JS; the table updates in place.
+  await page.click('a[href="/admin/servers"]');
+  await page.waitForSelector('#add-server-form');
+  await page.fill('#server-slug', 'everything');
+  await page.fill('#server-name', 'Everything demo');
+  await page.selectOption('#server-transport', 'stdio');
+  await page.fill('#server-command', 'npx -y @modelcontextprotocol/server-everything');
+  await page.click('#add-server-submit');
+  await page.waitForSelector('#server-table', { timeout: 15000 });
+  const cleared = await page.inputValue('#server-slug');
+  check('the add-server form starts afresh after a success', cleared === '', `slug="${cleared}"`);
+  await page.fill('#server-slug', 'crm');
+  await page.selectOption('#server-transport', 'streamable_http');
+  await page.fill('#server-url', 'https://crm.example.com/mcp');
+  await page.click('#add-server-submit');
+  await page.waitForFunction(() => document.querySelectorAll('#server-table tbody tr').length === 2, null, { timeout: 15000 });
+  const endpoints = await page.$$eval('#server-table code.endpoint', (cs) => cs.map((c) => c.textContent));
+  check('servers added with JS show their gateway endpoints', JSON.stringify(endpoints) ===
+    JSON.stringify([`${demo}/mcp/crm`, `${demo}/mcp/everything`]), JSON.stringify(endpoints));
+  check('adding servers did not reload the page', !(await reloaded()));
+  await page.screenshot({ path: `${shots}/js-servers.png`, fullPage: true });
+
+  // Users & groups: issue a gateway token, shown once.
+  await page.click('a[href="/admin/groups"]');
+  await page.waitForSelector('#issue-token-form');
+  await page.fill('#token-user', 'dev@demo.example.com');
+  await page.click('#issue-token-submit');
+  await page.waitForSelector('#issued-token-value', { timeout: 15000 });
+  const issued = (await page.textContent('#issued-token-value')).trim();
+  check('a gateway token is issued and shown', issued.startsWith('pct_user_'), issued.slice(0, 10));
+
   // Narrow screen: the Menu button opens and closes the navigation (client-side state).
   await page.setViewportSize({ width: 420, height: 800 });
   const navHidden = await page.isHidden('#console-nav');

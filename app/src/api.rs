@@ -41,6 +41,35 @@ pub struct TenantConsole {
     pub portal_url: String,
     pub user_count: i64,
     pub admin_count: i64,
+    pub server_count: i64,
+}
+
+/// An upstream MCP server as the console lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSummary {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    /// `streamable_http`, `sse` or `stdio`.
+    pub transport: String,
+    /// The URL, or the command line of a stdio server.
+    pub target: String,
+    /// The gateway URL MCP clients connect to.
+    pub endpoint: String,
+}
+
+/// A gateway token just issued from the console (shown once).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedToken {
+    pub user_email: String,
+    pub token: String,
+}
+
+/// A secret made by a form, held by the server until the next page render shows it once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reveal {
+    Tenant(CreatedTenant),
+    Token(IssuedToken),
 }
 
 /// The state of the tenant console for this browser session.
@@ -51,6 +80,10 @@ pub struct ConsoleState {
     pub flash: Option<Flash>,
     /// `None` until the admin signs in.
     pub console: Option<TenantConsole>,
+    /// The tenant's servers, on the servers page.
+    pub servers: Option<Vec<ServerSummary>>,
+    /// A token issued by the last form, shown once.
+    pub issued_token: Option<IssuedToken>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +151,30 @@ mod backend {
     #[async_trait::async_trait]
     pub trait ConsoleBackend: Send + Sync + 'static {
         async fn host_kind(&self, parts: &Parts) -> Result<HostKind, BackendError>;
-        async fn console_state(&self, parts: &Parts) -> Result<ConsoleState, BackendError>;
+        async fn console_state(
+            &self,
+            parts: &Parts,
+            section: &str,
+        ) -> Result<ConsoleState, BackendError>;
+        async fn add_server(
+            &self,
+            parts: &Parts,
+            csrf: &str,
+            form: AddServerForm,
+        ) -> Result<bool, BackendError>;
+        async fn delete_server(
+            &self,
+            parts: &Parts,
+            csrf: &str,
+            slug: &str,
+        ) -> Result<(), BackendError>;
+        async fn issue_token(
+            &self,
+            parts: &Parts,
+            csrf: &str,
+            user_email: &str,
+            label: &str,
+        ) -> Result<bool, BackendError>;
         async fn sign_in(&self, parts: &Parts, csrf: &str, token: &str)
             -> Result<(), BackendError>;
         async fn sign_out(&self, parts: &Parts, csrf: &str) -> Result<(), BackendError>;
@@ -142,7 +198,7 @@ mod backend {
             slug: &str,
             name: &str,
             admin_email: &str,
-        ) -> Result<(), BackendError>;
+        ) -> Result<bool, BackendError>;
     }
 
     /// How the server hands its backend to the UI (through Leptos context).
@@ -181,10 +237,67 @@ pub async fn load_home() -> Result<HomeState, ServerFnError> {
     }
 }
 
+/// The console's state for one section (`""` for the overview).
 #[server(prefix = "/_console")]
-pub async fn load_console() -> Result<ConsoleState, ServerFnError> {
+pub async fn load_console(section: String) -> Result<ConsoleState, ServerFnError> {
     let (backend, parts) = backend_and_parts()?;
-    backend.console_state(&parts).await.map_err(to_sfn)
+    backend
+        .console_state(&parts, &section)
+        .await
+        .map_err(to_sfn)
+}
+
+/// The fields of the "add a server" form; which ones matter depends on `transport`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddServerForm {
+    pub slug: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// `streamable_http`, `sse` or `stdio`.
+    pub transport: String,
+    #[serde(default)]
+    pub url: String,
+    /// A stdio server's command line (split like a shell would, without running one).
+    #[serde(default)]
+    pub command_line: String,
+    /// `shared` or `per_user`.
+    #[serde(default)]
+    pub instance: String,
+}
+
+/// `Ok(true)` when the server was added; `Ok(false)` when the input was refused (the reason is
+/// in the flash message).
+#[server(prefix = "/_console")]
+pub async fn add_server(csrf: String, form: AddServerForm) -> Result<bool, ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend
+        .add_server(&parts, &csrf, form)
+        .await
+        .map_err(to_sfn)
+}
+
+#[server(prefix = "/_console")]
+pub async fn delete_server(csrf: String, slug: String) -> Result<(), ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend
+        .delete_server(&parts, &csrf, &slug)
+        .await
+        .map_err(to_sfn)
+}
+
+#[server(prefix = "/_console")]
+pub async fn issue_token(
+    csrf: String,
+    user_email: String,
+    label: String,
+) -> Result<bool, ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend
+        .issue_token(&parts, &csrf, &user_email, &label)
+        .await
+        .map_err(to_sfn)
 }
 
 /// Signs the admin in with a tenant admin token (the bootstrap sign-in until SSO).
@@ -224,7 +337,7 @@ pub async fn platform_create_tenant(
     slug: String,
     name: String,
     admin_email: String,
-) -> Result<(), ServerFnError> {
+) -> Result<bool, ServerFnError> {
     let (backend, parts) = backend_and_parts()?;
     backend
         .platform_create_tenant(&parts, &csrf, &slug, &name, &admin_email)

@@ -1,7 +1,10 @@
 //! The tenant admin console at `/admin`: sign-in, the navigation shell, the overview and settings
 //! pages, and the placeholders that later capabilities fill.
 
-use crate::api::{self, ConsoleState, RenameTenant, SignIn, SignOut, TenantConsole};
+use crate::api::{
+    self, AddServer, ConsoleState, DeleteServer, IssueToken, IssuedToken, RenameTenant,
+    ServerSummary, SignIn, SignOut, TenantConsole,
+};
 use crate::{ErrorBox, FlashBox, SecretInput};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -30,37 +33,60 @@ pub(crate) const SECTIONS: &[Section] = &[
 #[component]
 pub fn AdminPage() -> impl IntoView {
     let sign_in = ServerAction::<SignIn>::new();
-    let sign_out = ServerAction::<SignOut>::new();
-    let rename = ServerAction::<RenameTenant>::new();
-    // Refetched after every form so that the page shows the new state (with JavaScript); a
-    // plain form post reloads the page instead.
-    let state = Resource::new(
-        move || {
-            (
-                sign_in.version().get(),
-                sign_out.version().get(),
-                rename.version().get(),
-            )
-        },
-        |_| api::load_console(),
-    );
+    let actions = ConsoleActions {
+        sign_out: ServerAction::new(),
+        rename: ServerAction::new(),
+        add_server: ServerAction::new(),
+        delete_server: ServerAction::new(),
+        issue_token: ServerAction::new(),
+    };
     let params = use_params_map();
     let section = move || params.read().get("section").unwrap_or_default();
+    // One resource for the whole page, created once (not inside a reactive closure, where it
+    // would be created and fetched again on every re-run), refetched after every form and on
+    // every section change, so that the page shows the new state with JavaScript; a plain form
+    // post reloads the page instead.
+    let state = Resource::new(
+        move || (sign_in.version().get(), actions.version(), section()),
+        |(_, _, section)| api::load_console(section),
+    );
 
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match state.await {
-                    Ok(ConsoleState { csrf, flash, console: Some(console) }) => view! {
-                        <ConsoleLayout console csrf flash section=section() sign_out rename/>
+                    Ok(ConsoleState { csrf, flash, console: Some(console), servers, issued_token }) => view! {
+                        <ConsoleLayout console csrf flash section=section() actions servers issued_token/>
                     }.into_any(),
-                    Ok(ConsoleState { csrf, flash, console: None }) => view! {
+                    Ok(ConsoleState { csrf, flash, console: None, .. }) => view! {
                         <SignInForm csrf flash sign_in/>
                     }.into_any(),
                     Err(e) => view! { <main class="centered"><ErrorBox message=e.to_string()/></main> }.into_any(),
                 }
             })}
         </Suspense>
+    }
+}
+
+/// The console's forms (besides sign-in); the page state refetches when any completes.
+#[derive(Clone, Copy)]
+struct ConsoleActions {
+    sign_out: ServerAction<SignOut>,
+    rename: ServerAction<RenameTenant>,
+    add_server: ServerAction<AddServer>,
+    delete_server: ServerAction<DeleteServer>,
+    issue_token: ServerAction<IssueToken>,
+}
+
+impl ConsoleActions {
+    fn version(&self) -> [usize; 5] {
+        [
+            self.sign_out.version().get(),
+            self.rename.version().get(),
+            self.add_server.version().get(),
+            self.delete_server.version().get(),
+            self.issue_token.version().get(),
+        ]
     }
 }
 
@@ -98,9 +124,17 @@ fn ConsoleLayout(
     csrf: String,
     flash: Option<api::Flash>,
     section: String,
-    sign_out: ServerAction<SignOut>,
-    rename: ServerAction<RenameTenant>,
+    actions: ConsoleActions,
+    servers: Option<Vec<ServerSummary>>,
+    issued_token: Option<IssuedToken>,
 ) -> impl IntoView {
+    let ConsoleActions {
+        sign_out,
+        rename,
+        add_server,
+        delete_server,
+        issue_token,
+    } = actions;
     let nav_open = RwSignal::new(false);
     let current = SECTIONS.iter().find(|s| s.slug == section);
     let title = current.map(|s| s.title).unwrap_or("Overview");
@@ -109,6 +143,15 @@ fn ConsoleLayout(
         ("settings", _) => {
             view! { <Settings console=console.clone() csrf=csrf.clone() rename/> }.into_any()
         }
+        ("servers", _) => view! {
+            <Servers servers=servers.unwrap_or_default() csrf=csrf.clone() add_server delete_server/>
+        }
+        .into_any(),
+        ("groups", Some(s)) => view! {
+            <Placeholder title=s.title purpose=s.purpose/>
+            <Tokens csrf=csrf.clone() issue_token issued_token/>
+        }
+        .into_any(),
         (_, Some(s)) => view! { <Placeholder title=s.title purpose=s.purpose/> }.into_any(),
         (_, None) => {
             view! { <ErrorBox message="There is no such page in the console.".to_string()/> }
@@ -182,7 +225,7 @@ fn Overview(console: TenantConsole) -> impl IntoView {
             </div>
             <div class="card stat">
                 <span class="label">"MCP servers"</span>
-                <span class="value">"0"</span>
+                <span class="value" id="server-count">{console.server_count}</span>
             </div>
         </section>
         <section class="card">
@@ -237,6 +280,128 @@ fn Placeholder(title: &'static str, purpose: &'static str) -> impl IntoView {
         <section class="card placeholder">
             <p>{purpose}</p>
             <p class="hint">{format!("{title} is not available in this release yet.")}</p>
+        </section>
+    }
+}
+
+#[component]
+fn Servers(
+    servers: Vec<ServerSummary>,
+    csrf: String,
+    add_server: ServerAction<AddServer>,
+    delete_server: ServerAction<DeleteServer>,
+) -> impl IntoView {
+    let empty = servers.is_empty();
+    let form_ref = NodeRef::<leptos::html::Form>::new();
+    // After a server was added (with JavaScript, the page does not reload) start the form afresh.
+    Effect::new(move |_| {
+        if matches!(add_server.value().get(), Some(Ok(true))) {
+            if let Some(form) = form_ref.get() {
+                form.reset();
+            }
+        }
+    });
+    let rows = servers
+        .into_iter()
+        .map(|s| {
+            let csrf = csrf.clone();
+            view! {
+                <tr>
+                    <td><code>{s.slug.clone()}</code></td>
+                    <td>{s.name}<br/><span class="hint">{s.description}</span></td>
+                    <td>{s.transport}</td>
+                    <td><code>{s.target}</code></td>
+                    <td><code class="endpoint">{s.endpoint}</code></td>
+                    <td>
+                        <ActionForm action=delete_server attr:class="inline">
+                            <input type="hidden" name="csrf" value=csrf/>
+                            <input type="hidden" name="slug" value=s.slug.clone()/>
+                            <button type="submit" class="ghost danger" id=format!("delete-{}", s.slug)>"Remove"</button>
+                        </ActionForm>
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card">
+            {if empty {
+                view! { <p id="no-servers">"No servers yet. Add the first one below."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="table" id="server-table">
+                        <thead><tr><th>"Slug"</th><th>"Name"</th><th>"Transport"</th><th>"Upstream"</th><th>"Gateway endpoint"</th><th></th></tr></thead>
+                        <tbody>{rows}</tbody>
+                    </table>
+                }.into_any()
+            }}
+        </section>
+        <section class="card">
+            <h2>"Add a server"</h2>
+            <ActionForm action=add_server node_ref=form_ref attr:id="add-server-form" attr:class="stacked">
+                <input type="hidden" name="csrf" value=csrf/>
+                <label for="server-slug">"Slug (the endpoint is /mcp/slug)"</label>
+                <input type="text" id="server-slug" name="form[slug]" required maxlength="63"/>
+                <label for="server-name">"Name"</label>
+                <input type="text" id="server-name" name="form[name]" maxlength="100"/>
+                <label for="server-description">"Description"</label>
+                <input type="text" id="server-description" name="form[description]" maxlength="1000"/>
+                <label for="server-transport">"Transport"</label>
+                <select id="server-transport" name="form[transport]">
+                    <option value="streamable_http">"Streamable HTTP (remote)"</option>
+                    <option value="sse">"HTTP + SSE (legacy remote)"</option>
+                    <option value="stdio">"stdio (a local command the gateway runs)"</option>
+                </select>
+                <label for="server-url">"URL (remote transports)"</label>
+                <input type="text" id="server-url" name="form[url]" placeholder="https://mcp.example.com/mcp"/>
+                <label for="server-command">"Command line (stdio)"</label>
+                <input type="text" id="server-command" name="form[command_line]" placeholder="npx -y @modelcontextprotocol/server-everything"/>
+                <label for="server-instance">"stdio instances"</label>
+                <select id="server-instance" name="form[instance]">
+                    <option value="shared">"One process shared by all users"</option>
+                    <option value="per_user">"One process per user"</option>
+                </select>
+                <button type="submit" class="primary" id="add-server-submit">"Add server"</button>
+            </ActionForm>
+        </section>
+    }
+}
+
+#[component]
+fn Tokens(
+    csrf: String,
+    issue_token: ServerAction<IssueToken>,
+    issued_token: Option<IssuedToken>,
+) -> impl IntoView {
+    let form_ref = NodeRef::<leptos::html::Form>::new();
+    Effect::new(move |_| {
+        if matches!(issue_token.value().get(), Some(Ok(true))) {
+            if let Some(form) = form_ref.get() {
+                form.reset();
+            }
+        }
+    });
+    view! {
+        <section class="card">
+            <h2>"Gateway tokens"</h2>
+            <p class="hint">
+                "MCP clients authenticate to the gateway with a user's bearer token. "
+                "The user is created if they do not exist yet."
+            </p>
+            {issued_token.map(|t| view! {
+                <div class="created" id="issued-token">
+                    <p>"Token for " <strong>{t.user_email}</strong> " (shown only once):"</p>
+                    <p><code class="secret" id="issued-token-value">{t.token}</code></p>
+                </div>
+            })}
+            <ActionForm action=issue_token node_ref=form_ref attr:id="issue-token-form" attr:class="stacked">
+                <input type="hidden" name="csrf" value=csrf/>
+                <label for="token-user">"User's email"</label>
+                <input type="email" id="token-user" name="user_email" required/>
+                <label for="token-label">"Label (what it is for)"</label>
+                <input type="text" id="token-label" name="label" maxlength="100" placeholder="laptop"/>
+                <button type="submit" class="primary" id="issue-token-submit">"Issue token"</button>
+            </ActionForm>
         </section>
     }
 }

@@ -84,6 +84,14 @@ fn Tenants(
         ..
     } = state;
     let csrf_create = csrf.clone();
+    let form_ref = NodeRef::<leptos::html::Form>::new();
+    Effect::new(move |_| {
+        if matches!(create.value().get(), Some(Ok(true))) {
+            if let Some(form) = form_ref.get() {
+                form.reset();
+            }
+        }
+    });
     view! {
         <div class="platform">
             <header class="topbar">
@@ -123,7 +131,7 @@ fn Tenants(
                 </section>
                 <section class="card">
                     <h2>"Create a tenant"</h2>
-                    <ActionForm action=create attr:id="create-tenant-form" attr:class="stacked">
+                    <ActionForm action=create node_ref=form_ref attr:id="create-tenant-form" attr:class="stacked">
                         <input type="hidden" name="csrf" value=csrf_create/>
                         <label for="new-slug">"Slug (the subdomain)"</label>
                         <input type="text" id="new-slug" name="slug" required maxlength="63" pattern="[a-z][a-z0-9\\-]{0,61}[a-z0-9]" title="2 to 63 lowercase letters, digits or hyphens, starting with a letter"/>

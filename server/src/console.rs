@@ -7,12 +7,13 @@
 
 use crate::auth::{self, SessionAuth, SESSION_AUTH, SESSION_FLASH};
 use crate::domain::{DisplayName, TokenHash, TokenKind};
+use crate::servers::{self, NewServer, ServerError};
 use crate::state::AppState;
 use crate::tenancy::{Host, Tenant};
 use crate::tenants::{self, format_time, TenantError};
 use app::api::{
-    BackendError, ConsoleBackend, ConsoleState, CreatedTenant, Flash, FlashKind, HostKind,
-    PlatformState, TenantConsole, TenantSummary,
+    AddServerForm, BackendError, ConsoleBackend, ConsoleState, CreatedTenant, Flash, FlashKind,
+    HostKind, IssuedToken, PlatformState, Reveal, ServerSummary, TenantConsole, TenantSummary,
 };
 use async_trait::async_trait;
 use http::request::Parts;
@@ -114,6 +115,44 @@ impl Backend {
         }
     }
 
+    /// For a state-changing console form: the host's tenant, the session, and its signed-in
+    /// admin, after the CSRF check.
+    async fn admin_form(
+        &self,
+        parts: &Parts,
+        csrf: &str,
+    ) -> Result<(Arc<Tenant>, Session, crate::store::UserRow), BackendError> {
+        let tenant = tenant_of(parts)?;
+        let session = session(parts)?;
+        require_csrf(&session, csrf).await?;
+        let user = self
+            .signed_in_admin(&session, &tenant)
+            .await?
+            .ok_or(BackendError::SignedOut)?;
+        Ok((tenant, session, user))
+    }
+
+    fn server_summary(&self, tenant_slug: &str, row: &crate::store::ServerRow) -> ServerSummary {
+        let view = servers::view(Some(&self.state.urls), tenant_slug, row);
+        let target = match row.upstream() {
+            Ok(crate::domain::ServerTransport::Stdio { command, args, .. }) => shlex::try_join(
+                std::iter::once(command.as_str()).chain(args.iter().map(String::as_str)),
+            )
+            .unwrap_or(command),
+            Ok(crate::domain::ServerTransport::StreamableHttp { url })
+            | Ok(crate::domain::ServerTransport::Sse { url }) => url.as_str().to_owned(),
+            Err(_) => String::from("(unreadable settings)"),
+        };
+        ServerSummary {
+            slug: view.slug,
+            name: view.name,
+            description: view.description,
+            transport: row.transport.clone(),
+            target,
+            endpoint: view.endpoint.unwrap_or_default(),
+        }
+    }
+
     async fn platform_signed_in(&self, session: &Session) -> Result<bool, BackendError> {
         Ok(matches!(
             session
@@ -138,14 +177,40 @@ impl ConsoleBackend for Backend {
         }
     }
 
-    async fn console_state(&self, parts: &Parts) -> Result<ConsoleState, BackendError> {
+    async fn console_state(
+        &self,
+        parts: &Parts,
+        section: &str,
+    ) -> Result<ConsoleState, BackendError> {
         let tenant = tenant_of(parts)?;
         let session = session(parts)?;
         let csrf = auth::csrf_token(&session).await.map_err(internal)?;
         let flash = take_flash(&session).await?;
+        let mut servers = None;
+        let mut issued_token = None;
         let console = match self.signed_in_admin(&session, &tenant).await? {
             None => None,
             Some(user) => {
+                let rows = self
+                    .state
+                    .store
+                    .list_servers(&tenant.tenant_id)
+                    .await
+                    .map_err(internal)?;
+                let server_count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
+                if section == "servers" {
+                    servers = Some(
+                        rows.iter()
+                            .map(|r| self.server_summary(&tenant.slug, r))
+                            .collect(),
+                    );
+                }
+                if let Some(Reveal::Token(t)) = session
+                    .id()
+                    .and_then(|id| self.state.reveals.take(&id.to_string()))
+                {
+                    issued_token = Some(t);
+                }
                 let counts = self
                     .state
                     .store
@@ -162,6 +227,7 @@ impl ConsoleBackend for Backend {
                     portal_url: format!("{}/", urls.tenant(&tenant.slug)),
                     user_count: counts.users,
                     admin_count: counts.admins,
+                    server_count,
                 })
             }
         };
@@ -169,7 +235,109 @@ impl ConsoleBackend for Backend {
             csrf,
             flash,
             console,
+            servers,
+            issued_token,
         })
+    }
+
+    async fn add_server(
+        &self,
+        parts: &Parts,
+        csrf: &str,
+        form: AddServerForm,
+    ) -> Result<bool, BackendError> {
+        let (tenant, session, user) = self.admin_form(parts, csrf).await?;
+        let upstream = match form.transport.as_str() {
+            "stdio" => {
+                let Some(words) = shlex::split(&form.command_line) else {
+                    flash(
+                        &session,
+                        FlashKind::Error,
+                        "Not added: the command line has unbalanced quotes.",
+                    )
+                    .await?;
+                    return Ok(false);
+                };
+                let mut words = words.into_iter();
+                serde_json::json!({
+                    "transport": "stdio",
+                    "command": words.next().unwrap_or_default(),
+                    "args": words.collect::<Vec<_>>(),
+                    "instance": if form.instance == "per_user" { "per_user" } else { "shared" },
+                })
+            }
+            other => serde_json::json!({ "transport": other, "url": form.url.trim() }),
+        };
+        let input = NewServer {
+            slug: form.slug,
+            name: Some(form.name).filter(|n| !n.trim().is_empty()),
+            description: Some(form.description),
+            upstream,
+        };
+        match servers::add(&self.state.store, &tenant.tenant_id, input).await {
+            Ok(row) => {
+                tracing::info!(tenant.id = %tenant.tenant_id, user.id = %user.user_id, server.slug = %row.slug, "server added");
+                flash(
+                    &session,
+                    FlashKind::Info,
+                    format!("Server {} added.", row.slug),
+                )
+                .await?;
+                Ok(true)
+            }
+            Err(ServerError::Store(e)) => Err(internal(e)),
+            Err(e) => {
+                flash(&session, FlashKind::Error, format!("Not added: {e}.")).await?;
+                Ok(false)
+            }
+        }
+    }
+
+    async fn delete_server(
+        &self,
+        parts: &Parts,
+        csrf: &str,
+        slug: &str,
+    ) -> Result<(), BackendError> {
+        let (tenant, session, user) = self.admin_form(parts, csrf).await?;
+        match servers::remove(&self.state.store, &tenant.tenant_id, slug).await {
+            Ok(()) => {
+                tracing::info!(tenant.id = %tenant.tenant_id, user.id = %user.user_id, server.slug = %slug, "server deleted");
+                flash(&session, FlashKind::Info, format!("Server {slug} removed.")).await
+            }
+            Err(ServerError::Store(e)) => Err(internal(e)),
+            Err(e) => flash(&session, FlashKind::Error, format!("Not removed: {e}.")).await,
+        }
+    }
+
+    async fn issue_token(
+        &self,
+        parts: &Parts,
+        csrf: &str,
+        user_email: &str,
+        label: &str,
+    ) -> Result<bool, BackendError> {
+        let (tenant, session, _admin) = self.admin_form(parts, csrf).await?;
+        match servers::create_user_token(&self.state.store, &tenant.tenant_id, user_email, label)
+            .await
+        {
+            Ok((user, token)) => {
+                let id = session.id().ok_or_else(|| internal("session without id"))?;
+                self.state.reveals.put(
+                    id.to_string(),
+                    Reveal::Token(IssuedToken {
+                        user_email: user.email,
+                        token: token.expose_secret().to_owned(),
+                    }),
+                );
+                Ok(true)
+            }
+            Err(ServerError::Store(e)) => Err(internal(e)),
+            Err(e) => {
+                flash(&session, FlashKind::Error, format!("No token issued: {e}.")).await?;
+                Ok(false)
+            }
+        }
     }
 
     async fn sign_in(&self, parts: &Parts, csrf: &str, token: &str) -> Result<(), BackendError> {
@@ -276,9 +444,13 @@ impl ConsoleBackend for Backend {
                     name: r.name,
                 })
                 .collect();
-            let created = session
+            let created = match session
                 .id()
-                .and_then(|id| self.state.reveals.take(&id.to_string()));
+                .and_then(|id| self.state.reveals.take(&id.to_string()))
+            {
+                Some(Reveal::Tenant(c)) => Some(c),
+                _ => None,
+            };
             (tenants, created)
         } else {
             (Vec::new(), None)
@@ -328,7 +500,7 @@ impl ConsoleBackend for Backend {
         slug: &str,
         name: &str,
         admin_email: &str,
-    ) -> Result<(), BackendError> {
+    ) -> Result<bool, BackendError> {
         platform_only(parts)?;
         let session = session(parts)?;
         require_csrf(&session, csrf).await?;
@@ -347,17 +519,20 @@ impl ConsoleBackend for Backend {
                 let slug = created.tenant.slug.clone();
                 self.state.reveals.put(
                     id.to_string(),
-                    CreatedTenant {
+                    Reveal::Tenant(CreatedTenant {
                         console_url: self.state.urls.tenant_console(&slug),
                         slug,
                         admin_email: created.admin_email,
                         admin_token: created.admin_token.expose_secret().to_owned(),
-                    },
+                    }),
                 );
+                Ok(true)
             }
-            Err(TenantError::Store(e)) => return Err(internal(e)),
-            Err(e) => flash(&session, FlashKind::Error, format!("Not created: {e}.")).await?,
+            Err(TenantError::Store(e)) => Err(internal(e)),
+            Err(e) => {
+                flash(&session, FlashKind::Error, format!("Not created: {e}.")).await?;
+                Ok(false)
+            }
         }
-        Ok(())
     }
 }

@@ -37,6 +37,8 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 /// Largest request body the server reads; larger ones get 413 before any handler runs.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEMO_SLUG: &str = "demo";
+/// How long in-flight requests may run on after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub const DEMO_TOKEN_FILE: &str = "demo-admin-token";
 pub const PLATFORM_TOKEN_FILE: &str = "platform-admin-token";
 
@@ -185,12 +187,29 @@ impl Application {
             shutdown.subscribe(),
         ));
         let sweeper = tokio::spawn(sweep_sessions(state.store.clone(), shutdown.subscribe()));
-        let res = axum::serve(
+        // Graceful, but bounded: after the signal, in-flight requests get SHUTDOWN_GRACE to
+        // finish; a client that holds a connection open beyond that does not keep us alive.
+        let signalled = Arc::new(tokio::sync::Notify::new());
+        let notify = signalled.clone();
+        let signal = async move {
+            signal.await;
+            notify.notify_one();
+        };
+        let serve = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-        .with_graceful_shutdown(signal)
-        .await;
+        .with_graceful_shutdown(signal);
+        let res = tokio::select! {
+            res = serve => res,
+            _ = async {
+                signalled.notified().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!("connections still open {}s after shutdown began; closing them", SHUTDOWN_GRACE.as_secs());
+                Ok(())
+            }
+        };
         let _ = shutdown.send(true);
         let _ = watcher.await;
         let _ = sweeper.await;

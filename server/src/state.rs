@@ -74,23 +74,24 @@ impl Urls {
 /// goes into the session record, which the database stores.
 #[derive(Default, Debug)]
 pub struct Reveals {
-    inner: Mutex<HashMap<String, (app::api::CreatedTenant, Instant)>>,
+    inner: Mutex<HashMap<String, (app::api::Reveal, Instant)>>,
 }
 
 const REVEAL_TTL: Duration = Duration::from_secs(300);
 
 impl Reveals {
-    pub fn put(&self, session_id: String, created: app::api::CreatedTenant) {
+    pub fn put(&self, session_id: String, reveal: app::api::Reveal) {
         if let Ok(mut m) = self.inner.lock() {
             m.retain(|_, (_, at)| at.elapsed() < REVEAL_TTL);
-            m.insert(session_id, (created, Instant::now()));
+            m.insert(session_id, (reveal, Instant::now()));
         }
     }
 
-    pub fn take(&self, session_id: &str) -> Option<app::api::CreatedTenant> {
+    /// Takes the session's pending reveal if it is still fresh.
+    pub fn take(&self, session_id: &str) -> Option<app::api::Reveal> {
         let mut m = self.inner.lock().ok()?;
-        let (created, at) = m.remove(session_id)?;
-        (at.elapsed() < REVEAL_TTL).then_some(created)
+        let (reveal, at) = m.remove(session_id)?;
+        (at.elapsed() < REVEAL_TTL).then_some(reveal)
     }
 }
 

@@ -16,6 +16,7 @@ on_both_engines!(
     signing_out_ends_the_session_for_good,
     platform_operator_creates_a_tenant_in_the_platform_console,
     sessions_survive_a_server_restart,
+    admins_manage_servers_and_issue_tokens_from_the_console,
 );
 
 async fn admin_signs_in_with_the_admin_token_and_sees_the_console(engine: Engine) {
@@ -289,9 +290,7 @@ async fn platform_operator_creates_a_tenant_in_the_platform_console(engine: Engi
         "{}",
         page.body
     );
-    let id_at = page.body.find("id=\"created-admin-token\"").unwrap();
-    let at = id_at + page.body[id_at..].find('>').unwrap() + 1;
-    let token = page.body[at..at + page.body[at..].find('<').unwrap()].to_owned();
+    let token = page.text_of("created-admin-token").unwrap();
     assert!(token.starts_with("pct_admin_"));
     // Shown once.
     let again = p.get("/").await;
@@ -385,4 +384,118 @@ async fn sessions_survive_a_server_restart(engine: Engine) {
     );
     let _ = tx.send(());
     server.await.unwrap().unwrap();
+}
+
+async fn admins_manage_servers_and_issue_tokens_from_the_console(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let acme = app.create_tenant("acme").await;
+    let mut b = app.browser(Some("acme"));
+    b.sign_in(&acme.admin_token).await;
+    let page = b.get("/admin/servers").await;
+    assert!(page.body.contains("No servers yet"), "{}", page.body);
+    let csrf = page.input_value("csrf").unwrap();
+    let add = page.form_action("add-server-form").unwrap();
+    let form =
+        |slug: &'static str, transport: &'static str, url: &'static str, cmd: &'static str| {
+            vec![
+                ("csrf", csrf.clone()),
+                ("form[slug]", slug.to_string()),
+                ("form[name]", String::new()),
+                ("form[description]", "via the console".to_string()),
+                ("form[transport]", transport.to_string()),
+                ("form[url]", url.to_string()),
+                ("form[command_line]", cmd.to_string()),
+                ("form[instance]", "per_user".to_string()),
+            ]
+        };
+    for fields in [
+        form("crm", "streamable_http", "https://crm.example.com/mcp", ""),
+        form(
+            "files",
+            "stdio",
+            "",
+            "npx -y '@modelcontextprotocol/server-filesystem' /srv/data",
+        ),
+    ] {
+        let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let res = b.post_form(&add, &refs, "/admin/servers").await;
+        assert_eq!(res.status, StatusCode::FOUND);
+    }
+    let page = b.get("/admin/servers").await;
+    assert!(page.body.contains("Server files added."), "{}", page.body);
+    assert!(page.body.contains("https://crm.example.com/mcp"));
+    assert!(page
+        .body
+        .contains("npx -y @modelcontextprotocol/server-filesystem /srv/data"));
+    assert!(page
+        .body
+        .contains(&format!("http://acme.localhost:{}/mcp/crm", app.port)));
+    // The API sees what the console added.
+    let res = app
+        .get(&app.host(Some("acme")), "/api/v1/servers/files")
+        .bearer_auth(&acme.admin_token)
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        v["upstream"]["args"],
+        serde_json::json!(["-y", "@modelcontextprotocol/server-filesystem", "/srv/data"])
+    );
+    assert_eq!(v["upstream"]["instance"], "per_user");
+
+    // Bad input: a message, nothing stored.
+    let fields = form("bad", "streamable_http", "not a url", "");
+    let refs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    b.post_form(&add, &refs, "/admin/servers").await;
+    let page = b.get("/admin/servers").await;
+    assert!(page.body.contains("Not added"), "{}", page.body);
+    assert!(!page.body.contains("<code>bad</code>"));
+
+    // Remove one.
+    let at = page.body.find("id=\"delete-crm\"").unwrap();
+    let form_start = page.body[..at].rfind("<form").unwrap();
+    let a = page.body[form_start..].find("action=\"").unwrap() + form_start + 8;
+    let delete = page.body[a..a + page.body[a..].find('"').unwrap()].to_owned();
+    b.post_form(
+        &delete,
+        &[("csrf", &csrf), ("slug", "crm")],
+        "/admin/servers",
+    )
+    .await;
+    let page = b.get("/admin/servers").await;
+    assert!(page.body.contains("Server crm removed."));
+    assert!(!page.body.contains("https://crm.example.com/mcp"));
+    let page = b.get("/admin").await;
+    assert_eq!(
+        page.text_of("server-count").as_deref(),
+        Some("1"),
+        "overview counts servers"
+    );
+
+    // A gateway token, shown once.
+    let page = b.get("/admin/groups").await;
+    let issue = page.form_action("issue-token-form").unwrap();
+    b.post_form(
+        &issue,
+        &[
+            ("csrf", &csrf),
+            ("user_email", "dev@acme.example"),
+            ("label", "laptop"),
+        ],
+        "/admin/groups",
+    )
+    .await;
+    let page = b.get("/admin/groups").await;
+    let token = page.text_of("issued-token-value").expect("token shown");
+    assert!(token.starts_with("pct_user_"), "{token}");
+    let again = b.get("/admin/groups").await;
+    assert!(!again.body.contains(&token), "shown once");
+    let page = b.get("/admin").await;
+    assert_eq!(
+        page.text_of("user-count").as_deref(),
+        Some("2"),
+        "the user was created"
+    );
+    app.stop().await;
 }

@@ -161,8 +161,10 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
         port,
         platform_token,
         db_args,
+        // A request that hangs fails its test with the URL instead of stalling the whole run.
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(60))
             .build()
             .expect("http client"),
         shutdown: Some(tx),
@@ -265,7 +267,12 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(s) = self.server.take() {
-            let _ = s.await;
+            // Bounded by the server's own shutdown grace; more means the server is stuck.
+            tokio::time::timeout(std::time::Duration::from_secs(30), s)
+                .await
+                .expect("the server stops within its shutdown grace")
+                .expect("server task")
+                .expect("server ran without I/O errors");
         }
     }
 }
@@ -293,6 +300,14 @@ impl Page {
         let v = tag.find("value=\"")? + 7;
         let end = tag[v..].find('"')?;
         Some(tag[v..v + end].to_owned())
+    }
+
+    /// The text right inside the element with this id (up to its first child tag).
+    pub fn text_of(&self, id: &str) -> Option<String> {
+        let at = self.body.find(&format!("id=\"{id}\""))?;
+        let start = at + self.body[at..].find('>')? + 1;
+        let end = start + self.body[start..].find('<')?;
+        Some(self.body[start..end].to_owned())
     }
 
     /// The `action` of the form with this id.

@@ -285,3 +285,22 @@ async fn pages_and_api_answers_carry_security_headers() {
     }
     app.stop().await;
 }
+
+/// A client that opens a connection and never sends a request must not keep a stopping server
+/// alive: shutdown is graceful for requests in flight, but bounded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_bounded_even_with_an_idle_connection_open() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let idle = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    app.stop().await;
+    assert!(
+        started.elapsed()
+            <= portcullis::startup::SHUTDOWN_GRACE + std::time::Duration::from_secs(5),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    drop(idle);
+}
