@@ -80,8 +80,8 @@ pub struct ConsoleState {
     pub flash: Option<Flash>,
     /// `None` until the admin signs in.
     pub console: Option<TenantConsole>,
-    /// The tenant's servers, on the servers page.
-    pub servers: Option<Vec<ServerSummary>>,
+    /// The tenant's servers (empty until signed in).
+    pub servers: Vec<ServerSummary>,
     /// A token issued by the last form, shown once.
     pub issued_token: Option<IssuedToken>,
 }
@@ -151,11 +151,7 @@ mod backend {
     #[async_trait::async_trait]
     pub trait ConsoleBackend: Send + Sync + 'static {
         async fn host_kind(&self, parts: &Parts) -> Result<HostKind, BackendError>;
-        async fn console_state(
-            &self,
-            parts: &Parts,
-            section: &str,
-        ) -> Result<ConsoleState, BackendError>;
+        async fn console_state(&self, parts: &Parts) -> Result<ConsoleState, BackendError>;
         async fn add_server(
             &self,
             parts: &Parts,
@@ -237,14 +233,12 @@ pub async fn load_home() -> Result<HomeState, ServerFnError> {
     }
 }
 
-/// The console's state for one section (`""` for the overview).
+/// The console's state (every section's data: it is small, and a page whose data depended on
+/// the route would refetch while the server renders it).
 #[server(prefix = "/_console")]
-pub async fn load_console(section: String) -> Result<ConsoleState, ServerFnError> {
+pub async fn load_console() -> Result<ConsoleState, ServerFnError> {
     let (backend, parts) = backend_and_parts()?;
-    backend
-        .console_state(&parts, &section)
-        .await
-        .map_err(to_sfn)
+    backend.console_state(&parts).await.map_err(to_sfn)
 }
 
 /// The fields of the "add a server" form; which ones matter depends on `transport`.

@@ -43,12 +43,13 @@ pub fn AdminPage() -> impl IntoView {
     let params = use_params_map();
     let section = move || params.read().get("section").unwrap_or_default();
     // One resource for the whole page, created once (not inside a reactive closure, where it
-    // would be created and fetched again on every re-run), refetched after every form and on
-    // every section change, so that the page shows the new state with JavaScript; a plain form
-    // post reloads the page instead.
+    // would be created and fetched again on every re-run) and refetched after every form, so
+    // that the page shows the new state with JavaScript; a plain form post reloads the page
+    // instead. Its source must not read the route: params settle while the server renders, and
+    // a resource refetched mid-render can leave the render waiting forever.
     let state = Resource::new(
-        move || (sign_in.version().get(), actions.version(), section()),
-        |(_, _, section)| api::load_console(section),
+        move || (sign_in.version().get(), actions.version()),
+        |_| api::load_console(),
     );
 
     view! {
@@ -125,7 +126,7 @@ fn ConsoleLayout(
     flash: Option<api::Flash>,
     section: String,
     actions: ConsoleActions,
-    servers: Option<Vec<ServerSummary>>,
+    servers: Vec<ServerSummary>,
     issued_token: Option<IssuedToken>,
 ) -> impl IntoView {
     let ConsoleActions {
@@ -144,7 +145,7 @@ fn ConsoleLayout(
             view! { <Settings console=console.clone() csrf=csrf.clone() rename/> }.into_any()
         }
         ("servers", _) => view! {
-            <Servers servers=servers.unwrap_or_default() csrf=csrf.clone() add_server delete_server/>
+            <Servers servers csrf=csrf.clone() add_server delete_server/>
         }
         .into_any(),
         ("groups", Some(s)) => view! {

@@ -177,16 +177,12 @@ impl ConsoleBackend for Backend {
         }
     }
 
-    async fn console_state(
-        &self,
-        parts: &Parts,
-        section: &str,
-    ) -> Result<ConsoleState, BackendError> {
+    async fn console_state(&self, parts: &Parts) -> Result<ConsoleState, BackendError> {
         let tenant = tenant_of(parts)?;
         let session = session(parts)?;
         let csrf = auth::csrf_token(&session).await.map_err(internal)?;
         let flash = take_flash(&session).await?;
-        let mut servers = None;
+        let mut servers = Vec::new();
         let mut issued_token = None;
         let console = match self.signed_in_admin(&session, &tenant).await? {
             None => None,
@@ -198,13 +194,10 @@ impl ConsoleBackend for Backend {
                     .await
                     .map_err(internal)?;
                 let server_count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-                if section == "servers" {
-                    servers = Some(
-                        rows.iter()
-                            .map(|r| self.server_summary(&tenant.slug, r))
-                            .collect(),
-                    );
-                }
+                servers = rows
+                    .iter()
+                    .map(|r| self.server_summary(&tenant.slug, r))
+                    .collect();
                 if let Some(Reveal::Token(t)) = session
                     .id()
                     .and_then(|id| self.state.reveals.take(&id.to_string()))

@@ -13,7 +13,7 @@ use crate::store::{DatabaseLocation, Store, StoreError};
 use crate::tenancy::{self, Tenancy};
 use crate::{api, keys, tenants};
 use app::api::SharedBackend;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -328,7 +328,8 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
             let options = state.leptos_options.clone();
             move || app::shell(options.clone())
         })
-        .layer(session_layer);
+        .layer(session_layer)
+        .layer(from_fn_with_state(RENDER_DEADLINE, render_watchdog));
 
     Router::new()
         .merge(api::router())
@@ -367,6 +368,42 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
             MAX_BODY_BYTES,
         ))
         .with_state(state)
+}
+
+/// How long a page render may take before the watchdog starts it again.
+pub const RENDER_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Leptos 0.8 can, rarely and under load, leave an async server render waiting forever for a
+/// resource that has already resolved (a lost wake-up; see leptos-rs/leptos#4851 and
+/// neighbours). A page GET is safe to render again, and in `SsrMode::Async` nothing has been
+/// sent before the render completes, so a stalled render is dropped and started afresh; the
+/// session changes of a dropped attempt were never saved (this sits outside the session layer).
+/// After three stalls the client gets 503 with Retry-After instead of a hung connection.
+async fn render_watchdog(State(deadline): State<Duration>, req: Request, next: Next) -> Response {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return next.run(req).await;
+    }
+    let (parts, _body) = req.into_parts();
+    for attempt in 1..=3 {
+        let mut retry = http::Request::builder()
+            .method(parts.method.clone())
+            .uri(parts.uri.clone())
+            .version(parts.version)
+            .body(axum::body::Body::empty())
+            .unwrap_or_default();
+        *retry.headers_mut() = parts.headers.clone();
+        *retry.extensions_mut() = parts.extensions.clone();
+        match tokio::time::timeout(deadline, next.clone().run(retry)).await {
+            Ok(res) => return res,
+            Err(_) => tracing::warn!(attempt, "page render stalled; rendering it again"),
+        }
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(http::header::RETRY_AFTER, "1")],
+        "the page could not be rendered; try again\n",
+    )
+        .into_response()
 }
 
 /// Headers every response carries unless a handler set them: no framing (clickjacking), no MIME
@@ -420,4 +457,66 @@ async fn same_origin_writes(req: Request, next: Next) -> Response {
         }
     }
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::ServiceExt;
+
+    /// A page handler that stalls forever on its first `stalls` calls, then answers.
+    fn stalling_app(stalls: usize) -> (Router, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let handler = move || {
+            let c = c.clone();
+            async move {
+                if c.fetch_add(1, Ordering::SeqCst) < stalls {
+                    std::future::pending::<()>().await;
+                }
+                "page"
+            }
+        };
+        let app = Router::new()
+            .route("/page", axum::routing::get(handler.clone()).post(handler))
+            .layer(from_fn_with_state(
+                Duration::from_millis(50),
+                render_watchdog,
+            ));
+        (app, calls)
+    }
+
+    fn req(method: &str) -> Request {
+        http::Request::builder()
+            .method(method)
+            .uri("/page")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_stalled_page_render_is_rendered_again() {
+        let (app, calls) = stalling_app(1);
+        let res = app.oneshot(req("GET")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_page_that_keeps_stalling_gets_503_with_retry_after() {
+        let (app, calls) = stalling_app(usize::MAX);
+        let res = app.oneshot(req("GET")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers()[http::header::RETRY_AFTER], "1");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn form_posts_are_never_repeated() {
+        let (app, calls) = stalling_app(0);
+        let res = app.oneshot(req("POST")).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
 }
