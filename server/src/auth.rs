@@ -28,8 +28,43 @@ pub const SESSION_FLASH: &str = "flash";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "scope", rename_all = "snake_case")]
 pub enum SessionAuth {
-    Tenant { tenant_id: String, user_id: String },
-    Platform,
+    Tenant {
+        tenant_id: String,
+        user_id: String,
+    },
+    /// Signed in with the platform token whose id (a prefix of its stored hash) this names:
+    /// rotating the token ends every platform session at once.
+    Platform {
+        token_id: String,
+    },
+}
+
+/// A non-secret identifier of a stored platform token hash.
+pub fn platform_token_id(stored_hash: &str) -> String {
+    stored_hash.chars().take(16).collect()
+}
+
+/// The id of the current platform token, if one exists.
+pub async fn current_platform_token_id(
+    store: &Store,
+) -> Result<Option<String>, crate::store::StoreError> {
+    Ok(store
+        .platform_setting(PLATFORM_TOKEN_SETTING)
+        .await?
+        .map(|h| platform_token_id(&h)))
+}
+
+/// Replaces the platform token: the old one stops working, and so do the sessions signed in
+/// with it. Returns the new token, to be shown once.
+pub async fn rotate_platform_token(
+    store: &Store,
+) -> Result<secrecy::SecretString, crate::store::StoreError> {
+    let token = crate::domain::NewToken::generate(TokenKind::Platform);
+    store
+        .set_platform_setting(PLATFORM_TOKEN_SETTING, token.hash.as_str())
+        .await?;
+    tracing::info!("platform admin token rotated");
+    Ok(token.plaintext)
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {

@@ -8,8 +8,11 @@
 //! - `server add --json`: `{"server": {slug, name, description, upstream, created_at}}`
 //! - `server list --json`: `{"servers": [ … ]}`
 //! - `token create --json`: `{"token": "pct_user_…", "user": EMAIL}`
+//! - `platform rotate-token --json`: `{"platform_token": "pct_platform_…"}`
 
-use crate::config::{RemoteTransport, ServerCommand, StoreConfig, TenantCommand, TokenCommand};
+use crate::config::{
+    PlatformCommand, RemoteTransport, ServerCommand, StoreConfig, TenantCommand, TokenCommand,
+};
 use crate::domain::TenantSlug;
 use crate::servers;
 use crate::store::Store;
@@ -219,6 +222,27 @@ pub async fn token(store_cfg: &StoreConfig, cmd: TokenCommand) -> Result<ExitCod
                     user.email
                 );
                 println!("  {}", token.expose_secret());
+            }
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn platform(store_cfg: &StoreConfig, cmd: PlatformCommand) -> Result<ExitCode, CliError> {
+    let store = Store::open(&store_cfg.database).await?;
+    match cmd {
+        PlatformCommand::RotateToken { json } => {
+            let token = crate::auth::rotate_platform_token(&store).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "platform_token": token.expose_secret() })
+                );
+            } else {
+                println!("New platform admin token (shown once, store it now):");
+                println!("  {}", token.expose_secret());
+                println!("The old token and its console sessions no longer work.");
             }
         }
     }

@@ -57,6 +57,19 @@ pub enum Command {
     /// Issue gateway tokens for MCP clients.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The platform operator's own credentials.
+    #[command(subcommand)]
+    Platform(PlatformCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlatformCommand {
+    /// Replace the platform admin token (when it is lost or exposed): prints the new one once;
+    /// the old token and every platform console session signed in with it stop working.
+    RotateToken {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -153,14 +153,25 @@ impl Backend {
         }
     }
 
+    /// Whether the session is signed in with the current platform token (a rotated token ends
+    /// its sessions).
     async fn platform_signed_in(&self, session: &Session) -> Result<bool, BackendError> {
-        Ok(matches!(
-            session
-                .get::<SessionAuth>(SESSION_AUTH)
-                .await
-                .map_err(internal)?,
-            Some(SessionAuth::Platform)
-        ))
+        let Some(SessionAuth::Platform { token_id }) = session
+            .get::<SessionAuth>(SESSION_AUTH)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(false);
+        };
+        let current = auth::current_platform_token_id(&self.state.store)
+            .await
+            .map_err(internal)?;
+        if current.as_deref() == Some(token_id.as_str()) {
+            Ok(true)
+        } else {
+            session.remove_value(SESSION_AUTH).await.map_err(internal)?;
+            Ok(false)
+        }
     }
 }
 
@@ -470,7 +481,11 @@ impl ConsoleBackend for Backend {
             .await
             .map_err(internal)?
         {
-            auth::begin_session(&session, &SessionAuth::Platform)
+            let token_id = auth::current_platform_token_id(&self.state.store)
+                .await
+                .map_err(internal)?
+                .ok_or_else(|| internal("platform token vanished during sign-in"))?;
+            auth::begin_session(&session, &SessionAuth::Platform { token_id })
                 .await
                 .map_err(internal)?;
             tracing::info!("platform operator signed in");

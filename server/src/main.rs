@@ -49,6 +49,10 @@ async fn run(args: Cli) -> Result<ExitCode, cli::CliError> {
             let store = StoreConfig::resolve(&args.global)?;
             cli::token(&store, cmd).await
         }
+        Command::Platform(cmd) => {
+            let store = StoreConfig::resolve(&args.global)?;
+            cli::platform(&store, cmd).await
+        }
     }
 }
 

@@ -10,6 +10,7 @@ on_both_engines!(
     tenant_list_json_has_the_documented_shape,
     bad_cli_input_exits_non_zero_with_a_message_and_changes_nothing,
     migrate_is_idempotent,
+    rotating_the_platform_token_ends_the_old_token_and_its_sessions,
 );
 
 async fn tenant_create_prints_the_token_once_and_the_running_server_serves_the_tenant(
@@ -190,5 +191,48 @@ async fn migrate_is_idempotent(engine: Engine) {
         );
         assert!(String::from_utf8_lossy(&out.stdout).contains("migrations applied"));
     }
+    app.stop().await;
+}
+
+async fn rotating_the_platform_token_ends_the_old_token_and_its_sessions(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let mut p = app.browser(None);
+    let page = p.get("/").await;
+    let csrf = page.input_value("csrf").unwrap();
+    let action = page.form_action("platform-sign-in-form").unwrap();
+    p.post_form(
+        &action,
+        &[("csrf", &csrf), ("token", &app.platform_token)],
+        "/",
+    )
+    .await;
+    assert!(p.get("/").await.body.contains("Create a tenant"));
+
+    let out = app.cli(&["platform", "rotate-token", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let new_token = v["platform_token"].as_str().unwrap().to_owned();
+    assert!(new_token.starts_with("pct_platform_"));
+    assert_ne!(new_token, app.platform_token);
+
+    let list = |token: String| {
+        let req = app
+            .get(&app.host(None), "/api/v1/tenants")
+            .bearer_auth(token);
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(
+        list(app.platform_token.clone()).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(list(new_token.clone()).await, StatusCode::OK);
+    // The console session signed in with the old token is over.
+    let page = p.get("/").await;
+    assert!(!page.body.contains("Create a tenant"));
+    assert!(page.body.contains("Platform admin token"));
     app.stop().await;
 }
