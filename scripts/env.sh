@@ -5,3 +5,6 @@ export PORTCULLIS_CACHE="${PORTCULLIS_CACHE:-$HOME/.cache/portcullis}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PORTCULLIS_CACHE/target}"
 export PORTCULLIS_TOOLS="${PORTCULLIS_TOOLS:-$PORTCULLIS_CACHE/tools}"
 export PATH="$HOME/.cargo/bin:$PATH"
+# Python with the official MCP SDK, for the real MCP server and client the gateway tests use.
+export PORTCULLIS_VENV="${PORTCULLIS_VENV:-$PORTCULLIS_CACHE/venv}"
+export PORTCULLIS_PYTHON="${PORTCULLIS_PYTHON:-$PORTCULLIS_VENV/bin/python}"

@@ -4,6 +4,7 @@
 #   - the wasm32 toolchain: rustup's target, or Debian's rustc-web + build-std where rustup cannot download
 #   - wasm-bindgen-cli at exactly the version in Cargo.lock
 #   - npm packages (binaryen for wasm-opt, playwright-core) in a shared tools dir under $HOME
+#   - a Python venv with the official MCP SDK (tests' real MCP server and client), under $HOME
 # Every step checks first and does nothing when its tool is already there, so a second run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,5 +73,11 @@ if ! [ -x "$PORTCULLIS_TOOLS/node_modules/.bin/wasm-opt" ] || ! [ -d "$PORTCULLI
   log "installing npm tools into $PORTCULLIS_TOOLS"
   cp tools/package.json tools/package-lock.json "$PORTCULLIS_TOOLS/" 2>/dev/null || cp tools/package.json "$PORTCULLIS_TOOLS/"
   (cd "$PORTCULLIS_TOOLS" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+# 5. Python venv with the official MCP SDK (a real MCP server and client for the gateway tests).
+if ! "$PORTCULLIS_PYTHON" -c 'import mcp, httpx2' >/dev/null 2>&1; then
+  log "installing the MCP Python SDK into $PORTCULLIS_VENV"
+  python3 -m venv "$PORTCULLIS_VENV"
+  "$PORTCULLIS_VENV/bin/pip" install -q --disable-pip-version-check -r tools/requirements.txt
 fi
 log "ready"

@@ -90,7 +90,7 @@ async fn patch_tenant(
         .store
         .rename_tenant(&admin.tenant.tenant_id, &name)
         .await?;
-    state.tenancy.refresh(&state.store).await?;
+    state.refresh_snapshots().await?;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, "tenant renamed");
     Ok(Json(tenant_view(
         &state,
@@ -145,7 +145,7 @@ async fn create_tenant(
     let req = body(json)?;
     let created = tenants::create(&state.store, &req.slug, &req.name, &req.admin_email).await?;
     // Serve the new tenant from this replica at once; others follow via the change counter.
-    state.tenancy.refresh(&state.store).await?;
+    state.refresh_snapshots().await?;
     let t = &created.tenant;
     Ok((
         StatusCode::CREATED,
@@ -177,6 +177,7 @@ async fn add_server(
 ) -> Result<impl IntoResponse, ApiError> {
     let input = body(json)?;
     let row = servers::add(&state.store, &admin.tenant.tenant_id, input).await?;
+    state.refresh_snapshots().await?;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, server.slug = %row.slug, "server added");
     Ok((
         StatusCode::CREATED,
@@ -208,6 +209,7 @@ async fn delete_server(
     Path(slug): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     servers::remove(&state.store, &admin.tenant.tenant_id, &slug).await?;
+    state.refresh_snapshots().await?;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, server.slug = %slug, "server deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -233,6 +235,7 @@ async fn create_token(
         req.label.as_deref().unwrap_or(""),
     )
     .await?;
+    state.refresh_snapshots().await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({

@@ -280,6 +280,7 @@ impl ConsoleBackend for Backend {
         };
         match servers::add(&self.state.store, &tenant.tenant_id, input).await {
             Ok(row) => {
+                self.state.refresh_snapshots().await.map_err(internal)?;
                 tracing::info!(tenant.id = %tenant.tenant_id, user.id = %user.user_id, server.slug = %row.slug, "server added");
                 flash(
                     &session,
@@ -306,6 +307,7 @@ impl ConsoleBackend for Backend {
         let (tenant, session, user) = self.admin_form(parts, csrf).await?;
         match servers::remove(&self.state.store, &tenant.tenant_id, slug).await {
             Ok(()) => {
+                self.state.refresh_snapshots().await.map_err(internal)?;
                 tracing::info!(tenant.id = %tenant.tenant_id, user.id = %user.user_id, server.slug = %slug, "server deleted");
                 flash(&session, FlashKind::Info, format!("Server {slug} removed.")).await
             }
@@ -326,6 +328,7 @@ impl ConsoleBackend for Backend {
             .await
         {
             Ok((user, token)) => {
+                self.state.refresh_snapshots().await.map_err(internal)?;
                 let id = session.id().ok_or_else(|| internal("session without id"))?;
                 self.state.reveals.put(
                     id.to_string(),
@@ -419,11 +422,7 @@ impl ConsoleBackend for Backend {
                     .await
                     .map_err(internal)?;
                 // Rebuild the directory now so that the page rendered next shows the new name.
-                self.state
-                    .tenancy
-                    .refresh(&self.state.store)
-                    .await
-                    .map_err(internal)?;
+                self.state.refresh_snapshots().await.map_err(internal)?;
                 tracing::info!(tenant.id = %tenant.tenant_id, user.id = %user.user_id, "tenant renamed");
                 flash(&session, FlashKind::Info, "Saved.").await?;
             }
@@ -517,11 +516,7 @@ impl ConsoleBackend for Backend {
         }
         match tenants::create(&self.state.store, slug, name, admin_email).await {
             Ok(created) => {
-                self.state
-                    .tenancy
-                    .refresh(&self.state.store)
-                    .await
-                    .map_err(internal)?;
+                self.state.refresh_snapshots().await.map_err(internal)?;
                 // The session has an id: it was saved when it signed in.
                 let id = session.id().ok_or_else(|| internal("session without id"))?;
                 let slug = created.tenant.slug.clone();

@@ -9,6 +9,7 @@ pub mod config;
 pub mod console;
 pub mod domain;
 pub mod error;
+pub mod gateway;
 pub mod keys;
 pub mod ops;
 pub mod servers;

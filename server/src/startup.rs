@@ -101,6 +101,7 @@ impl Application {
             }
         }
         let tenancy = Arc::new(Tenancy::load(settings.base_domain.clone(), &store).await?);
+        let gateway = Arc::new(crate::gateway::Gateway::load(&store, &tenancy).await?);
 
         let listener =
             TcpListener::bind(settings.bind)
@@ -138,6 +139,7 @@ impl Application {
         let state = AppState {
             store,
             tenancy,
+            gateway,
             urls,
             leptos_options,
             metrics: Arc::new(Metrics::default()),
@@ -183,6 +185,7 @@ impl Application {
         } = self;
         let watcher = tokio::spawn(tenancy::watch_changes(
             state.tenancy.clone(),
+            state.gateway.clone(),
             state.store.clone(),
             shutdown.subscribe(),
         ));
@@ -333,6 +336,7 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
 
     Router::new()
         .merge(api::router())
+        .merge(crate::gateway::router())
         .merge(console)
         .nest_service("/pkg", ServeDir::new(site_root.join("pkg")))
         .fallback(fallback)

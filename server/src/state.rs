@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub struct AppState {
     pub store: Store,
     pub tenancy: Arc<Tenancy>,
+    pub gateway: Arc<crate::gateway::Gateway>,
     pub urls: Urls,
     pub leptos_options: LeptosOptions,
     pub metrics: Arc<Metrics>,
@@ -30,6 +31,16 @@ pub struct Urls {
     pub base_domain: String,
     /// `None` when it is the scheme's default port.
     pub port: Option<u16>,
+}
+
+impl AppState {
+    /// Rebuilds this replica's snapshots at once after a change it made itself (other replicas
+    /// follow through the change counters).
+    pub async fn refresh_snapshots(&self) -> crate::store::Result<()> {
+        self.tenancy.refresh(&self.store).await?;
+        self.gateway.refresh(&self.store, &self.tenancy).await?;
+        Ok(())
+    }
 }
 
 impl Urls {

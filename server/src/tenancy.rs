@@ -105,6 +105,15 @@ impl Tenancy {
         Ok(true)
     }
 
+    pub fn tenant_ids(&self) -> Vec<String> {
+        self.directory
+            .load()
+            .by_slug
+            .values()
+            .map(|t| t.tenant_id.clone())
+            .collect()
+    }
+
     pub fn tenant_count(&self) -> usize {
         self.directory.load().by_slug.len()
     }
@@ -200,6 +209,7 @@ pub fn not_found() -> Response {
 /// second on PostgreSQL where NOTIFY normally arrives first).
 pub async fn watch_changes(
     tenancy: Arc<Tenancy>,
+    gateway: Arc<crate::gateway::Gateway>,
     store: Store,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -243,6 +253,9 @@ pub async fn watch_changes(
         }
         if let Err(e) = tenancy.refresh(&store).await {
             tracing::warn!(error = %e, "tenant directory refresh failed; serving the last snapshot");
+        }
+        if let Err(e) = gateway.refresh(&store, &tenancy).await {
+            tracing::warn!(error = %e, "gateway snapshot refresh failed; serving the last snapshot");
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod cli;
 mod console;
+mod gateway;
 mod helpers;
 mod ops;
 mod servers;

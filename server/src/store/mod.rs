@@ -102,7 +102,7 @@ macro_rules! tenant_tx {
 mod servers;
 mod session;
 
-pub use servers::ServerRow;
+pub use servers::{LiveToken, ServerRow};
 
 /// Where the data lives, parsed from `DATABASE_URL` or the data directory.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -25,6 +25,15 @@ impl ServerRow {
     }
 }
 
+/// A gateway token as the snapshot holds it: its hash and its owner.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct LiveToken {
+    pub token_hash: String,
+    pub user_id: String,
+    pub email: String,
+    pub expires_at: Option<i64>,
+}
+
 const SERVER_COLUMNS: &str =
     "server_id, tenant_id, slug, name, description, transport, config, created_at, updated_at";
 
@@ -178,6 +187,23 @@ impl Store {
             .await?;
         });
         Ok(())
+    }
+
+    /// Every unrevoked gateway token of the tenant's active users, for the gateway's in-memory
+    /// snapshot (the hot path never reads tokens from the database).
+    pub async fn list_live_tokens(&self, tenant_id: &str) -> Result<Vec<LiveToken>> {
+        let rows = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_as::<_, LiveToken>(
+                "SELECT t.token_hash, u.user_id, u.email, t.expires_at \
+                 FROM api_token t JOIN tenant_user u ON u.tenant_id = t.tenant_id AND u.user_id = t.user_id \
+                 WHERE t.tenant_id = $1 AND t.revoked_at IS NULL AND u.active = $2",
+            )
+            .bind(tenant_id)
+            .bind(true)
+            .fetch_all(&mut *tx)
+            .await?
+        });
+        Ok(rows)
     }
 
     /// The active user owning an unrevoked, unexpired gateway token of this tenant.

@@ -1,0 +1,346 @@
+//! The MCP gateway endpoint `/mcp/{server}` on tenant hosts (first slice: Streamable HTTP
+//! upstreams over plain http, proxied faithfully; see README.md in this directory for what the
+//! full gateway adds).
+//!
+//! The hot path touches memory only: servers and gateway tokens are compiled per tenant into a
+//! snapshot (`Directory`) that the change watcher rebuilds when the `servers`, `api_tokens` or
+//! `tenants` counters move. A missing snapshot, tenant, server or token means no access.
+//! No client credential is ever sent upstream.
+
+use crate::domain::{ServerTransport, TokenHash, TokenKind};
+use crate::state::AppState;
+use crate::store::{now_micros, Store};
+use crate::tenancy::{Host, Tenancy};
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use axum::Router;
+use futures_util::TryStreamExt;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/mcp/{server}", any(endpoint))
+}
+
+/// Who is calling, from a gateway token.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: String,
+    pub email: String,
+    expires_at: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct TenantGateway {
+    servers: HashMap<String, Arc<ServerTransport>>,
+    tokens: HashMap<String, Caller>,
+}
+
+/// The gateway's snapshot of every tenant's servers and tokens.
+#[derive(Debug)]
+pub struct Gateway {
+    tenants: ArcSwap<HashMap<String, TenantGateway>>,
+    version: std::sync::Mutex<Option<(i64, i64, i64)>>,
+    client: reqwest::Client,
+}
+
+impl Gateway {
+    pub async fn load(store: &Store, tenancy: &Tenancy) -> crate::store::Result<Self> {
+        let g = Self {
+            tenants: ArcSwap::from_pointee(HashMap::new()),
+            version: std::sync::Mutex::new(None),
+            client: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| {
+                    crate::store::StoreError::Database(sqlx::Error::Configuration(e.into()))
+                })?,
+        };
+        g.refresh(store, tenancy).await?;
+        Ok(g)
+    }
+
+    /// Rebuilds the snapshot when servers, tokens or tenants changed since the last build.
+    pub async fn refresh(&self, store: &Store, tenancy: &Tenancy) -> crate::store::Result<bool> {
+        let version = (
+            store.change_version("servers").await?,
+            store.change_version("api_tokens").await?,
+            store.change_version("tenants").await?,
+        );
+        if self
+            .version
+            .lock()
+            .map(|v| *v == Some(version))
+            .unwrap_or(false)
+        {
+            return Ok(false);
+        }
+        let mut tenants = HashMap::new();
+        for tenant_id in tenancy.tenant_ids() {
+            let mut tg = TenantGateway::default();
+            for row in store.list_servers(&tenant_id).await? {
+                match row.upstream() {
+                    Ok(t) => {
+                        tg.servers.insert(row.slug.clone(), Arc::new(t));
+                    }
+                    Err(e) => {
+                        tracing::error!(tenant.id = %tenant_id, server.slug = %row.slug, error = %e,
+                        "stored server settings do not parse; the server is unreachable")
+                    }
+                }
+            }
+            for t in store.list_live_tokens(&tenant_id).await? {
+                tg.tokens.insert(
+                    t.token_hash,
+                    Caller {
+                        user_id: t.user_id,
+                        email: t.email,
+                        expires_at: t.expires_at,
+                    },
+                );
+            }
+            tenants.insert(tenant_id, tg);
+        }
+        self.tenants.store(Arc::new(tenants));
+        if let Ok(mut v) = self.version.lock() {
+            *v = Some(version);
+        }
+        Ok(true)
+    }
+
+    fn lookup(&self, tenant_id: &str, hash: &TokenHash, server: &str) -> Lookup {
+        let snapshot = self.tenants.load();
+        let Some(tg) = snapshot.get(tenant_id) else {
+            return Lookup::Unauthorized;
+        };
+        let caller = match tg.tokens.get(hash.as_str()) {
+            Some(c) if c.expires_at.is_none_or(|e| e > now_micros()) => c.clone(),
+            _ => return Lookup::Unauthorized,
+        };
+        match tg.servers.get(server) {
+            Some(s) => Lookup::Found(caller, s.clone()),
+            None => Lookup::NoServer,
+        }
+    }
+}
+
+enum Lookup {
+    Unauthorized,
+    NoServer,
+    Found(Caller, Arc<ServerTransport>),
+}
+
+/// A JSON-RPC error response (id null: the gateway answers before reading the request).
+fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
+    let body = serde_json::json!({
+        "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message }
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+fn unauthorized() -> Response {
+    let mut res = rpc_error(
+        StatusCode::UNAUTHORIZED,
+        -32001,
+        "a valid gateway token is required",
+    );
+    res.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"portcullis\""),
+    );
+    res
+}
+
+/// Request headers passed upstream. Never `Authorization` or cookies: no token passthrough.
+const FORWARD_REQUEST: &[&str] = &[
+    "content-type",
+    "accept",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+    "mcp-method",
+    "mcp-name",
+];
+/// Response headers passed back to the client.
+const FORWARD_RESPONSE: &[&str] = &[
+    "content-type",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "cache-control",
+];
+
+fn copy_headers(from: &HeaderMap, names: &[&str]) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in names {
+        for v in from.get_all(*name) {
+            if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+                out.append(n, v.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Origin check against DNS rebinding: a browser request from another origin is refused.
+fn origin_ok(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(http::header::ORIGIN) else {
+        return true; // not a browser, or a same-origin navigation
+    };
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://").map(|(_, h)| h));
+    origin_host.is_some() && origin_host == host
+}
+
+async fn endpoint(
+    State(state): State<AppState>,
+    Path(server): Path<String>,
+    req: Request,
+) -> Response {
+    let Some(Host::Tenant(tenant)) = req.extensions().get::<Host>().cloned() else {
+        return crate::tenancy::not_found();
+    };
+    if !origin_ok(req.headers()) {
+        return rpc_error(
+            StatusCode::FORBIDDEN,
+            -32600,
+            "cross-origin request refused",
+        );
+    }
+    let hash = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .and_then(|t| TokenHash::of_presented(TokenKind::User, t));
+    let Some(hash) = hash else {
+        return unauthorized();
+    };
+    let (caller, upstream) = match state.gateway.lookup(&tenant.tenant_id, &hash, &server) {
+        Lookup::Unauthorized => return unauthorized(),
+        // The same answer whether the server exists in another tenant or nowhere.
+        Lookup::NoServer => return rpc_error(StatusCode::NOT_FOUND, -32601, "no such MCP server"),
+        Lookup::Found(c, s) => (c, s),
+    };
+    // Policy seam: allow-all until the identity work brings registries and tool rules.
+    let url = match upstream.as_ref() {
+        ServerTransport::StreamableHttp { url } if url.as_str().starts_with("http://") => {
+            url.as_str().to_owned()
+        }
+        ServerTransport::StreamableHttp { .. } => {
+            return rpc_error(
+                StatusCode::BAD_GATEWAY,
+                -32603,
+                "this gateway does not reach https upstreams yet",
+            )
+        }
+        ServerTransport::Sse { .. } | ServerTransport::Stdio { .. } => {
+            return rpc_error(
+                StatusCode::BAD_GATEWAY,
+                -32603,
+                "this gateway does not reach SSE or stdio upstreams yet",
+            )
+        }
+    };
+    let method = req.method().clone();
+    if !matches!(method, Method::GET | Method::POST | Method::DELETE) {
+        return rpc_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            -32600,
+            "use POST, GET or DELETE",
+        );
+    }
+    let headers = copy_headers(req.headers(), FORWARD_REQUEST);
+    let body = match axum::body::to_bytes(req.into_body(), crate::startup::MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return rpc_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                -32600,
+                "request body too large",
+            )
+        }
+    };
+    // Audit seam: one line per request until the audit work makes it a durable record.
+    let rpc_method = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("method").and_then(|m| m.as_str()).map(str::to_owned));
+    tracing::info!(tenant.id = %tenant.tenant_id, user.id = %caller.user_id, server.slug = %server,
+        http.method = %method, mcp.method = rpc_method.as_deref().unwrap_or("-"), "mcp request");
+    let upstream_req = state
+        .gateway
+        .client
+        .request(method, &url)
+        .headers(headers)
+        .body(body);
+    match upstream_req.send().await {
+        Ok(res) => {
+            let status = res.status();
+            let headers = copy_headers(res.headers(), FORWARD_RESPONSE);
+            let stream = res.bytes_stream().map_err(std::io::Error::other);
+            let mut out = Response::new(Body::from_stream(stream));
+            *out.status_mut() = status;
+            *out.headers_mut() = headers;
+            out
+        }
+        Err(e) => {
+            tracing::warn!(server.slug = %server, error = %e, "upstream unreachable");
+            rpc_error(
+                StatusCode::BAD_GATEWAY,
+                -32603,
+                "the upstream MCP server is unreachable",
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_credentials_never_travel_upstream() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer pct_user_secret"),
+        );
+        h.insert("cookie", HeaderValue::from_static("portcullis_session=abc"));
+        h.insert("mcp-session-id", HeaderValue::from_static("s1"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        let out = copy_headers(&h, FORWARD_REQUEST);
+        assert!(out.get("authorization").is_none());
+        assert!(out.get("cookie").is_none());
+        assert_eq!(out["mcp-session-id"], "s1");
+        assert_eq!(out["content-type"], "application/json");
+    }
+
+    #[test]
+    fn only_same_origin_browser_requests_pass() {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("acme.localhost:8080"));
+        assert!(origin_ok(&h), "no Origin: not a browser");
+        h.insert(
+            "origin",
+            HeaderValue::from_static("http://acme.localhost:8080"),
+        );
+        assert!(origin_ok(&h));
+        h.insert("origin", HeaderValue::from_static("http://evil.example"));
+        assert!(!origin_ok(&h));
+        h.insert("origin", HeaderValue::from_static("null"));
+        assert!(!origin_ok(&h));
+    }
+}

@@ -1,0 +1,241 @@
+//! The gateway endpoint `/mcp/{server}` with real peers: the fixture MCP server and the official
+//! Python MCP client (both on the official SDK), in both protocol eras, on both engines.
+
+use crate::helpers::{spawn_app, Engine, TestApp};
+use crate::on_both_engines;
+use reqwest::header::{HOST, ORIGIN, WWW_AUTHENTICATE};
+use reqwest::StatusCode;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+on_both_engines!(
+    real_mcp_clients_reach_a_streamable_http_server_through_the_gateway,
+    the_gateway_refuses_what_it_must,
+);
+
+fn python() -> String {
+    std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| {
+        panic!("PORTCULLIS_PYTHON is not set: run `make test` (scripts/setup.sh installs the MCP SDK venv)")
+    })
+}
+
+fn fixture_path(name: &str) -> String {
+    format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The fixture MCP server on a free port, killed when dropped.
+struct Fixture {
+    port: u16,
+    _child: tokio::process::Child,
+}
+
+async fn start_fixture() -> Fixture {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = tokio::process::Command::new(python())
+        .arg(fixture_path("mcp_fixture.py"))
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the fixture MCP server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "fixture MCP server did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Fixture {
+        port,
+        _child: child,
+    }
+}
+
+async fn add_server(
+    app: &TestApp,
+    tenant: &str,
+    admin: &str,
+    slug: &str,
+    upstream: serde_json::Value,
+) {
+    let res = app
+        .client
+        .post(app.url("/api/v1/servers"))
+        .header(HOST, app.host(Some(tenant)))
+        .bearer_auth(admin)
+        .json(&json!({"slug": slug, "upstream": upstream}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+async fn user_token(app: &TestApp, tenant: &str, admin: &str, email: &str) -> String {
+    let res = app
+        .client
+        .post(app.url("/api/v1/tokens"))
+        .header(HOST, app.host(Some(tenant)))
+        .bearer_auth(admin)
+        .json(&json!({"user_email": email}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json::<serde_json::Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn run_client(
+    app: &TestApp,
+    tenant: &str,
+    server: &str,
+    mode: &str,
+    token: &str,
+) -> serde_json::Value {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(python())
+            .arg(fixture_path("mcp_client.py"))
+            .arg(app.url(&format!("/mcp/{server}")))
+            .arg(mode)
+            .arg(token)
+            .arg(app.host(Some(tenant)))
+            .output(),
+    )
+    .await
+    .expect("the MCP client finishes")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("client prints JSON")
+}
+
+async fn real_mcp_clients_reach_a_streamable_http_server_through_the_gateway(engine: Engine) {
+    let fixture = start_fixture().await;
+    let app = spawn_app(engine).await;
+    let acme = app.create_tenant("acme").await;
+    add_server(&app, "acme", &acme.admin_token, "fixture",
+        json!({"transport": "streamable_http", "url": format!("http://127.0.0.1:{}/mcp", fixture.port)})).await;
+    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    // The modern (stateless, 2026-07-28) era and the session-based 2025-11-25 era.
+    for (mode, protocol) in [("auto", "2026-07-28"), ("legacy", "2025-11-25")] {
+        let seen = run_client(&app, "acme", "fixture", mode, &token).await;
+        assert_eq!(seen["protocol"], protocol, "{seen}");
+        assert_eq!(seen["tools"], json!(["add", "test_simple_text", "whoami"]));
+        assert_eq!(seen["add"], json!(["42"]));
+        assert_eq!(
+            seen["text"],
+            json!(["This is a simple text response for testing."])
+        );
+        assert_eq!(
+            seen["resource"],
+            json!(["This is the content of the static text resource."])
+        );
+        assert_eq!(
+            seen["prompt"],
+            json!(["Prompt with arguments: arg1='x', arg2='y'"])
+        );
+    }
+    app.stop().await;
+}
+
+async fn the_gateway_refuses_what_it_must(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let acme = app.create_tenant("acme").await;
+    let globex = app.create_tenant("globex").await;
+    add_server(
+        &app,
+        "acme",
+        &acme.admin_token,
+        "local",
+        json!({"transport": "stdio", "command": "some-mcp-server"}),
+    )
+    .await;
+    add_server(
+        &app,
+        "acme",
+        &acme.admin_token,
+        "gone",
+        json!({"transport": "streamable_http", "url": "http://127.0.0.1:9/mcp"}),
+    )
+    .await;
+    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    let globex_token = user_token(&app, "globex", &globex.admin_token, "dev@globex.example").await;
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}});
+    let post = |host: String, path: &'static str, auth: Option<String>| {
+        let mut r = app
+            .client
+            .post(app.url(path))
+            .header(HOST, host)
+            .json(&init);
+        if let Some(a) = auth {
+            r = r.bearer_auth(a);
+        }
+        r
+    };
+    let acme_host = app.host(Some("acme"));
+    for auth in [
+        None,
+        Some(globex_token.clone()),
+        Some(acme.admin_token.clone()),
+        Some(format!("{token}x")),
+    ] {
+        let res = post(acme_host.clone(), "/mcp/gone", auth.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
+        assert!(res.headers().get(WWW_AUTHENTICATE).is_some());
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["jsonrpc"], "2.0");
+    }
+    // A server of another tenant looks like no server at all.
+    let res = post(app.host(Some("globex")), "/mcp/gone", Some(globex_token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let res = post(acme_host.clone(), "/mcp/nope", Some(token.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    // Cross-origin browser requests are refused (DNS rebinding).
+    let res = post(acme_host.clone(), "/mcp/gone", Some(token.clone()))
+        .header(ORIGIN, "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // Upstreams the gateway cannot reach say so, as JSON-RPC errors.
+    for path in ["/mcp/gone", "/mcp/local"] {
+        let res = post(acme_host.clone(), path, Some(token.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_GATEWAY, "{path}");
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert!(v["error"]["message"].as_str().unwrap().len() > 10, "{v}");
+    }
+    // The platform host has no gateway.
+    let res = post(app.host(None), "/mcp/gone", Some(token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+}
