@@ -221,6 +221,36 @@ async fn the_gateway_refuses_what_it_must(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // Bad input is answered by the gateway and never reaches the upstream.
+    for (body, version, code) in [
+        ("{not json", None, -32700),
+        (
+            "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"ping\"}",
+            None,
+            -32600,
+        ),
+        ("[]", None, -32600),
+        (
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}",
+            Some("1999-01-01"),
+            -32600,
+        ),
+    ] {
+        let mut r = app
+            .client
+            .post(app.url("/mcp/gone"))
+            .header(HOST, acme_host.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .bearer_auth(&token)
+            .body(body);
+        if let Some(v) = version {
+            r = r.header("mcp-protocol-version", v);
+        }
+        let res = r.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{body}");
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["error"]["code"], code, "{body}: {v}");
+    }
     // Upstreams the gateway cannot reach say so, as JSON-RPC errors.
     for path in ["/mcp/gone", "/mcp/local"] {
         let res = post(acme_host.clone(), path, Some(token.clone()))

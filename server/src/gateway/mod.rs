@@ -23,6 +23,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long an upstream may take to start answering (a stream may then run as long as it
+/// likes).
+const UPSTREAM_HEADERS_TIMEOUT: Duration = Duration::from_secs(60);
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/mcp/{server}", any(endpoint))
 }
@@ -157,6 +161,68 @@ fn unauthorized() -> Response {
     res
 }
 
+/// Protocol revisions a client may name in `MCP-Protocol-Version`.
+const KNOWN_VERSIONS: &[&str] = &[
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+    "2026-07-28",
+];
+
+/// Checks a POSTed body before anything reaches the upstream: JSON (else -32700), a JSON-RPC 2.0
+/// message or batch of them (else -32600), and, where the client sent the 2026-07-28 routing
+/// headers, that they agree with the body (else -32600). Returns the method, for the audit line.
+fn check_message(body: &[u8], headers: &HeaderMap) -> Result<Option<String>, (i64, String)> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| (-32700, "parse error: the body is not JSON".to_owned()))?;
+    let invalid = |why: &str| (-32600, format!("invalid request: {why}"));
+    let messages: Vec<&serde_json::Value> = match &value {
+        serde_json::Value::Array(items) if !items.is_empty() => items.iter().collect(),
+        serde_json::Value::Array(_) => return Err(invalid("empty batch")),
+        single => vec![single],
+    };
+    for m in &messages {
+        let Some(obj) = m.as_object() else {
+            return Err(invalid("a message must be a JSON object"));
+        };
+        if obj.get("jsonrpc").and_then(|v| v.as_str()) != Some("2.0") {
+            return Err(invalid("\"jsonrpc\" must be \"2.0\""));
+        }
+        let has_method = obj.get("method").is_some_and(|v| v.is_string());
+        let is_response = obj.contains_key("result") || obj.contains_key("error");
+        if !has_method && !is_response {
+            return Err(invalid("a message needs a method (or a result or error)"));
+        }
+        if let Some(id) = obj.get("id") {
+            if !(id.is_string() || id.is_i64() || id.is_u64() || id.is_null()) {
+                return Err(invalid("\"id\" must be a string or an integer"));
+            }
+        }
+    }
+    let first = messages[0];
+    let method = first
+        .get("method")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(h) = header("mcp-method") {
+        if method.as_deref() != Some(h) {
+            return Err(invalid("Mcp-Method does not match the body's method"));
+        }
+    }
+    if let Some(h) = header("mcp-name") {
+        let params = first.get("params");
+        let name = params
+            .and_then(|p| p.get("name").or_else(|| p.get("uri")))
+            .and_then(|v| v.as_str());
+        if name != Some(h) {
+            return Err(invalid("Mcp-Name does not match the body's name or uri"));
+        }
+    }
+    Ok(method)
+}
+
 /// Request headers passed upstream. Never `Authorization` or cookies: no token passthrough.
 const FORWARD_REQUEST: &[&str] = &[
     "content-type",
@@ -274,10 +340,24 @@ async fn endpoint(
             )
         }
     };
+    if let Some(v) = headers.get("mcp-protocol-version") {
+        if !v.to_str().is_ok_and(|v| KNOWN_VERSIONS.contains(&v)) {
+            return rpc_error(
+                StatusCode::BAD_REQUEST,
+                -32600,
+                "unsupported MCP-Protocol-Version",
+            );
+        }
+    }
+    let rpc_method = if method == Method::POST {
+        match check_message(&body, &headers) {
+            Ok(m) => m,
+            Err((code, message)) => return rpc_error(StatusCode::BAD_REQUEST, code, &message),
+        }
+    } else {
+        None
+    };
     // Audit seam: one line per request until the audit work makes it a durable record.
-    let rpc_method = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("method").and_then(|m| m.as_str()).map(str::to_owned));
     tracing::info!(tenant.id = %tenant.tenant_id, user.id = %caller.user_id, server.slug = %server,
         http.method = %method, mcp.method = rpc_method.as_deref().unwrap_or("-"), "mcp request");
     let upstream_req = state
@@ -286,7 +366,16 @@ async fn endpoint(
         .request(method, &url)
         .headers(headers)
         .body(body);
-    match upstream_req.send().await {
+    let sent = tokio::time::timeout(UPSTREAM_HEADERS_TIMEOUT, upstream_req.send()).await;
+    let Ok(sent) = sent else {
+        tracing::warn!(server.slug = %server, "upstream did not answer in time");
+        return rpc_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            -32603,
+            "the upstream MCP server did not answer in time",
+        );
+    };
+    match sent {
         Ok(res) => {
             let status = res.status();
             let headers = copy_headers(res.headers(), FORWARD_RESPONSE);
@@ -326,6 +415,60 @@ mod tests {
         assert!(out.get("cookie").is_none());
         assert_eq!(out["mcp-session-id"], "s1");
         assert_eq!(out["content-type"], "application/json");
+    }
+
+    fn code_of(res: Result<Option<String>, (i64, String)>) -> Option<i64> {
+        res.err().map(|(code, _)| code)
+    }
+
+    #[test]
+    fn messages_are_checked_before_they_go_upstream() {
+        let h = HeaderMap::new();
+        let ok = |b: &str| check_message(b.as_bytes(), &h);
+        assert_eq!(
+            ok(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+                .ok()
+                .flatten()
+                .as_deref(),
+            Some("tools/list")
+        );
+        assert!(ok(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).is_ok());
+        assert!(
+            ok(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#).is_ok(),
+            "a response to a server request"
+        );
+        assert!(ok(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).is_ok());
+        for bad in [
+            "{not json",
+            "",
+            "[]",
+            "42",
+            r#"{"id":1,"method":"x"}"#,
+            r#"{"jsonrpc":"1.0","id":1,"method":"x"}"#,
+            r#"{"jsonrpc":"2.0","id":1}"#,
+            r#"{"jsonrpc":"2.0","id":{},"method":"x"}"#,
+        ] {
+            let expected = if serde_json::from_str::<serde_json::Value>(bad).is_ok() {
+                -32600
+            } else {
+                -32700
+            };
+            assert_eq!(code_of(ok(bad)), Some(expected), "{bad}");
+        }
+    }
+
+    #[test]
+    fn routing_headers_must_agree_with_the_body() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add"}}"#;
+        let mut h = HeaderMap::new();
+        h.insert("mcp-method", HeaderValue::from_static("tools/call"));
+        h.insert("mcp-name", HeaderValue::from_static("add"));
+        assert!(check_message(body, &h).is_ok());
+        h.insert("mcp-name", HeaderValue::from_static("delete_everything"));
+        assert_eq!(code_of(check_message(body, &h)), Some(-32600));
+        h.remove("mcp-name");
+        h.insert("mcp-method", HeaderValue::from_static("tools/list"));
+        assert_eq!(code_of(check_message(body, &h)), Some(-32600));
     }
 
     #[test]
