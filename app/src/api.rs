@@ -65,11 +65,40 @@ pub struct IssuedToken {
     pub token: String,
 }
 
-/// A secret made by a form, held by the server until the next page render shows it once.
+/// A tool as "test connection" found it, with its declared annotations (hints).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolView {
+    pub name: String,
+    pub description: String,
+    pub read_only: Option<bool>,
+    pub destructive: Option<bool>,
+    pub idempotent: Option<bool>,
+    pub open_world: Option<bool>,
+}
+
+/// The result of "test connection" on one server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryView {
+    pub slug: String,
+    /// Why the test failed; `None` when it succeeded.
+    pub error: Option<String>,
+    pub protocol_version: String,
+    pub server: String,
+    /// The server's capabilities, as pretty JSON.
+    pub capabilities: String,
+    pub tools: Vec<ToolView>,
+    /// (uri, name)
+    pub resources: Vec<(String, String)>,
+    /// (name, description)
+    pub prompts: Vec<(String, String)>,
+}
+
+/// A result made by a form, held by the server until the next page render shows it once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reveal {
     Tenant(CreatedTenant),
     Token(IssuedToken),
+    Discovery(DiscoveryView),
 }
 
 /// The state of the tenant console for this browser session.
@@ -84,6 +113,8 @@ pub struct ConsoleState {
     pub servers: Vec<ServerSummary>,
     /// A token issued by the last form, shown once.
     pub issued_token: Option<IssuedToken>,
+    /// The result of the last "test connection".
+    pub discovery: Option<DiscoveryView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +190,12 @@ mod backend {
             form: AddServerForm,
         ) -> Result<bool, BackendError>;
         async fn delete_server(
+            &self,
+            parts: &Parts,
+            csrf: &str,
+            slug: &str,
+        ) -> Result<(), BackendError>;
+        async fn test_server(
             &self,
             parts: &Parts,
             csrf: &str,
@@ -277,6 +314,16 @@ pub async fn delete_server(csrf: String, slug: String) -> Result<(), ServerFnErr
     let (backend, parts) = backend_and_parts()?;
     backend
         .delete_server(&parts, &csrf, &slug)
+        .await
+        .map_err(to_sfn)
+}
+
+/// Runs "test connection" on a server; the result shows on the servers page.
+#[server(prefix = "/_console")]
+pub async fn test_server(csrf: String, slug: String) -> Result<(), ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend
+        .test_server(&parts, &csrf, &slug)
         .await
         .map_err(to_sfn)
 }

@@ -2,8 +2,8 @@
 //! pages, and the placeholders that later capabilities fill.
 
 use crate::api::{
-    self, AddServer, ConsoleState, DeleteServer, IssueToken, IssuedToken, RenameTenant,
-    ServerSummary, SignIn, SignOut, TenantConsole,
+    self, AddServer, ConsoleState, DeleteServer, DiscoveryView, IssueToken, IssuedToken,
+    RenameTenant, ServerSummary, SignIn, SignOut, TenantConsole, TestServer,
 };
 use crate::{ErrorBox, FlashBox, SecretInput};
 use leptos::prelude::*;
@@ -39,6 +39,7 @@ pub fn AdminPage() -> impl IntoView {
         add_server: ServerAction::new(),
         delete_server: ServerAction::new(),
         issue_token: ServerAction::new(),
+        test_server: ServerAction::new(),
     };
     let params = use_params_map();
     let section = move || params.read().get("section").unwrap_or_default();
@@ -56,8 +57,8 @@ pub fn AdminPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match state.await {
-                    Ok(ConsoleState { csrf, flash, console: Some(console), servers, issued_token }) => view! {
-                        <ConsoleLayout console csrf flash section=section() actions servers issued_token/>
+                    Ok(ConsoleState { csrf, flash, console: Some(console), servers, issued_token, discovery }) => view! {
+                        <ConsoleLayout console csrf flash section=section() actions servers issued_token discovery/>
                     }.into_any(),
                     Ok(ConsoleState { csrf, flash, console: None, .. }) => view! {
                         <SignInForm csrf flash sign_in/>
@@ -77,16 +78,18 @@ struct ConsoleActions {
     add_server: ServerAction<AddServer>,
     delete_server: ServerAction<DeleteServer>,
     issue_token: ServerAction<IssueToken>,
+    test_server: ServerAction<TestServer>,
 }
 
 impl ConsoleActions {
-    fn version(&self) -> [usize; 5] {
+    fn version(&self) -> [usize; 6] {
         [
             self.sign_out.version().get(),
             self.rename.version().get(),
             self.add_server.version().get(),
             self.delete_server.version().get(),
             self.issue_token.version().get(),
+            self.test_server.version().get(),
         ]
     }
 }
@@ -128,6 +131,7 @@ fn ConsoleLayout(
     actions: ConsoleActions,
     servers: Vec<ServerSummary>,
     issued_token: Option<IssuedToken>,
+    discovery: Option<DiscoveryView>,
 ) -> impl IntoView {
     let ConsoleActions {
         sign_out,
@@ -135,6 +139,7 @@ fn ConsoleLayout(
         add_server,
         delete_server,
         issue_token,
+        test_server,
     } = actions;
     let nav_open = RwSignal::new(false);
     let current = SECTIONS.iter().find(|s| s.slug == section);
@@ -145,7 +150,7 @@ fn ConsoleLayout(
             view! { <Settings console=console.clone() csrf=csrf.clone() rename/> }.into_any()
         }
         ("servers", _) => view! {
-            <Servers servers csrf=csrf.clone() add_server delete_server/>
+            <Servers servers csrf=csrf.clone() add_server delete_server test_server discovery/>
         }
         .into_any(),
         ("groups", Some(s)) => view! {
@@ -291,6 +296,8 @@ fn Servers(
     csrf: String,
     add_server: ServerAction<AddServer>,
     delete_server: ServerAction<DeleteServer>,
+    test_server: ServerAction<TestServer>,
+    discovery: Option<DiscoveryView>,
 ) -> impl IntoView {
     let empty = servers.is_empty();
     let form_ref = NodeRef::<leptos::html::Form>::new();
@@ -306,6 +313,9 @@ fn Servers(
         .into_iter()
         .map(|s| {
             let csrf = csrf.clone();
+            let csrf_test = csrf.clone();
+            let (slug_delete, slug_test) = (s.slug.clone(), s.slug.clone());
+            let (delete_id, test_id) = (format!("delete-{}", s.slug), format!("test-{}", s.slug));
             view! {
                 <tr>
                     <td><code>{s.slug.clone()}</code></td>
@@ -316,8 +326,13 @@ fn Servers(
                     <td>
                         <ActionForm action=delete_server attr:class="inline">
                             <input type="hidden" name="csrf" value=csrf/>
-                            <input type="hidden" name="slug" value=s.slug.clone()/>
-                            <button type="submit" class="ghost danger" id=format!("delete-{}", s.slug)>"Remove"</button>
+                            <input type="hidden" name="slug" value=slug_delete/>
+                            <button type="submit" class="ghost danger" id=delete_id>"Remove"</button>
+                        </ActionForm>
+                        <ActionForm action=test_server attr:class="inline">
+                            <input type="hidden" name="csrf" value=csrf_test/>
+                            <input type="hidden" name="slug" value=slug_test/>
+                            <button type="submit" class="ghost" id=test_id>"Test connection"</button>
                         </ActionForm>
                     </td>
                 </tr>
@@ -325,6 +340,7 @@ fn Servers(
         })
         .collect_view();
     view! {
+        {discovery.map(|d| view! { <DiscoveryCard d/> })}
         <section class="card">
             {if empty {
                 view! { <p id="no-servers">"No servers yet. Add the first one below."</p> }.into_any()
@@ -403,6 +419,56 @@ fn Tokens(
                 <input type="text" id="token-label" name="label" maxlength="100" placeholder="laptop"/>
                 <button type="submit" class="primary" id="issue-token-submit">"Issue token"</button>
             </ActionForm>
+        </section>
+    }
+}
+
+#[component]
+fn DiscoveryCard(d: DiscoveryView) -> impl IntoView {
+    let hint = |v: Option<bool>, yes: &'static str| match v {
+        Some(true) => yes,
+        Some(false) => "no",
+        None => "–",
+    };
+    view! {
+        <section class="card" id="discovery">
+            <h2>{format!("Test connection: {}", d.slug)}</h2>
+            {match d.error {
+                Some(e) => view! { <p class="flash flash-error" id="discovery-error">{e}</p> }.into_any(),
+                None => view! {
+                    <p id="discovery-ok">
+                        "Connected to " <strong>{d.server}</strong> " (protocol " {d.protocol_version} ")."
+                    </p>
+                    <h3>"Tools"</h3>
+                    <table class="table" id="discovery-tools">
+                        <thead><tr><th>"Name"</th><th>"Description"</th><th>"Read-only"</th><th>"Destructive"</th><th>"Idempotent"</th><th>"Open world"</th></tr></thead>
+                        <tbody>
+                            {d.tools.into_iter().map(|t| view! {
+                                <tr>
+                                    <td><code>{t.name}</code></td>
+                                    <td>{t.description}</td>
+                                    <td>{hint(t.read_only, "read-only")}</td>
+                                    <td>{hint(t.destructive, "destructive")}</td>
+                                    <td>{hint(t.idempotent, "idempotent")}</td>
+                                    <td>{hint(t.open_world, "open world")}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                    <h3>"Resources"</h3>
+                    <ul id="discovery-resources">
+                        {d.resources.into_iter().map(|(uri, name)| view! { <li><code>{uri}</code>" "{name}</li> }).collect_view()}
+                    </ul>
+                    <h3>"Prompts"</h3>
+                    <ul id="discovery-prompts">
+                        {d.prompts.into_iter().map(|(name, desc)| view! { <li><code>{name}</code>" "{desc}</li> }).collect_view()}
+                    </ul>
+                    <details>
+                        <summary>"Capabilities"</summary>
+                        <pre>{d.capabilities}</pre>
+                    </details>
+                }.into_any(),
+            }}
         </section>
     }
 }

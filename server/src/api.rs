@@ -32,6 +32,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/servers/{slug}",
             get(get_server).delete(delete_server),
         )
+        .route(
+            "/api/v1/servers/{slug}/test",
+            axum::routing::post(test_server),
+        )
         .route("/api/v1/tokens", axum::routing::post(create_token))
 }
 
@@ -244,4 +248,25 @@ async fn create_token(
             "token": token.expose_secret(),
         })),
     ))
+}
+
+/// Test connection: discovery against the upstream. 200 with `ok: false` and the reason when the
+/// upstream cannot be reached or misbehaves (the request itself was fine).
+async fn test_server(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let slug = ServerSlug::parse(&slug).map_err(|_| ApiError::NotFound)?;
+    let row = state
+        .store
+        .server_by_slug(&admin.tenant.tenant_id, &slug)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let upstream = row.upstream().map_err(ApiError::internal)?;
+    let result = crate::gateway::discovery::discover(state.gateway.client(), &upstream).await;
+    Ok(Json(match result {
+        Ok(d) => serde_json::json!({ "ok": true, "discovery": d }),
+        Err(e) => serde_json::json!({ "ok": false, "error": e }),
+    }))
 }

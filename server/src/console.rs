@@ -12,8 +12,9 @@ use crate::state::AppState;
 use crate::tenancy::{Host, Tenant};
 use crate::tenants::{self, format_time, TenantError};
 use app::api::{
-    AddServerForm, BackendError, ConsoleBackend, ConsoleState, CreatedTenant, Flash, FlashKind,
-    HostKind, IssuedToken, PlatformState, Reveal, ServerSummary, TenantConsole, TenantSummary,
+    AddServerForm, BackendError, ConsoleBackend, ConsoleState, CreatedTenant, DiscoveryView, Flash,
+    FlashKind, HostKind, IssuedToken, PlatformState, Reveal, ServerSummary, TenantConsole,
+    TenantSummary, ToolView,
 };
 use async_trait::async_trait;
 use http::request::Parts;
@@ -195,6 +196,7 @@ impl ConsoleBackend for Backend {
         let flash = take_flash(&session).await?;
         let mut servers = Vec::new();
         let mut issued_token = None;
+        let mut discovery = None;
         let console = match self.signed_in_admin(&session, &tenant).await? {
             None => None,
             Some(user) => {
@@ -209,11 +211,13 @@ impl ConsoleBackend for Backend {
                     .iter()
                     .map(|r| self.server_summary(&tenant.slug, r))
                     .collect();
-                if let Some(Reveal::Token(t)) = session
+                match session
                     .id()
                     .and_then(|id| self.state.reveals.take(&id.to_string()))
                 {
-                    issued_token = Some(t);
+                    Some(Reveal::Token(t)) => issued_token = Some(t),
+                    Some(Reveal::Discovery(d)) => discovery = Some(d),
+                    _ => {}
                 }
                 let counts = self
                     .state
@@ -241,6 +245,7 @@ impl ConsoleBackend for Backend {
             console,
             servers,
             issued_token,
+            discovery,
         })
     }
 
@@ -314,6 +319,99 @@ impl ConsoleBackend for Backend {
             Err(ServerError::Store(e)) => Err(internal(e)),
             Err(e) => flash(&session, FlashKind::Error, format!("Not removed: {e}.")).await,
         }
+    }
+
+    async fn test_server(&self, parts: &Parts, csrf: &str, slug: &str) -> Result<(), BackendError> {
+        let (tenant, session, _admin) = self.admin_form(parts, csrf).await?;
+        let row = match crate::domain::ServerSlug::parse(slug) {
+            Ok(s) => self
+                .state
+                .store
+                .server_by_slug(&tenant.tenant_id, &s)
+                .await
+                .map_err(internal)?,
+            Err(_) => None,
+        };
+        let Some(row) = row else {
+            return flash(&session, FlashKind::Error, "No such server.").await;
+        };
+        let upstream = row.upstream().map_err(internal)?;
+        let result =
+            crate::gateway::discovery::discover(self.state.gateway.client(), &upstream).await;
+        let view = match result {
+            Ok(d) => DiscoveryView {
+                slug: row.slug.clone(),
+                error: None,
+                protocol_version: d.protocol_version,
+                server: format!(
+                    "{} {}",
+                    d.server_info
+                        .get("name")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("?"),
+                    d.server_info
+                        .get("version")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("")
+                )
+                .trim()
+                .to_owned(),
+                capabilities: serde_json::to_string_pretty(&d.capabilities).unwrap_or_default(),
+                tools: d
+                    .tools
+                    .into_iter()
+                    .map(|t| ToolView {
+                        name: t.name,
+                        description: t.description,
+                        read_only: t.read_only,
+                        destructive: t.destructive,
+                        idempotent: t.idempotent,
+                        open_world: t.open_world,
+                    })
+                    .collect(),
+                resources: d
+                    .resources
+                    .iter()
+                    .map(|r| {
+                        let s = |k: &str| {
+                            r.get(k)
+                                .and_then(|v| v.as_str())
+                                .unwrap_or_default()
+                                .to_owned()
+                        };
+                        (s("uri"), s("name"))
+                    })
+                    .collect(),
+                prompts: d
+                    .prompts
+                    .iter()
+                    .map(|p| {
+                        let s = |k: &str| {
+                            p.get(k)
+                                .and_then(|v| v.as_str())
+                                .unwrap_or_default()
+                                .to_owned()
+                        };
+                        (s("name"), s("description"))
+                    })
+                    .collect(),
+            },
+            Err(e) => DiscoveryView {
+                slug: row.slug.clone(),
+                error: Some(e),
+                protocol_version: String::new(),
+                server: String::new(),
+                capabilities: String::new(),
+                tools: Vec::new(),
+                resources: Vec::new(),
+                prompts: Vec::new(),
+            },
+        };
+        let id = session.id().ok_or_else(|| internal("session without id"))?;
+        self.state
+            .reveals
+            .put(id.to_string(), Reveal::Discovery(view));
+        Ok(())
     }
 
     async fn issue_token(

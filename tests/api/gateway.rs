@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 on_both_engines!(
     real_mcp_clients_reach_a_streamable_http_server_through_the_gateway,
     the_gateway_refuses_what_it_must,
+    test_connection_reports_what_the_upstream_offers,
 );
 
 fn python() -> String {
@@ -267,5 +268,89 @@ async fn the_gateway_refuses_what_it_must(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+async fn test_connection_reports_what_the_upstream_offers(engine: Engine) {
+    let fixture = start_fixture().await;
+    let app = spawn_app(engine).await;
+    let acme = app.create_tenant("acme").await;
+    add_server(&app, "acme", &acme.admin_token, "fixture",
+        json!({"transport": "streamable_http", "url": format!("http://127.0.0.1:{}/mcp", fixture.port)})).await;
+    add_server(
+        &app,
+        "acme",
+        &acme.admin_token,
+        "gone",
+        json!({"transport": "streamable_http", "url": "http://127.0.0.1:9/mcp"}),
+    )
+    .await;
+    let test = |slug: &'static str| {
+        let req = app
+            .client
+            .post(app.url(&format!("/api/v1/servers/{slug}/test")))
+            .header(HOST, app.host(Some("acme")))
+            .bearer_auth(&acme.admin_token);
+        async move { req.send().await.unwrap() }
+    };
+    let res = test("fixture").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let d = &v["discovery"];
+    assert_eq!(d["protocol_version"], "2025-11-25");
+    assert_eq!(d["server_info"]["name"], "portcullis-fixture");
+    let tools: Vec<_> = d["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(tools, ["test_simple_text", "add", "whoami"]);
+    assert_eq!(d["tools"][1]["description"], "Adds two integers.");
+    assert_eq!(d["resources"][0]["uri"], "test://static-text");
+    assert_eq!(d["prompts"].as_array().unwrap().len(), 2);
+
+    let v: serde_json::Value = test("gone").await.json().await.unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(v["error"].as_str().unwrap().contains("cannot reach"), "{v}");
+    assert_eq!(test("nope").await.status(), StatusCode::NOT_FOUND);
+
+    // The console's "Test connection" button shows the same, without JavaScript.
+    let mut b = app.browser(Some("acme"));
+    let page = b.sign_in(&acme.admin_token).await;
+    let csrf = page.input_value("csrf").unwrap();
+    let servers = b.get("/admin/servers").await;
+    let at = servers
+        .body
+        .find("id=\"test-fixture\"")
+        .expect("a test button");
+    let form_start = servers.body[..at].rfind("<form").unwrap();
+    let a = servers.body[form_start..].find("action=\"").unwrap() + form_start + 8;
+    let action = servers.body[a..a + servers.body[a..].find('"').unwrap()].to_owned();
+    b.post_form(
+        &action,
+        &[("csrf", &csrf), ("slug", "fixture")],
+        "/admin/servers",
+    )
+    .await;
+    let page = b.get("/admin/servers").await;
+    assert!(page.body.contains("id=\"discovery-ok\""), "{}", page.body);
+    assert!(page.body.contains("portcullis-fixture"));
+    assert!(page.body.contains("Adds two integers."));
+    assert!(page.body.contains("test://static-text"));
+    b.post_form(
+        &action,
+        &[("csrf", &csrf), ("slug", "gone")],
+        "/admin/servers",
+    )
+    .await;
+    let page = b.get("/admin/servers").await;
+    assert!(
+        page.text_of("discovery-error")
+            .is_some_and(|e| e.contains("cannot reach")),
+        "{}",
+        page.body
+    );
     app.stop().await;
 }

@@ -7,6 +7,8 @@
 //! `tenants` counters move. A missing snapshot, tenant, server or token means no access.
 //! No client credential is ever sent upstream.
 
+pub mod discovery;
+
 use crate::domain::{ServerTransport, TokenHash, TokenKind};
 use crate::state::AppState;
 use crate::store::{now_micros, Store};
@@ -116,6 +118,11 @@ impl Gateway {
             *v = Some(version);
         }
         Ok(true)
+    }
+
+    /// The upstream HTTP client (shared connection pool).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 
     fn lookup(&self, tenant_id: &str, hash: &TokenHash, server: &str) -> Lookup {

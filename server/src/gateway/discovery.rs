@@ -1,0 +1,236 @@
+//! "Test connection": the gateway acts as an MCP client of an upstream and reports what it
+//! offers: server info, capabilities, tools (with their annotations), resources and prompts.
+//! It speaks the session-based 2025-11-25 era (initialize, then lists with the session id, then
+//! DELETE), which every current server understands.
+
+use crate::domain::ServerTransport;
+use http::HeaderValue;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const PROTOCOL: &str = "2025-11-25";
+const STEP_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Discovery {
+    pub protocol_version: String,
+    pub server_info: Value,
+    pub capabilities: Value,
+    pub tools: Vec<DiscoveredTool>,
+    pub resources: Vec<Value>,
+    pub prompts: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DiscoveredTool {
+    pub name: String,
+    pub description: String,
+    /// The MCP annotations as the server declares them (hints, not guarantees).
+    pub read_only: Option<bool>,
+    pub destructive: Option<bool>,
+    pub idempotent: Option<bool>,
+    pub open_world: Option<bool>,
+}
+
+/// Runs discovery against an upstream. The error says, for an admin, what went wrong.
+pub async fn discover(
+    client: &reqwest::Client,
+    upstream: &ServerTransport,
+) -> Result<Discovery, String> {
+    let url = match upstream {
+        ServerTransport::StreamableHttp { url } if url.as_str().starts_with("http://") => {
+            url.as_str()
+        }
+        ServerTransport::StreamableHttp { .. } => {
+            return Err("https upstreams are not supported yet".into())
+        }
+        _ => return Err("only Streamable HTTP upstreams can be tested so far".into()),
+    };
+    let mut s = Session {
+        client,
+        url,
+        session: None,
+        next_id: 1,
+    };
+    let init = s
+        .request(
+            "initialize",
+            json!({
+                "protocolVersion": PROTOCOL,
+                "capabilities": {},
+                "clientInfo": {"name": "portcullis-discovery", "version": env!("CARGO_PKG_VERSION")},
+            }),
+        )
+        .await?;
+    s.notify("notifications/initialized").await?;
+    let capabilities = init.get("capabilities").cloned().unwrap_or(Value::Null);
+    let has = |cap: &str| capabilities.get(cap).is_some();
+    let tools = if has("tools") {
+        s.list("tools/list", "tools").await?
+    } else {
+        Vec::new()
+    };
+    let resources = if has("resources") {
+        s.list("resources/list", "resources").await?
+    } else {
+        Vec::new()
+    };
+    let prompts = if has("prompts") {
+        s.list("prompts/list", "prompts").await?
+    } else {
+        Vec::new()
+    };
+    s.close().await;
+    let hint = |t: &Value, k: &str| {
+        t.get("annotations")
+            .and_then(|a| a.get(k))
+            .and_then(Value::as_bool)
+    };
+    Ok(Discovery {
+        protocol_version: init
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        server_info: init.get("serverInfo").cloned().unwrap_or(Value::Null),
+        capabilities,
+        tools: tools
+            .iter()
+            .map(|t| DiscoveredTool {
+                name: t
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                description: t
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                read_only: hint(t, "readOnlyHint"),
+                destructive: hint(t, "destructiveHint"),
+                idempotent: hint(t, "idempotentHint"),
+                open_world: hint(t, "openWorldHint"),
+            })
+            .collect(),
+        resources,
+        prompts,
+    })
+}
+
+struct Session<'a> {
+    client: &'a reqwest::Client,
+    url: &'a str,
+    session: Option<HeaderValue>,
+    next_id: i64,
+}
+
+impl Session<'_> {
+    fn post(&self, body: &Value) -> reqwest::RequestBuilder {
+        let mut r = self
+            .client
+            .post(self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", PROTOCOL)
+            .timeout(STEP_TIMEOUT)
+            .body(body.to_string());
+        if let Some(s) = &self.session {
+            r = r.header("mcp-session-id", s.clone());
+        }
+        r
+    }
+
+    async fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let res = self
+            .post(&body)
+            .send()
+            .await
+            .map_err(|e| format!("{method}: cannot reach the server ({e})"))?;
+        if let Some(sid) = res.headers().get("mcp-session-id") {
+            self.session = Some(sid.clone());
+        }
+        let status = res.status();
+        let is_sse = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let text = res.text().await.map_err(|e| format!("{method}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{method}: the server answered HTTP {status}"));
+        }
+        let messages: Vec<Value> = if is_sse {
+            text.lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .filter_map(|d| serde_json::from_str(d.trim()).ok())
+                .collect()
+        } else {
+            vec![serde_json::from_str(&text)
+                .map_err(|_| format!("{method}: the answer is not JSON"))?]
+        };
+        let reply = messages
+            .into_iter()
+            .find(|m| m.get("id").and_then(Value::as_i64) == Some(id))
+            .ok_or_else(|| format!("{method}: no answer to the request"))?;
+        if let Some(err) = reply.get("error") {
+            let msg = err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("error");
+            return Err(format!("{method}: {msg}"));
+        }
+        Ok(reply.get("result").cloned().unwrap_or(Value::Null))
+    }
+
+    async fn notify(&self, method: &str) -> Result<(), String> {
+        let body = json!({"jsonrpc": "2.0", "method": method});
+        self.post(&body)
+            .send()
+            .await
+            .map_err(|e| format!("{method}: {e}"))?;
+        Ok(())
+    }
+
+    /// Follows `nextCursor` pages (at most 50) and returns every item.
+    async fn list(&mut self, method: &str, key: &str) -> Result<Vec<Value>, String> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..50 {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let page = self.request(method, params).await?;
+            if let Some(list) = page.get(key).and_then(Value::as_array) {
+                items.extend(list.iter().cloned());
+            }
+            cursor = page
+                .get("nextCursor")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(items)
+    }
+
+    /// Ends the upstream session (best effort).
+    async fn close(self) {
+        if let Some(s) = self.session {
+            let _ = self
+                .client
+                .delete(self.url)
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", PROTOCOL)
+                .timeout(STEP_TIMEOUT)
+                .send()
+                .await;
+        }
+    }
+}
