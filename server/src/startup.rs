@@ -198,6 +198,13 @@ impl Application {
             signal.await;
             notify.notify_one();
         };
+        // TCP_NODELAY: responses go out in several writes (headers, then streamed body chunks);
+        // with Nagle on, a client's delayed ACK adds about 40 ms to every answer.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
