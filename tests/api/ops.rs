@@ -90,6 +90,7 @@ async fn openapi_document_lists_the_api(engine: Engine) {
         "/api/v1/tenants",
         "/api/v1/servers",
         "/api/v1/servers/{slug}",
+        "/api/v1/servers/{slug}/test",
         "/api/v1/tokens",
     ] {
         assert!(v["paths"][path].is_object(), "{path} documented");
