@@ -189,17 +189,26 @@ async fn add_server(
     ))
 }
 
+/// The admin's tenant's server with this slug; a malformed slug is simply not found.
+async fn find_server(
+    state: &AppState,
+    admin: &TenantAdmin,
+    slug: &str,
+) -> Result<crate::store::ServerRow, ApiError> {
+    let slug = ServerSlug::parse(slug).map_err(|_| ApiError::NotFound)?;
+    state
+        .store
+        .server_by_slug(&admin.tenant.tenant_id, &slug)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
 async fn get_server(
     State(state): State<AppState>,
     admin: TenantAdmin,
     Path(slug): Path<String>,
 ) -> Result<Json<servers::ServerView>, ApiError> {
-    let slug = ServerSlug::parse(&slug).map_err(|_| ApiError::NotFound)?;
-    let row = state
-        .store
-        .server_by_slug(&admin.tenant.tenant_id, &slug)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let row = find_server(&state, &admin, &slug).await?;
     Ok(Json(servers::view(
         Some(&state.urls),
         &admin.tenant.slug,
@@ -257,12 +266,7 @@ async fn test_server(
     admin: TenantAdmin,
     Path(slug): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let slug = ServerSlug::parse(&slug).map_err(|_| ApiError::NotFound)?;
-    let row = state
-        .store
-        .server_by_slug(&admin.tenant.tenant_id, &slug)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let row = find_server(&state, &admin, &slug).await?;
     let upstream = row.upstream().map_err(ApiError::internal)?;
     let result = crate::gateway::discovery::discover(state.gateway.client(), &upstream).await;
     Ok(Json(match result {

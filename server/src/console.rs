@@ -26,6 +26,17 @@ pub struct Backend {
     pub state: AppState,
 }
 
+/// Two string fields of a JSON object (empty where missing), for listing resources and prompts.
+fn pair(v: &serde_json::Value, a: &str, b: &str) -> (String, String) {
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (s(a), s(b))
+}
+
 fn internal(e: impl std::fmt::Display) -> BackendError {
     tracing::error!(error = %e, "console operation failed");
     BackendError::Internal
@@ -369,31 +380,11 @@ impl ConsoleBackend for Backend {
                         open_world: t.open_world,
                     })
                     .collect(),
-                resources: d
-                    .resources
-                    .iter()
-                    .map(|r| {
-                        let s = |k: &str| {
-                            r.get(k)
-                                .and_then(|v| v.as_str())
-                                .unwrap_or_default()
-                                .to_owned()
-                        };
-                        (s("uri"), s("name"))
-                    })
-                    .collect(),
+                resources: d.resources.iter().map(|r| pair(r, "uri", "name")).collect(),
                 prompts: d
                     .prompts
                     .iter()
-                    .map(|p| {
-                        let s = |k: &str| {
-                            p.get(k)
-                                .and_then(|v| v.as_str())
-                                .unwrap_or_default()
-                                .to_owned()
-                        };
-                        (s("name"), s("description"))
-                    })
+                    .map(|p| pair(p, "name", "description"))
                     .collect(),
             },
             Err(e) => DiscoveryView {
