@@ -8,3 +8,22 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # Python with the official MCP SDK, for the real MCP server and client the gateway tests use.
 export PORTCULLIS_VENV="${PORTCULLIS_VENV:-$PORTCULLIS_CACHE/venv}"
 export PORTCULLIS_PYTHON="${PORTCULLIS_PYTHON:-$PORTCULLIS_VENV/bin/python}"
+
+# The target dir is shared by every checkout on this machine (CI clones included). Cargo records
+# files outside a package (the server's ../tests, ../migrations, ../docs) by absolute path, so
+# after a build in another checkout it would judge the server "fresh" from the other checkout's
+# files. When the checkout changes, rebuild the server package (dependencies stay cached).
+portcullis_checkout_guard() {
+  local here marker
+  here=$(pwd -P)
+  marker="$CARGO_TARGET_DIR/.portcullis-checkout"
+  mkdir -p "$CARGO_TARGET_DIR"
+  if [ "$(cat "$marker" 2>/dev/null)" != "$here" ]; then
+    if [ -f "$marker" ]; then
+      echo "[env] target dir last used by $(cat "$marker"); rebuilding the server package for $here"
+      cargo clean -q -p server 2>/dev/null || true
+    fi
+    printf '%s\n' "$here" > "$marker"
+  fi
+}
+portcullis_checkout_guard

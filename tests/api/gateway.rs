@@ -12,6 +12,7 @@ on_both_engines!(
     real_mcp_clients_reach_a_streamable_http_server_through_the_gateway,
     the_gateway_refuses_what_it_must,
     test_connection_reports_what_the_upstream_offers,
+    servers_and_tokens_made_by_the_cli_reach_the_running_gateway,
 );
 
 fn python() -> String {
@@ -352,5 +353,64 @@ async fn test_connection_reports_what_the_upstream_offers(engine: Engine) {
         "{}",
         page.body
     );
+    app.stop().await;
+}
+
+/// The CLI writes the database; the running server's gateway snapshot follows through the change
+/// counters (the path other replicas use), with no restart.
+async fn servers_and_tokens_made_by_the_cli_reach_the_running_gateway(engine: Engine) {
+    let fixture = start_fixture().await;
+    let app = spawn_app(engine).await;
+    app.create_tenant("acme").await;
+    let url = format!("http://127.0.0.1:{}/mcp", fixture.port);
+    let out = app.cli(&[
+        "server", "add", "--tenant", "acme", "--slug", "fixture", "--url", &url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = app.cli(&[
+        "token",
+        "create",
+        "--tenant",
+        "acme",
+        "--user",
+        "ops@acme.example",
+        "--json",
+    ]);
+    let token = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let res = app
+            .client
+            .post(app.url("/mcp/fixture"))
+            .header(HOST, app.host(Some("acme")))
+            .header("accept", "application/json, text/event-stream")
+            .bearer_auth(&token)
+            .json(&ping)
+            .send()
+            .await
+            .unwrap();
+        if res.status() == StatusCode::OK {
+            assert!(
+                res.headers().get("mcp-session-id").is_some(),
+                "the upstream session id comes through"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CLI's changes never reached the gateway: {}",
+            res.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     app.stop().await;
 }
