@@ -235,7 +235,7 @@ async fn the_gateway_refuses_what_it_must(engine: Engine) {
         (
             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}",
             Some("1999-01-01"),
-            -32600,
+            -32022,
         ),
     ] {
         let mut r = app

@@ -213,9 +213,16 @@ fn check_message(body: &[u8], headers: &HeaderMap) -> Result<Option<String>, (i6
         .and_then(|v| v.as_str())
         .map(str::to_owned);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    // 2026-07-28: a header that disagrees with the body is a HeaderMismatch (-32020).
+    let mismatch = |what: &str| {
+        (
+            -32020,
+            format!("header mismatch: {what} does not match the body"),
+        )
+    };
     if let Some(h) = header("mcp-method") {
         if method.as_deref() != Some(h) {
-            return Err(invalid("Mcp-Method does not match the body's method"));
+            return Err(mismatch("Mcp-Method"));
         }
     }
     if let Some(h) = header("mcp-name") {
@@ -223,11 +230,27 @@ fn check_message(body: &[u8], headers: &HeaderMap) -> Result<Option<String>, (i6
         let name = params
             .and_then(|p| p.get("name").or_else(|| p.get("uri")))
             .and_then(|v| v.as_str());
-        if name != Some(h) {
-            return Err(invalid("Mcp-Name does not match the body's name or uri"));
+        if name.is_none() || name != decode_header_value(h).as_deref() {
+            return Err(mismatch("Mcp-Name"));
         }
     }
     Ok(method)
+}
+
+/// A 2026-07-28 header value: plain, or `=?base64?…?=` for values that are not safe in a
+/// header. `None` for a sentinel that does not decode to UTF-8.
+fn decode_header_value(v: &str) -> Option<String> {
+    use base64::Engine;
+    match v
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        Some(encoded) => base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok()),
+        None => Some(v.to_owned()),
+    }
 }
 
 /// Request headers passed upstream. Never `Authorization` or cookies: no token passthrough.
@@ -349,11 +372,16 @@ async fn endpoint(
     };
     if let Some(v) = headers.get("mcp-protocol-version") {
         if !v.to_str().is_ok_and(|v| KNOWN_VERSIONS.contains(&v)) {
-            return rpc_error(
-                StatusCode::BAD_REQUEST,
-                -32600,
-                "unsupported MCP-Protocol-Version",
-            );
+            // UnsupportedProtocolVersionError (-32022), naming what is supported.
+            let body = serde_json::json!({
+                "jsonrpc": "2.0", "id": null,
+                "error": {
+                    "code": -32022,
+                    "message": "unsupported MCP-Protocol-Version",
+                    "data": { "supported": KNOWN_VERSIONS },
+                }
+            });
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
     }
     let rpc_method = if method == Method::POST {
@@ -471,11 +499,19 @@ mod tests {
         h.insert("mcp-method", HeaderValue::from_static("tools/call"));
         h.insert("mcp-name", HeaderValue::from_static("add"));
         assert!(check_message(body, &h).is_ok());
+        // The base64 sentinel for values unsafe in headers: "add" is YWRk.
+        h.insert("mcp-name", HeaderValue::from_static("=?base64?YWRk?="));
+        assert!(check_message(body, &h).is_ok());
         h.insert("mcp-name", HeaderValue::from_static("delete_everything"));
-        assert_eq!(code_of(check_message(body, &h)), Some(-32600));
+        assert_eq!(code_of(check_message(body, &h)), Some(-32020));
+        h.insert(
+            "mcp-name",
+            HeaderValue::from_static("=?base64?not base64?="),
+        );
+        assert_eq!(code_of(check_message(body, &h)), Some(-32020));
         h.remove("mcp-name");
         h.insert("mcp-method", HeaderValue::from_static("tools/list"));
-        assert_eq!(code_of(check_message(body, &h)), Some(-32600));
+        assert_eq!(code_of(check_message(body, &h)), Some(-32020));
     }
 
     #[test]
