@@ -261,14 +261,22 @@ async fn create_token(
 
 /// Test connection: discovery against the upstream. 200 with `ok: false` and the reason when the
 /// upstream cannot be reached or misbehaves (the request itself was fine).
+#[derive(Debug, Default, Deserialize)]
+struct TestQuery {
+    #[serde(default)]
+    era: crate::gateway::discovery::Era,
+}
+
 async fn test_server(
     State(state): State<AppState>,
     admin: TenantAdmin,
     Path(slug): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<TestQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let row = find_server(&state, &admin, &slug).await?;
     let upstream = row.upstream().map_err(ApiError::internal)?;
-    let result = crate::gateway::discovery::discover(state.gateway.client(), &upstream).await;
+    let result =
+        crate::gateway::discovery::discover(state.gateway.client(), &upstream, q.era).await;
     Ok(Json(match result {
         Ok(d) => serde_json::json!({ "ok": true, "discovery": d }),
         Err(e) => serde_json::json!({ "ok": false, "error": e }),

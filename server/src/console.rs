@@ -347,8 +347,12 @@ impl ConsoleBackend for Backend {
             return flash(&session, FlashKind::Error, "No such server.").await;
         };
         let upstream = row.upstream().map_err(internal)?;
-        let result =
-            crate::gateway::discovery::discover(self.state.gateway.client(), &upstream).await;
+        let result = crate::gateway::discovery::discover(
+            self.state.gateway.client(),
+            &upstream,
+            crate::gateway::discovery::Era::Auto,
+        )
+        .await;
         let view = match result {
             Ok(d) => DiscoveryView {
                 slug: row.slug.clone(),

@@ -294,23 +294,34 @@ async fn test_connection_reports_what_the_upstream_offers(engine: Engine) {
             .bearer_auth(&acme.admin_token);
         async move { req.send().await.unwrap() }
     };
-    let res = test("fixture").await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let v: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(v["ok"], true, "{v}");
-    let d = &v["discovery"];
-    assert_eq!(d["protocol_version"], "2025-11-25");
-    assert_eq!(d["server_info"]["name"], "portcullis-fixture");
-    let tools: Vec<_> = d["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(tools, ["test_simple_text", "add", "whoami"]);
-    assert_eq!(d["tools"][1]["description"], "Adds two integers.");
-    assert_eq!(d["resources"][0]["uri"], "test://static-text");
-    assert_eq!(d["prompts"].as_array().unwrap().len(), 2);
+    // Like the SDKs' auto mode: the stateless 2026-07-28 era when the upstream speaks it, and
+    // the session-based 2025-11-25 era on request (or as the fallback).
+    for (query, protocol) in [("", "2026-07-28"), ("?era=legacy", "2025-11-25")] {
+        let res = app
+            .client
+            .post(app.url(&format!("/api/v1/servers/fixture/test{query}")))
+            .header(HOST, app.host(Some("acme")))
+            .bearer_auth(&acme.admin_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let v: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(v["ok"], true, "{v}");
+        let d = &v["discovery"];
+        assert_eq!(d["protocol_version"], protocol);
+        assert_eq!(d["server_info"]["name"], "portcullis-fixture");
+        let tools: Vec<_> = d["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(tools, ["test_simple_text", "add", "whoami"]);
+        assert_eq!(d["tools"][1]["description"], "Adds two integers.");
+        assert_eq!(d["resources"][0]["uri"], "test://static-text");
+        assert_eq!(d["prompts"].as_array().unwrap().len(), 2);
+    }
 
     let v: serde_json::Value = test("gone").await.json().await.unwrap();
     assert_eq!(v["ok"], false);

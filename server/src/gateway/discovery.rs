@@ -1,7 +1,9 @@
 //! "Test connection": the gateway acts as an MCP client of an upstream and reports what it
 //! offers: server info, capabilities, tools (with their annotations), resources and prompts.
-//! It speaks the session-based 2025-11-25 era (initialize, then lists with the session id, then
-//! DELETE), which every current server understands.
+//! Like the official SDKs' "auto" mode it first probes the stateless 2026-07-28 era
+//! (`server/discover`, then lists carrying `_meta`), and falls back to the session-based
+//! 2025-11-25 era (initialize, lists with the session id, DELETE) when the upstream does not
+//! answer the probe as a modern server.
 
 use crate::domain::ServerTransport;
 use http::HeaderValue;
@@ -10,6 +12,18 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 const PROTOCOL: &str = "2025-11-25";
+const MODERN: &str = "2026-07-28";
+
+/// Which protocol era discovery may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Era {
+    /// Probe 2026-07-28 first, fall back to 2025-11-25.
+    #[default]
+    Auto,
+    /// Only the session-based 2025-11-25 era.
+    Legacy,
+}
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -37,6 +51,7 @@ pub struct DiscoveredTool {
 pub async fn discover(
     client: &reqwest::Client,
     upstream: &ServerTransport,
+    era: Era,
 ) -> Result<Discovery, String> {
     let url = match upstream {
         ServerTransport::StreamableHttp { url } if url.as_str().starts_with("http://") => {
@@ -47,12 +62,19 @@ pub async fn discover(
         }
         _ => return Err("only Streamable HTTP upstreams can be tested so far".into()),
     };
-    let mut s = Session {
-        client,
-        url,
-        session: None,
-        next_id: 1,
-    };
+    if era == Era::Auto {
+        let mut s = Session::new(client, url, true);
+        if let Ok(found) = s.request("server/discover", json!({})).await {
+            let modern = found
+                .get("supportedVersions")
+                .and_then(Value::as_array)
+                .is_some_and(|v| v.iter().any(|x| x == MODERN));
+            if modern {
+                return s.finish(found, MODERN.to_owned()).await;
+            }
+        }
+    }
+    let mut s = Session::new(client, url, false);
     let init = s
         .request(
             "initialize",
@@ -64,36 +86,89 @@ pub async fn discover(
         )
         .await?;
     s.notify("notifications/initialized").await?;
-    let capabilities = init.get("capabilities").cloned().unwrap_or(Value::Null);
-    let has = |cap: &str| capabilities.get(cap).is_some();
-    let tools = if has("tools") {
-        s.list("tools/list", "tools").await?
-    } else {
-        Vec::new()
-    };
-    let resources = if has("resources") {
-        s.list("resources/list", "resources").await?
-    } else {
-        Vec::new()
-    };
-    let prompts = if has("prompts") {
-        s.list("prompts/list", "prompts").await?
-    } else {
-        Vec::new()
-    };
-    s.close().await;
+    let version = init
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    s.finish(init, version).await
+}
+
+impl<'a> Session<'a> {
+    fn new(client: &'a reqwest::Client, url: &'a str, modern: bool) -> Self {
+        Self {
+            client,
+            url,
+            session: None,
+            next_id: 1,
+            modern,
+        }
+    }
+
+    /// Lists what the server's capabilities announce, ends the session, and assembles the
+    /// report. `hello` is the initialize or server/discover result.
+    async fn finish(mut self, hello: Value, protocol_version: String) -> Result<Discovery, String> {
+        let capabilities = hello.get("capabilities").cloned().unwrap_or(Value::Null);
+        let has = |cap: &str| capabilities.get(cap).is_some();
+        let mut lists = Vec::new();
+        for (cap, method) in [
+            ("tools", "tools/list"),
+            ("resources", "resources/list"),
+            ("prompts", "prompts/list"),
+        ] {
+            let items = if has(cap) {
+                match self.list(method, cap).await {
+                    Ok(items) => items,
+                    Err(e) => {
+                        self.close().await;
+                        return Err(e);
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            lists.push(items);
+        }
+        self.close().await;
+        let prompts = lists.pop().unwrap_or_default();
+        let resources = lists.pop().unwrap_or_default();
+        let tools = lists.pop().unwrap_or_default();
+        let server_info = hello
+            .get("serverInfo")
+            .or_else(|| {
+                hello
+                    .get("_meta")
+                    .and_then(|m| m.get("io.modelcontextprotocol/serverInfo"))
+            })
+            .cloned()
+            .unwrap_or(Value::Null);
+        Ok(report(
+            protocol_version,
+            server_info,
+            capabilities,
+            tools,
+            resources,
+            prompts,
+        ))
+    }
+}
+
+fn report(
+    protocol_version: String,
+    server_info: Value,
+    capabilities: Value,
+    tools: Vec<Value>,
+    resources: Vec<Value>,
+    prompts: Vec<Value>,
+) -> Discovery {
     let hint = |t: &Value, k: &str| {
         t.get("annotations")
             .and_then(|a| a.get(k))
             .and_then(Value::as_bool)
     };
-    Ok(Discovery {
-        protocol_version: init
-            .get("protocolVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        server_info: init.get("serverInfo").cloned().unwrap_or(Value::Null),
+    Discovery {
+        protocol_version,
+        server_info,
         capabilities,
         tools: tools
             .iter()
@@ -116,7 +191,7 @@ pub async fn discover(
             .collect(),
         resources,
         prompts,
-    })
+    }
 }
 
 struct Session<'a> {
@@ -124,6 +199,8 @@ struct Session<'a> {
     url: &'a str,
     session: Option<HeaderValue>,
     next_id: i64,
+    /// 2026-07-28: no session; every request carries `_meta` and the routing headers.
+    modern: bool,
 }
 
 impl Session<'_> {
@@ -133,9 +210,17 @@ impl Session<'_> {
             .post(self.url)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", PROTOCOL)
+            .header(
+                "mcp-protocol-version",
+                if self.modern { MODERN } else { PROTOCOL },
+            )
             .timeout(STEP_TIMEOUT)
             .body(body.to_string());
+        if self.modern {
+            if let Some(m) = body.get("method").and_then(Value::as_str) {
+                r = r.header("mcp-method", m);
+            }
+        }
         if let Some(s) = &self.session {
             r = r.header("mcp-session-id", s.clone());
         }
@@ -145,6 +230,20 @@ impl Session<'_> {
     async fn request(&mut self, method: &str, params: Value) -> Result<Value, String> {
         let id = self.next_id;
         self.next_id += 1;
+        let mut params = params;
+        if self.modern {
+            if let Some(p) = params.as_object_mut() {
+                p.insert(
+                    "_meta".into(),
+                    json!({
+                        "io.modelcontextprotocol/protocolVersion": MODERN,
+                        "io.modelcontextprotocol/clientCapabilities": {},
+                        "io.modelcontextprotocol/clientInfo":
+                            {"name": "portcullis-discovery", "version": env!("CARGO_PKG_VERSION")},
+                    }),
+                );
+            }
+        }
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let res = self
             .post(&body)
