@@ -492,13 +492,7 @@ impl ConsoleBackend for Backend {
         csrf: &str,
         name: &str,
     ) -> Result<(), BackendError> {
-        let tenant = tenant_of(parts)?;
-        let session = session(parts)?;
-        require_csrf(&session, csrf).await?;
-        let user = self
-            .signed_in_admin(&session, &tenant)
-            .await?
-            .ok_or(BackendError::SignedOut)?;
+        let (tenant, session, user) = self.admin_form(parts, csrf).await?;
         match DisplayName::parse(name) {
             Err(e) => {
                 flash(

@@ -197,16 +197,8 @@ async fn migrate_is_idempotent(engine: Engine) {
 async fn rotating_the_platform_token_ends_the_old_token_and_its_sessions(engine: Engine) {
     let app = spawn_app(engine).await;
     let mut p = app.browser(None);
-    let page = p.get("/").await;
-    let csrf = page.input_value("csrf").unwrap();
-    let action = page.form_action("platform-sign-in-form").unwrap();
-    p.post_form(
-        &action,
-        &[("csrf", &csrf), ("token", &app.platform_token)],
-        "/",
-    )
-    .await;
-    assert!(p.get("/").await.body.contains("Create a tenant"));
+    let page = p.platform_sign_in(&app.platform_token).await;
+    assert!(page.body.contains("Create a tenant"));
 
     let out = app.cli(&["platform", "rotate-token", "--json"]);
     assert!(

@@ -224,11 +224,7 @@ async fn signing_out_ends_the_session_for_good(engine: Engine) {
     let page = b.sign_in(&acme.admin_token).await;
     let old_cookie = b.cookie.clone();
     let csrf = page.input_value("csrf").unwrap();
-    let html = &page.body;
-    let at = html.find("id=\"sign-out\"").unwrap();
-    let form_start = html[..at].rfind("<form").unwrap();
-    let a = html[form_start..].find("action=\"").unwrap() + form_start + 8;
-    let action = html[a..a + html[a..].find('"').unwrap()].to_owned();
+    let action = page.form_action("sign-out").unwrap();
     b.post_form(&action, &[("csrf", &csrf)], "/admin").await;
     let page = b.get("/admin").await;
     assert!(page.body.contains("Administrator sign-in"));
@@ -243,16 +239,7 @@ async fn signing_out_ends_the_session_for_good(engine: Engine) {
 async fn platform_operator_creates_a_tenant_in_the_platform_console(engine: Engine) {
     let app = spawn_app(engine).await;
     let mut p = app.browser(None);
-    let page = p.get("/").await;
-    let csrf = page.input_value("csrf").unwrap();
-    let action = page.form_action("platform-sign-in-form").unwrap();
-    p.post_form(
-        &action,
-        &[("csrf", &csrf), ("token", &app.platform_token)],
-        "/",
-    )
-    .await;
-    let page = p.get("/").await;
+    let page = p.platform_sign_in(&app.platform_token).await;
     assert!(page.body.contains("Create a tenant"), "{}", page.body);
     let csrf = page.input_value("csrf").unwrap();
     let create = page.form_action("create-tenant-form").unwrap();
@@ -453,10 +440,7 @@ async fn admins_manage_servers_and_issue_tokens_from_the_console(engine: Engine)
     assert!(!page.body.contains("<code>bad</code>"));
 
     // Remove one.
-    let at = page.body.find("id=\"delete-crm\"").unwrap();
-    let form_start = page.body[..at].rfind("<form").unwrap();
-    let a = page.body[form_start..].find("action=\"").unwrap() + form_start + 8;
-    let delete = page.body[a..a + page.body[a..].find('"').unwrap()].to_owned();
+    let delete = page.form_action("delete-crm").unwrap();
     b.post_form(
         &delete,
         &[("csrf", &csrf), ("slug", "crm")],

@@ -333,13 +333,7 @@ async fn test_connection_reports_what_the_upstream_offers(engine: Engine) {
     let page = b.sign_in(&acme.admin_token).await;
     let csrf = page.input_value("csrf").unwrap();
     let servers = b.get("/admin/servers").await;
-    let at = servers
-        .body
-        .find("id=\"test-fixture\"")
-        .expect("a test button");
-    let form_start = servers.body[..at].rfind("<form").unwrap();
-    let a = servers.body[form_start..].find("action=\"").unwrap() + form_start + 8;
-    let action = servers.body[a..a + servers.body[a..].find('"').unwrap()].to_owned();
+    let action = servers.form_action("test-fixture").expect("a test button");
     b.post_form(
         &action,
         &[("csrf", &csrf), ("slug", "fixture")],

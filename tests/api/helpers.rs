@@ -310,7 +310,8 @@ impl Page {
         Some(self.body[start..end].to_owned())
     }
 
-    /// The `action` of the form with this id.
+    /// The `action` of the form with this id, or of the form around the element with this id
+    /// (a button).
     pub fn form_action(&self, id: &str) -> Option<String> {
         let at = self.body.find(&format!("id=\"{id}\""))?;
         let tag_start = self.body[..at].rfind("<form")?;
@@ -378,6 +379,18 @@ impl Browser<'_> {
             .header(REFERER, format!("http://{}{referer}", self.host))
             .body(body);
         self.send(req).await
+    }
+
+    /// Signs in to the platform console with the platform token, like the no-JS form.
+    pub async fn platform_sign_in(&mut self, token: &str) -> Page {
+        let page = self.get("/").await;
+        let csrf = page.input_value("csrf").expect("csrf field");
+        let action = page
+            .form_action("platform-sign-in-form")
+            .expect("platform sign-in form");
+        self.post_form(&action, &[("csrf", &csrf), ("token", token)], "/")
+            .await;
+        self.get("/").await
     }
 
     /// Signs in to the tenant console with an admin token, like the no-JS sign-in form.
