@@ -160,6 +160,13 @@ pub struct ServeArgs {
     /// (for `make run`; never in production).
     #[arg(long, env = "PORTCULLIS_DEMO")]
     pub demo: bool,
+    /// Serve requests to 127.0.0.1 / [::1] (any port) as this tenant: for local MCP clients
+    /// that cannot resolve *.localhost. Never set it where others reach the listener by IP.
+    #[arg(long, env = "PORTCULLIS_LOOPBACK_TENANT")]
+    pub loopback_tenant: Option<String>,
+    /// Seconds a request to a stdio or SSE upstream may wait for its answer (default 300).
+    #[arg(long, env = "PORTCULLIS_UPSTREAM_TIMEOUT")]
+    pub upstream_timeout: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +267,9 @@ pub struct Settings {
     pub demo: bool,
     /// `PORTCULLIS_MASTER_KEY` (base64 of 32 bytes), when set.
     pub master_key: Option<SecretString>,
+    /// See `ServeArgs::loopback_tenant`.
+    pub loopback_tenant: Option<String>,
+    pub upstream_timeout: std::time::Duration,
 }
 
 fn read_file_config(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -354,6 +364,22 @@ impl Settings {
             site_root,
             demo: serve.demo,
             master_key,
+            loopback_tenant: serve
+                .loopback_tenant
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            upstream_timeout: match serve.upstream_timeout {
+                Some(0) => {
+                    return Err(bad(
+                        "PORTCULLIS_UPSTREAM_TIMEOUT",
+                        "must be at least 1 second",
+                    ))
+                }
+                Some(s) => std::time::Duration::from_secs(s),
+                None => std::time::Duration::from_secs(300),
+            },
         })
     }
 }

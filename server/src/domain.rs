@@ -291,6 +291,9 @@ pub enum ServerTransport {
         cwd: Option<String>,
         #[serde(default)]
         instance: StdioInstance,
+        /// Run inside a bubblewrap sandbox: read-only system, private /tmp, no data dir.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        sandbox: bool,
     },
 }
 
@@ -535,6 +538,7 @@ mod tests {
             args: vec![],
             cwd: None,
             instance: StdioInstance::Shared,
+            sandbox: false,
         };
         assert!(empty.validate().is_err());
     }

@@ -100,8 +100,16 @@ impl Application {
                 .map_err(StartupError::Demo)?;
             }
         }
-        let tenancy = Arc::new(Tenancy::load(settings.base_domain.clone(), &store).await?);
-        let gateway = Arc::new(crate::gateway::Gateway::load(&store, &tenancy).await?);
+        let tenancy = Arc::new(
+            Tenancy::load(settings.base_domain.clone(), &store)
+                .await?
+                .with_loopback_tenant(settings.loopback_tenant.clone()),
+        );
+        let hub_options = crate::gateway::session::HubOptions {
+            data_dir: settings.store.data_dir.clone(),
+            upstream_timeout: settings.upstream_timeout,
+        };
+        let gateway = Arc::new(crate::gateway::Gateway::load(&store, &tenancy, hub_options).await?);
 
         let listener =
             TcpListener::bind(settings.bind)
@@ -190,12 +198,16 @@ impl Application {
             shutdown.subscribe(),
         ));
         let sweeper = tokio::spawn(sweep_sessions(state.store.clone(), shutdown.subscribe()));
+        let janitor = tokio::spawn(gateway_janitor(state.gateway.clone(), shutdown.subscribe()));
         // Graceful, but bounded: after the signal, in-flight requests get SHUTDOWN_GRACE to
         // finish; a client that holds a connection open beyond that does not keep us alive.
         let signalled = Arc::new(tokio::sync::Notify::new());
         let notify = signalled.clone();
+        let gateway = state.gateway.clone();
         let signal = async move {
             signal.await;
+            // Open MCP streams end now, so that they do not hold the shutdown up.
+            gateway.hub.begin_shutdown();
             notify.notify_one();
         };
         // TCP_NODELAY: responses go out in several writes (headers, then streamed body chunks);
@@ -223,6 +235,9 @@ impl Application {
         let _ = shutdown.send(true);
         let _ = watcher.await;
         let _ = sweeper.await;
+        let _ = janitor.await;
+        // Stop every upstream the gateway runs (stdio processes: stdin, SIGTERM, SIGKILL).
+        state.gateway.hub.shutdown().await;
         state.store.close().await;
         res
     }
@@ -249,6 +264,19 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+async fn gateway_janitor(
+    gateway: Arc<crate::gateway::Gateway>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => gateway.sweep(),
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 async fn sweep_sessions(store: Store, mut shutdown: watch::Receiver<bool>) {

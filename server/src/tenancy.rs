@@ -56,6 +56,9 @@ pub struct Tenancy {
     base_domain: BaseDomain,
     directory: ArcSwap<Directory>,
     version: std::sync::atomic::AtomicI64,
+    /// The tenant that loopback IP hosts (`127.0.0.1`, `[::1]`, any port) are served as, for
+    /// local MCP clients that cannot resolve `*.localhost` (`PORTCULLIS_LOOPBACK_TENANT`).
+    loopback_tenant: Option<String>,
 }
 
 impl Tenancy {
@@ -65,6 +68,7 @@ impl Tenancy {
             base_domain,
             directory: ArcSwap::from_pointee(Directory::default()),
             version: std::sync::atomic::AtomicI64::new(-1),
+            loopback_tenant: None,
         };
         t.refresh(store).await?;
         Ok(t)
@@ -80,7 +84,14 @@ impl Tenancy {
             base_domain,
             directory: ArcSwap::from_pointee(Directory { by_slug }),
             version: std::sync::atomic::AtomicI64::new(0),
+            loopback_tenant: None,
         }
+    }
+
+    /// Serves loopback IP hosts as the tenant `slug` (see `loopback_tenant`).
+    pub fn with_loopback_tenant(mut self, slug: Option<String>) -> Self {
+        self.loopback_tenant = slug;
+        self
     }
 
     pub fn base_domain(&self) -> &BaseDomain {
@@ -124,6 +135,11 @@ impl Tenancy {
 
     /// Classifies a Host header value (`acme.localhost:8080`). `None` means unknown: 404.
     pub fn classify(&self, host: &str) -> Option<Host> {
+        if let Some(slug) = &self.loopback_tenant {
+            if is_loopback_ip_host(host) {
+                return self.tenant(slug).map(Host::Tenant);
+            }
+        }
         let name = host_name(host)?;
         let base = self.base_domain.as_str();
         if name == base {
@@ -138,6 +154,31 @@ impl Tenancy {
 
 /// The host name of a Host header, lowercased, without port or trailing dot. IP literals and
 /// malformed values give `None`.
+/// `127.0.0.1` or `[::1]`, with or without a port.
+fn is_loopback_ip_host(host: &str) -> bool {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, port))
+                if port.is_empty()
+                    || port
+                        .strip_prefix(':')
+                        .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit())) =>
+            {
+                ip
+            }
+            _ => return false,
+        }
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            Some(_) => return false,
+            None => host,
+        }
+    };
+    name == "127.0.0.1" || name == "::1"
+}
+
 fn host_name(host: &str) -> Option<String> {
     let host = host.trim();
     if host.starts_with('[') {

@@ -8,6 +8,15 @@
 //! No client credential is ever sent upstream.
 
 pub mod discovery;
+pub mod link;
+pub mod session;
+pub mod sse;
+pub mod stdio;
+
+/// Locks a mutex; a panic elsewhere while holding it does not make the data unusable here.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 use crate::domain::{ServerTransport, TokenHash, TokenKind};
 use crate::state::AppState;
@@ -53,11 +62,18 @@ pub struct Gateway {
     tenants: ArcSwap<HashMap<String, TenantGateway>>,
     version: std::sync::Mutex<Option<(i64, i64, i64)>>,
     client: reqwest::Client,
+    /// Sessions and upstream links of stdio and SSE servers.
+    pub hub: session::Hub,
 }
 
 impl Gateway {
-    pub async fn load(store: &Store, tenancy: &Tenancy) -> crate::store::Result<Self> {
+    pub async fn load(
+        store: &Store,
+        tenancy: &Tenancy,
+        options: session::HubOptions,
+    ) -> crate::store::Result<Self> {
         let g = Self {
+            hub: session::Hub::new(options),
             tenants: ArcSwap::from_pointee(HashMap::new()),
             version: std::sync::Mutex::new(None),
             client: reqwest::Client::builder()
@@ -125,6 +141,22 @@ impl Gateway {
         &self.client
     }
 
+    /// The server `slug` of a tenant as the snapshot has it now.
+    pub fn server(&self, tenant_id: &str, slug: &str) -> Option<Arc<ServerTransport>> {
+        self.tenants
+            .load()
+            .get(tenant_id)?
+            .servers
+            .get(slug)
+            .cloned()
+    }
+
+    /// Housekeeping, once a second: idle sessions, removed servers, overdue requests, unused
+    /// upstream processes.
+    pub fn sweep(&self) {
+        self.hub.sweep(|tenant, slug| self.server(tenant, slug));
+    }
+
     fn lookup(&self, tenant_id: &str, hash: &TokenHash, server: &str) -> Lookup {
         let snapshot = self.tenants.load();
         let Some(tg) = snapshot.get(tenant_id) else {
@@ -148,7 +180,7 @@ enum Lookup {
 }
 
 /// A JSON-RPC error response (id null: the gateway answers before reading the request).
-fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
+pub(crate) fn rpc_error(status: StatusCode, code: i64, message: &str) -> Response {
     let body = serde_json::json!({
         "jsonrpc": "2.0", "id": null, "error": { "code": code, "message": message }
     });
@@ -334,7 +366,7 @@ async fn endpoint(
     // Policy seam: allow-all until the identity work brings registries and tool rules.
     let url = match upstream.as_ref() {
         ServerTransport::StreamableHttp { url } if url.as_str().starts_with("http://") => {
-            url.as_str().to_owned()
+            Some(url.as_str().to_owned())
         }
         ServerTransport::StreamableHttp { .. } => {
             return rpc_error(
@@ -343,13 +375,8 @@ async fn endpoint(
                 "this gateway does not reach https upstreams yet",
             )
         }
-        ServerTransport::Sse { .. } | ServerTransport::Stdio { .. } => {
-            return rpc_error(
-                StatusCode::BAD_GATEWAY,
-                -32603,
-                "this gateway does not reach SSE or stdio upstreams yet",
-            )
-        }
+        // stdio and legacy SSE: the gateway's own session layer (session.rs).
+        ServerTransport::Sse { .. } | ServerTransport::Stdio { .. } => None,
     };
     let method = req.method().clone();
     if !matches!(method, Method::GET | Method::POST | Method::DELETE) {
@@ -395,6 +422,19 @@ async fn endpoint(
     // Audit seam: one line per request until the audit work makes it a durable record.
     tracing::info!(tenant.id = %tenant.tenant_id, user.id = %caller.user_id, server.slug = %server,
         http.method = %method, mcp.method = rpc_method.as_deref().unwrap_or("-"), "mcp request");
+    let Some(url) = url else {
+        let target = session::Target {
+            tenant_id: &tenant.tenant_id,
+            user_id: &caller.user_id,
+            server: &server,
+            transport: &upstream,
+        };
+        let gw = &state.gateway;
+        return gw
+            .hub
+            .handle(target, &gw.client, &method, &headers, body)
+            .await;
+    };
     let upstream_req = state
         .gateway
         .client
