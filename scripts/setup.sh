@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything Portcullis needs to build, run and test, idempotently:
-#   - Debian packages: chromium (browser tests), postgresql (throwaway test cluster), pkg-config
+#   - Debian packages: chromium (browser tests), postgresql (throwaway test cluster), bubblewrap
 #   - the wasm32 toolchain: rustup's target, or Debian's rustc-web + build-std where rustup cannot download
 #   - wasm-bindgen-cli at exactly the version in Cargo.lock
-#   - npm packages (binaryen for wasm-opt, playwright-core) in a shared tools dir under $HOME
+#   - npm packages (binaryen for wasm-opt, playwright-core, node 22, the MCP SDK, conformance suite,
+#     server-everything and Inspector) in a shared tools dir under $HOME
 #   - a Python venv with the official MCP SDK (tests' real MCP server and client), under $HOME
 # Every step checks first and does nothing when its tool is already there, so a second run takes seconds.
 set -euo pipefail
@@ -23,6 +24,8 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v curl >/dev/null || need+=(curl)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v node >/dev/null || need+=(nodejs npm)
+# bubblewrap: the optional sandbox for stdio MCP servers (tests prove it where it can run).
+command -v bwrap >/dev/null || need+=(bubblewrap)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing Debian packages: ${need[*]}"
   $SUDO apt-get update -qq
@@ -66,13 +69,23 @@ if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $WB" ]; th
   fi
 fi
 
-# 4. npm tools, shared between checkouts: wasm-opt (never Debian's binaryen 108: it breaks hydration)
-#    and playwright-core, which drives Debian's /usr/bin/chromium (it never downloads a browser).
+# 4. npm tools, shared between checkouts: wasm-opt (never Debian's binaryen 108: it breaks hydration),
+#    playwright-core (drives Debian's /usr/bin/chromium; it never downloads a browser), node 22 from
+#    the npm registry (the conformance suite and the Inspector need it; the machine's node is 20),
+#    and the MCP peers: the official TypeScript SDK (our fixture server), the conformance suite,
+#    server-everything and the Inspector CLI. Reinstalled when tools/package.json changes.
 mkdir -p "$PORTCULLIS_TOOLS"
-if ! [ -x "$PORTCULLIS_TOOLS/node_modules/.bin/wasm-opt" ] || ! [ -d "$PORTCULLIS_TOOLS/node_modules/playwright-core" ]; then
+stamp=$(cat tools/package.json tools/package-lock.json | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$PORTCULLIS_TOOLS/.stamp" 2>/dev/null)" != "$stamp" ] || ! [ -x "$PORTCULLIS_TOOLS/node_modules/node/bin/node" ]; then
   log "installing npm tools into $PORTCULLIS_TOOLS"
-  cp tools/package.json tools/package-lock.json "$PORTCULLIS_TOOLS/" 2>/dev/null || cp tools/package.json "$PORTCULLIS_TOOLS/"
-  (cd "$PORTCULLIS_TOOLS" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+  cp tools/package.json tools/package-lock.json "$PORTCULLIS_TOOLS/"
+  (cd "$PORTCULLIS_TOOLS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  printf '%s\n' "$stamp" > "$PORTCULLIS_TOOLS/.stamp"
+fi
+# The fixture MCP server (tests/fixtures/everything_fixture.mjs) imports the SDK from there.
+if [ "$(readlink tests/fixtures/node_modules 2>/dev/null)" != "$PORTCULLIS_TOOLS/node_modules" ]; then
+  rm -rf tests/fixtures/node_modules
+  ln -s "$PORTCULLIS_TOOLS/node_modules" tests/fixtures/node_modules
 fi
 # 5. Python venv with the official MCP SDK (a real MCP server and client for the gateway tests).
 if ! "$PORTCULLIS_PYTHON" -c 'import mcp, httpx2' >/dev/null 2>&1; then

@@ -275,8 +275,7 @@ async fn test_server(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let row = find_server(&state, &admin, &slug).await?;
     let upstream = row.upstream().map_err(ApiError::internal)?;
-    let result =
-        crate::gateway::discovery::discover(state.gateway.client(), &upstream, q.era).await;
+    let result = crate::gateway::discovery::discover(&state.gateway, &upstream, q.era).await;
     Ok(Json(match result {
         Ok(d) => serde_json::json!({ "ok": true, "discovery": d }),
         Err(e) => serde_json::json!({ "ok": false, "error": e }),

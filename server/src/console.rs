@@ -348,7 +348,7 @@ impl ConsoleBackend for Backend {
         };
         let upstream = row.upstream().map_err(internal)?;
         let result = crate::gateway::discovery::discover(
-            self.state.gateway.client(),
+            &self.state.gateway,
             &upstream,
             crate::gateway::discovery::Era::Auto,
         )

@@ -324,6 +324,30 @@ mod tests {
             base_domain: BaseDomain::parse(base).unwrap(),
             directory: ArcSwap::from_pointee(Directory { by_slug }),
             version: 0.into(),
+            loopback_tenant: None,
+        }
+    }
+
+    #[test]
+    fn loopback_ip_hosts_serve_the_loopback_tenant_only_when_configured() {
+        let t = tenancy("localhost", &["acme"]);
+        assert_eq!(slug_of(t.classify("127.0.0.1:8080")), None);
+        let t = t.with_loopback_tenant(Some("acme".into()));
+        for h in ["127.0.0.1:8080", "127.0.0.1", "[::1]:9", "[::1]"] {
+            assert_eq!(slug_of(t.classify(h)).as_deref(), Some("acme"), "{h}");
+        }
+        // Names, other IPs and malformed literals are not loopback IP hosts.
+        assert_eq!(
+            slug_of(t.classify("localhost:8080")).as_deref(),
+            Some("<platform>")
+        );
+        for h in [
+            "127.0.0.2:80",
+            "[::1]x",
+            "127.0.0.1:http",
+            "evil.example.com",
+        ] {
+            assert_eq!(slug_of(t.classify(h)), None, "{h}");
         }
     }
 

@@ -15,13 +15,13 @@ on_both_engines!(
     servers_and_tokens_made_by_the_cli_reach_the_running_gateway,
 );
 
-fn python() -> String {
+pub(crate) fn python() -> String {
     std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| {
         panic!("PORTCULLIS_PYTHON is not set: run `make test` (scripts/setup.sh installs the MCP SDK venv)")
     })
 }
 
-fn fixture_path(name: &str) -> String {
+pub(crate) fn fixture_path(name: &str) -> String {
     format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
@@ -62,7 +62,7 @@ async fn start_fixture() -> Fixture {
     }
 }
 
-async fn add_server(
+pub(crate) async fn add_server(
     app: &TestApp,
     tenant: &str,
     admin: &str,
@@ -81,7 +81,7 @@ async fn add_server(
     assert_eq!(res.status(), StatusCode::CREATED);
 }
 
-async fn user_token(app: &TestApp, tenant: &str, admin: &str, email: &str) -> String {
+pub(crate) async fn user_token(app: &TestApp, tenant: &str, admin: &str, email: &str) -> String {
     let res = app
         .client
         .post(app.url("/api/v1/tokens"))

@@ -102,6 +102,8 @@ impl Drop for TestDb {
 
 pub struct TestApp {
     pub port: u16,
+    /// The data directory (SQLite file, master key).
+    pub data_dir: std::path::PathBuf,
     pub platform_token: String,
     /// Arguments that point the CLI at this app's database.
     pub db_args: Vec<String>,
@@ -117,6 +119,15 @@ pub struct TestApp {
 pub const TEST_MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 pub fn settings_for(engine: Engine, data_dir: &std::path::Path, db: Option<&TestDb>) -> Settings {
+    settings_with(engine, data_dir, db, ServeArgs::default())
+}
+
+fn settings_with(
+    engine: Engine,
+    data_dir: &std::path::Path,
+    db: Option<&TestDb>,
+    serve: ServeArgs,
+) -> Settings {
     let global = GlobalArgs {
         data_dir: Some(data_dir.to_path_buf()),
         database_url: db.map(|d| d.url.clone()),
@@ -124,19 +135,24 @@ pub fn settings_for(engine: Engine, data_dir: &std::path::Path, db: Option<&Test
     };
     let serve = ServeArgs {
         bind: Some("127.0.0.1:0".into()),
-        ..Default::default()
+        ..serve
     };
     let key = (engine == Engine::Postgres).then(|| TEST_MASTER_KEY.to_string());
     Settings::resolve(&global, &serve, key).expect("test settings")
 }
 
 pub async fn spawn_app(engine: Engine) -> TestApp {
+    spawn_app_with(engine, ServeArgs::default()).await
+}
+
+/// `spawn_app` with serve options of the test's own (the bind address is always 127.0.0.1:0).
+pub async fn spawn_app_with(engine: Engine, serve: ServeArgs) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = match engine {
         Engine::Sqlite => None,
         Engine::Postgres => Some(TestDb::create().await),
     };
-    let settings = settings_for(engine, dir.path(), db.as_ref());
+    let settings = settings_with(engine, dir.path(), db.as_ref(), serve);
     let app = Application::build(settings)
         .await
         .expect("application starts");
@@ -159,6 +175,7 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
     }
     TestApp {
         port,
+        data_dir: dir.path().to_path_buf(),
         platform_token,
         db_args,
         // A request that hangs fails its test with the URL instead of stalling the whole run.

@@ -7,6 +7,7 @@
 mod cli;
 mod console;
 mod gateway;
+mod gateway_sessions;
 mod helpers;
 mod ops;
 mod servers;

@@ -49,10 +49,11 @@ pub struct DiscoveredTool {
 
 /// Runs discovery against an upstream. The error says, for an admin, what went wrong.
 pub async fn discover(
-    client: &reqwest::Client,
+    gateway: &super::Gateway,
     upstream: &ServerTransport,
     era: Era,
 ) -> Result<Discovery, String> {
+    let client = gateway.client();
     let url = match upstream {
         ServerTransport::StreamableHttp { url } if url.as_str().starts_with("http://") => {
             url.as_str()
@@ -60,7 +61,9 @@ pub async fn discover(
         ServerTransport::StreamableHttp { .. } => {
             return Err("https upstreams are not supported yet".into())
         }
-        _ => return Err("only Streamable HTTP upstreams can be tested so far".into()),
+        ServerTransport::Stdio { .. } | ServerTransport::Sse { .. } => {
+            return discover_via_link(gateway, upstream).await
+        }
     };
     if era == Era::Auto {
         let mut s = Session::new(client, url, true);
@@ -92,6 +95,71 @@ pub async fn discover(
         .unwrap_or_default()
         .to_owned();
     s.finish(init, version).await
+}
+
+/// Discovery of a stdio or legacy SSE server: a link of its own (a separate process, or a
+/// separate connection), initialized like the gateway initializes every upstream, then stopped.
+async fn discover_via_link(
+    gateway: &super::Gateway,
+    upstream: &ServerTransport,
+) -> Result<Discovery, String> {
+    use super::link::HANDSHAKE_TIMEOUT;
+    let link = gateway
+        .hub
+        .start_link("test connection".into(), upstream, gateway.client());
+    let result = async {
+        let init = link.wait_ready(HANDSHAKE_TIMEOUT).await?;
+        let capabilities = init.get("capabilities").cloned().unwrap_or(Value::Null);
+        let mut lists = Vec::new();
+        for (cap, method) in [
+            ("tools", "tools/list"),
+            ("resources", "resources/list"),
+            ("prompts", "prompts/list"),
+        ] {
+            let mut items = Vec::new();
+            if capabilities.get(cap).is_some() {
+                let mut cursor: Option<String> = None;
+                for _ in 0..50 {
+                    let params = match &cursor {
+                        Some(c) => json!({"cursor": c}),
+                        None => json!({}),
+                    };
+                    let page = link
+                        .internal_request(method, params, STEP_TIMEOUT)
+                        .await
+                        .map_err(|e| format!("{method}: {e}"))?;
+                    if let Some(list) = page.get(cap).and_then(Value::as_array) {
+                        items.extend(list.iter().cloned());
+                    }
+                    cursor = page
+                        .get("nextCursor")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    if cursor.is_none() {
+                        break;
+                    }
+                }
+            }
+            lists.push(items);
+        }
+        let prompts = lists.pop().unwrap_or_default();
+        let resources = lists.pop().unwrap_or_default();
+        let tools = lists.pop().unwrap_or_default();
+        Ok(report(
+            init.get("protocolVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            init.get("serverInfo").cloned().unwrap_or(Value::Null),
+            capabilities,
+            tools,
+            resources,
+            prompts,
+        ))
+    }
+    .await;
+    link.shutdown();
+    result
 }
 
 impl<'a> Session<'a> {

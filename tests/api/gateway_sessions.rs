@@ -1,0 +1,607 @@
+//! The gateway's own session layer, in front of stdio and legacy SSE upstreams: the fixture MCP
+//! server on the official TypeScript SDK (`tests/fixtures/everything_fixture.mjs`) run by the
+//! gateway as a real process, reached by a raw HTTP client (to see every header and status) and
+//! by real MCP clients (the official Python SDK, the MCP Inspector CLI).
+
+use crate::gateway::{add_server, fixture_path, python, user_token};
+use crate::helpers::{spawn_app, spawn_app_with, Engine, TestApp};
+use crate::on_both_engines;
+use portcullis::config::ServeArgs;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HOST};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+on_both_engines!(python_clients_reach_a_stdio_server_through_the_gateway,);
+
+/// The stdio upstream definition of the fixture, tagged so that the test can find its processes.
+pub fn stdio_fixture(tag: &str) -> Value {
+    json!({"transport": "stdio", "command": "node",
+           "args": [fixture_path("everything_fixture.mjs"), "stdio", "--tag", tag]})
+}
+
+/// PIDs of running processes whose command line contains `tag`.
+pub fn processes_tagged(tag: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            // The fixture itself (node …), not a sandbox wrapper or this test's shell.
+            if cmd.contains(tag)
+                && cmd.contains("everything_fixture.mjs stdio")
+                && !cmd.starts_with("bwrap")
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// A raw MCP client of one gateway endpoint: every message, status and header visible.
+pub struct Mcp<'a> {
+    app: &'a TestApp,
+    host: String,
+    path: String,
+    token: String,
+    pub sid: Option<String>,
+}
+
+/// The JSON-RPC messages of a response: one JSON object, or the `data:` of each SSE event.
+pub fn messages(content_type: &str, body: &str) -> Vec<Value> {
+    if content_type.starts_with("text/event-stream") {
+        body.split("\n\n")
+            .filter_map(|ev| {
+                let data: Vec<&str> = ev
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim)
+                    .collect();
+                (!data.is_empty()).then(|| data.join("\n"))
+            })
+            .filter(|d| !d.is_empty())
+            .map(|d| serde_json::from_str(&d).unwrap())
+            .collect()
+    } else if body.trim().is_empty() {
+        Vec::new()
+    } else {
+        vec![serde_json::from_str(body).unwrap()]
+    }
+}
+
+impl<'a> Mcp<'a> {
+    pub fn new(app: &'a TestApp, tenant: &str, server: &str, token: &str) -> Self {
+        Self {
+            app,
+            host: app.host(Some(tenant)),
+            path: format!("/mcp/{server}"),
+            token: token.to_owned(),
+            sid: None,
+        }
+    }
+
+    pub fn post(&self, body: &Value) -> reqwest::RequestBuilder {
+        let mut r = self
+            .app
+            .client
+            .post(self.app.url(&self.path))
+            .header(HOST, &self.host)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream")
+            .bearer_auth(&self.token)
+            .body(body.to_string());
+        if let Some(s) = &self.sid {
+            r = r.header("mcp-session-id", s);
+        }
+        r
+    }
+
+    pub fn get(&self) -> reqwest::RequestBuilder {
+        let mut r = self
+            .app
+            .client
+            .get(self.app.url(&self.path))
+            .header(HOST, &self.host)
+            .header(ACCEPT, "text/event-stream")
+            .bearer_auth(&self.token);
+        if let Some(s) = &self.sid {
+            r = r.header("mcp-session-id", s);
+        }
+        r
+    }
+
+    pub async fn initialize(&mut self) -> Value {
+        let res = self
+            .post(
+                &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {"sampling": {}},
+                "clientInfo": {"name": "rust-test", "version": "0"}}}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let sid = res.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        assert!(sid.len() >= 32 && sid.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+        self.sid = Some(sid);
+        let init: Value = res.json().await.unwrap();
+        let res = self
+            .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED);
+        init
+    }
+
+    /// Sends a request and returns every message of the answer (the response last).
+    pub async fn request(&self, id: Value, method: &str, params: Value) -> Vec<Value> {
+        let res = self
+            .post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{method}");
+        let ct = res.headers()[CONTENT_TYPE].to_str().unwrap().to_owned();
+        messages(&ct, &res.text().await.unwrap())
+    }
+
+    /// A tool call's text, or the JSON-RPC error message prefixed with `error: `.
+    pub async fn call_text(&self, id: i64, tool: &str, args: Value) -> String {
+        let msgs = self
+            .request(
+                json!(id),
+                "tools/call",
+                json!({"name": tool, "arguments": args}),
+            )
+            .await;
+        let last = msgs.last().unwrap();
+        assert_eq!(last["id"], json!(id), "{last}");
+        match last.get("error") {
+            Some(e) => format!("error: {}", e["message"].as_str().unwrap()),
+            None => last["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
+}
+
+async fn tenant_with_stdio_fixture(app: &TestApp, tag: &str) -> (String, String) {
+    let acme = app.create_tenant("acme").await;
+    add_server(app, "acme", &acme.admin_token, "fx", stdio_fixture(tag)).await;
+    let token = user_token(app, "acme", &acme.admin_token, "dev@acme.example").await;
+    (acme.admin_token, token)
+}
+
+async fn python_clients_reach_a_stdio_server_through_the_gateway(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (_, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    // The upstream speaks the session era; a dual-era client probing the stateless era first
+    // (auto) falls back to it, exactly like one forced to it (legacy).
+    for mode in ["auto", "legacy"] {
+        let out = tokio::process::Command::new(python())
+            .arg(fixture_path("mcp_client.py"))
+            .arg(app.url("/mcp/fx"))
+            .arg(mode)
+            .arg(&token)
+            .arg(app.host(Some("acme")))
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(seen["protocol"], "2025-11-25");
+        let tools: Vec<&str> = seen["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for t in ["add", "echo", "test_simple_text", "whoami", "crash"] {
+            assert!(tools.contains(&t), "{t} in {tools:?}");
+        }
+        assert_eq!(seen["add"], json!(["42"]));
+        assert_eq!(
+            seen["resource"],
+            json!(["This is the content of the static text resource."])
+        );
+        assert_eq!(
+            seen["prompt"],
+            json!(["Prompt with arguments: arg1='x', arg2='y'"])
+        );
+    }
+    // One shared process served both clients.
+    assert_eq!(processes_tagged(&tag).len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sessions_on_a_shared_stdio_server_get_only_their_own_answers() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (_, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    let mut sessions = Vec::new();
+    for _ in 0..8 {
+        let mut m = Mcp::new(&app, "acme", "fx", &token);
+        m.initialize().await;
+        sessions.push(m);
+    }
+    // Every session uses the same request ids 1..=15 and the same progress token, all at once.
+    let calls = sessions.iter().enumerate().flat_map(|(s, m)| {
+        (1..=15).map(move |r| async move {
+            if r % 5 == 0 {
+                let msgs = m
+                    .request(
+                        json!(r),
+                        "tools/call",
+                        json!({"name": "progress_steps", "arguments": {"steps": 4},
+                               "_meta": {"progressToken": "same-token"}}),
+                    )
+                    .await;
+                let progress: Vec<i64> = msgs
+                    .iter()
+                    .filter(|m| m["method"] == "notifications/progress")
+                    .map(|m| {
+                        assert_eq!(m["params"]["progressToken"], "same-token");
+                        m["params"]["progress"].as_i64().unwrap()
+                    })
+                    .collect();
+                assert_eq!(progress, vec![1, 2, 3, 4], "session {s} request {r}");
+                let last = msgs.last().unwrap();
+                assert_eq!(last["id"], json!(r));
+                assert_eq!(last["result"]["content"][0]["text"], "done 4");
+            } else {
+                let text = m
+                    .call_text(r, "echo", json!({"message": format!("s{s}-r{r}")}))
+                    .await;
+                assert_eq!(text, format!("Echo: s{s}-r{r}"));
+            }
+        })
+    });
+    futures_util::future::join_all(calls).await;
+    assert_eq!(processes_tagged(&tag).len(), 1, "one shared process");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_layer_refuses_what_it_must() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (admin, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    let other = user_token(&app, "acme", &admin, "other@acme.example").await;
+    let mut m = Mcp::new(&app, "acme", "fx", &token);
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    // No session: 400; an unknown one: 404.
+    let res = m.post(&ping).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    m.sid = Some("not-a-session".into());
+    assert_eq!(
+        m.post(&ping).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    m.sid = None;
+    // initialize needs a protocol version.
+    let res = m
+        .post(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let init = m.initialize().await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-11-25");
+    assert_eq!(
+        init["result"]["serverInfo"]["name"],
+        "portcullis-everything-fixture"
+    );
+    assert_eq!(
+        m.request(json!(2), "ping", json!({})).await[0]["result"],
+        json!({})
+    );
+    // Another user's token with this session id: the same 404 as an unknown session.
+    let mut thief = Mcp::new(&app, "acme", "fx", &other);
+    thief.sid = m.sid.clone();
+    assert_eq!(
+        thief.post(&ping).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    // Re-initializing, batches, unknown versions, stray responses: 400.
+    let again = m
+        .post(&json!({"jsonrpc": "2.0", "id": 3, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "0"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    let batch = m.post(&json!([ping.clone()])).send().await.unwrap();
+    assert_eq!(batch.status(), StatusCode::BAD_REQUEST);
+    let old = m
+        .post(&ping)
+        .header("mcp-protocol-version", "2026-07-28")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), StatusCode::BAD_REQUEST);
+    let stray = m
+        .post(&json!({"jsonrpc": "2.0", "id": "pc-999", "result": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stray.status(), StatusCode::BAD_REQUEST);
+    // An unknown method is the upstream's -32601, passed through.
+    let unknown = m.request(json!(4), "no/such_method", json!({})).await;
+    assert_eq!(unknown[0]["error"]["code"], -32601);
+    // One standalone GET stream at a time; it needs Accept: text/event-stream.
+    let first = m.get().send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()[CONTENT_TYPE], "text/event-stream");
+    assert_eq!(m.get().send().await.unwrap().status(), StatusCode::CONFLICT);
+    let json_only = app
+        .client
+        .get(app.url("/mcp/fx"))
+        .header(HOST, app.host(Some("acme")))
+        .header(ACCEPT, "application/json")
+        .header("mcp-session-id", m.sid.clone().unwrap())
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_only.status(), StatusCode::NOT_ACCEPTABLE);
+    drop(first);
+    // DELETE ends the session: then 404.
+    let del = app
+        .client
+        .delete(app.url("/mcp/fx"))
+        .header(HOST, app.host(Some("acme")))
+        .bearer_auth(&token)
+        .header("mcp-session-id", m.sid.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), StatusCode::OK);
+    assert_eq!(
+        m.post(&ping).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_survive_a_dropped_stream_and_replay_with_last_event_id() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (_, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    let mut m = Mcp::new(&app, "acme", "fx", &token);
+    m.initialize().await;
+    // A call with progress answers as an SSE stream; read only its first event, then hang up.
+    let res = m
+        .post(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "progress_steps", "arguments": {"steps": 3}, "_meta": {"progressToken": 1}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()[CONTENT_TYPE], "text/event-stream");
+    let mut stream = res.bytes_stream();
+    use futures_util::StreamExt;
+    let first = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
+    let id = first
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .to_owned();
+    drop(stream);
+    // Disconnecting cancelled nothing: resuming after that event replays the rest of that
+    // stream, response included.
+    let resumed = m.get().header("last-event-id", &id).send().await.unwrap();
+    assert_eq!(resumed.status(), StatusCode::OK);
+    let msgs = messages("text/event-stream", &resumed.text().await.unwrap());
+    let last = msgs.last().unwrap();
+    assert_eq!(last["id"], 7, "{msgs:?}");
+    assert_eq!(last["result"]["content"][0]["text"], "done 3");
+    assert!(
+        msgs.iter().all(|m| m["params"]["progress"] != 1),
+        "no replay of what was read"
+    );
+    let bogus = m
+        .get()
+        .header("last-event-id", "99_1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bogus.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_stdio_server_is_restarted_and_its_sessions_live_on() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (_, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    let mut m = Mcp::new(&app, "acme", "fx", &token);
+    m.initialize().await;
+    let before = processes_tagged(&tag);
+    assert_eq!(before.len(), 1);
+    let crashed = m.call_text(1, "crash", json!({})).await;
+    assert!(
+        crashed.starts_with("error: the upstream MCP server stopped before answering"),
+        "{crashed}"
+    );
+    // The same session works again once the supervisor has restarted the process.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 2;
+    loop {
+        let text = m.call_text(n, "echo", json!({"message": "back"})).await;
+        if text == "Echo: back" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not restarted: {text}");
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = processes_tagged(&tag);
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before, "a new process");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_outlives_the_upstream_timeout_gets_an_error_that_says_so() {
+    let app = spawn_app_with(
+        Engine::Sqlite,
+        ServeArgs {
+            upstream_timeout: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (_, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    let mut m = Mcp::new(&app, "acme", "fx", &token);
+    m.initialize().await;
+    let slow = m.call_text(1, "sleep", json!({"ms": 4000})).await;
+    assert_eq!(
+        slow,
+        "error: the upstream MCP server did not answer within 1s"
+    );
+    assert_eq!(
+        m.call_text(2, "echo", json!({"message": "ok"})).await,
+        "Echo: ok"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_servers_get_a_scrubbed_environment_and_stop_with_the_gateway() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (_, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    let mut m = Mcp::new(&app, "acme", "fx", &token);
+    m.initialize().await;
+    // This test process has DATABASE-ish and PORTCULLIS_* variables; none reach the server.
+    let names: Vec<String> =
+        serde_json::from_str(&m.call_text(1, "env_names", json!({})).await).unwrap();
+    assert_eq!(names, ["HOME", "LANG", "PATH", "TMPDIR"]);
+    assert_eq!(processes_tagged(&tag).len(), 1);
+    app.stop().await;
+    // Stopping the gateway stopped the process (stdin closed; SIGTERM/SIGKILL if it lingers).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_tagged(&tag).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the stdio server outlived the gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_instances_run_one_process_for_each_user() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let acme = app.create_tenant("acme").await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let mut upstream = stdio_fixture(&tag);
+    upstream["instance"] = json!("per_user");
+    add_server(&app, "acme", &acme.admin_token, "fx", upstream).await;
+    let alice = user_token(&app, "acme", &acme.admin_token, "alice@acme.example").await;
+    let bob = user_token(&app, "acme", &acme.admin_token, "bob@acme.example").await;
+    for t in [&alice, &alice, &bob] {
+        let mut m = Mcp::new(&app, "acme", "fx", t);
+        m.initialize().await;
+        assert_eq!(
+            m.call_text(1, "echo", json!({"message": "x"})).await,
+            "Echo: x"
+        );
+    }
+    assert_eq!(
+        processes_tagged(&tag).len(),
+        2,
+        "one for alice (two sessions), one for bob"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_stdio_command_gets_a_clear_error_and_nothing_hangs() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let acme = app.create_tenant("acme").await;
+    add_server(
+        &app,
+        "acme",
+        &acme.admin_token,
+        "nope",
+        json!({"transport": "stdio", "command": "/nonexistent/mcp-server"}),
+    )
+    .await;
+    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    let m = Mcp::new(&app, "acme", "nope", &token);
+    let res = m
+        .post(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get("mcp-session-id").is_none());
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["id"], 1);
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("unavailable") && msg.contains("cannot start `/nonexistent/mcp-server`"),
+        "{msg}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_connection_runs_a_stdio_server_and_reports_what_it_offers() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (admin, _) = tenant_with_stdio_fixture(&app, &tag).await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/servers/fx/test"))
+        .header(HOST, app.host(Some("acme")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let d = &v["discovery"];
+    assert_eq!(d["protocol_version"], "2025-11-25");
+    assert_eq!(d["server_info"]["name"], "portcullis-everything-fixture");
+    let tools = d["tools"].as_array().unwrap();
+    let echo = tools.iter().find(|t| t["name"] == "echo").unwrap();
+    assert_eq!(echo["read_only"], true);
+    let crash = tools.iter().find(|t| t["name"] == "crash").unwrap();
+    assert_eq!(crash["destructive"], true);
+    assert!(d["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["uri"] == "test://static-text"));
+    assert!(d["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "test_simple_prompt"));
+    // The discovery process is stopped afterwards.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_tagged(&tag).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the test-connection process lingers"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
