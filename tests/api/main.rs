@@ -5,10 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod conformance;
 mod console;
 mod gateway;
 mod gateway_sessions;
 mod helpers;
 mod ops;
+mod real_clients;
 mod servers;
 mod tenancy;

@@ -1,0 +1,220 @@
+//! Real MCP clients and servers through the gateway: the MCP Inspector CLI (v2, node 22) and
+//! the official Python SDK against the fixture, and `@modelcontextprotocol/server-everything`
+//! run by the gateway over stdio, including a tool that reports progress and one that asks the
+//! client for sampling.
+
+use crate::conformance::{fixture, node22, tools_dir};
+use crate::gateway::{add_server, fixture_path, python, user_token};
+use crate::gateway_sessions::stdio_fixture;
+use crate::helpers::{spawn_app_with, Engine, TestApp};
+use portcullis::config::ServeArgs;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn app_on_loopback() -> TestApp {
+    spawn_app_with(
+        Engine::Sqlite,
+        ServeArgs {
+            loopback_tenant: Some("acme".into()),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+async fn inspector(app: &TestApp, server: &str, token: &str, args: &[&str]) -> Value {
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(node22())
+            .arg(tools_dir().join(
+                "node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js",
+            ))
+            .arg("--cli")
+            .arg(format!("http://127.0.0.1:{}/mcp/{server}", app.port))
+            .args(["--transport", "http", "--header"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .args(args)
+            .output(),
+    )
+    .await
+    .expect("the Inspector finishes")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "inspector {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "inspector printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inspector_cli_lists_calls_reads_and_gets_through_the_gateway() {
+    let app = app_on_loopback().await;
+    let acme = app.create_tenant("acme").await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    add_server(&app, "acme", &acme.admin_token, "fx", stdio_fixture(&tag)).await;
+    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    let tools = inspector(&app, "fx", &token, &["--method", "tools/list"]).await;
+    let names: Vec<&str> = tools["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"echo") && names.contains(&"test_simple_text"),
+        "{names:?}"
+    );
+    let sum = inspector(
+        &app,
+        "fx",
+        &token,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "add",
+            "--tool-arg",
+            "a=2",
+            "--tool-arg",
+            "b=40",
+        ],
+    )
+    .await;
+    assert_eq!(sum["content"][0]["text"], "42");
+    let read = inspector(
+        &app,
+        "fx",
+        &token,
+        &["--method", "resources/read", "--uri", "test://static-text"],
+    )
+    .await;
+    assert_eq!(
+        read["contents"][0]["text"],
+        "This is the content of the static text resource."
+    );
+    let prompt = inspector(
+        &app,
+        "fx",
+        &token,
+        &[
+            "--method",
+            "prompts/get",
+            "--prompt-name",
+            "test_prompt_with_arguments",
+            "--prompt-args",
+            "arg1=x",
+            "--prompt-args",
+            "arg2=y",
+        ],
+    )
+    .await;
+    assert_eq!(
+        prompt["messages"][0]["content"]["text"],
+        "Prompt with arguments: arg1='x', arg2='y'"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_everything_over_stdio_reports_progress_and_asks_for_sampling() {
+    let app = app_on_loopback().await;
+    let acme = app.create_tenant("acme").await;
+    let everything =
+        tools_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    add_server(
+        &app,
+        "acme",
+        &acme.admin_token,
+        "everything",
+        json!({"transport": "stdio", "command": node22(), "args": [everything, "stdio"]}),
+    )
+    .await;
+    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(python())
+            .arg(fixture_path("everything_client.py"))
+            .arg(app.url("/mcp/everything"))
+            .arg(&token)
+            .output(),
+    )
+    .await
+    .expect("the client finishes")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["protocol"], "2025-11-25");
+    assert_eq!(
+        seen["progress"],
+        json!([[1.0, 3.0], [2.0, 3.0], [3.0, 3.0]])
+    );
+    assert_eq!(
+        seen["long"],
+        json!(["Long running operation completed. Duration: 1 seconds, Steps: 3."])
+    );
+    // server-everything asked the client (through the gateway) for a completion, and the
+    // client's answer went back to it.
+    assert_eq!(
+        seen["sampled"],
+        json!(["Resource trigger-sampling-request context: hello from the test"])
+    );
+    assert!(
+        seen["sample"][0]
+            .as_str()
+            .unwrap()
+            .contains("sampled by the test client"),
+        "{seen}"
+    );
+    assert_eq!(seen["echo"], json!(["Echo: through the gateway"]));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_clients_reach_a_legacy_sse_server_through_the_gateway() {
+    let sse = fixture("sse").await;
+    let app = app_on_loopback().await;
+    let acme = app.create_tenant("acme").await;
+    add_server(
+        &app,
+        "acme",
+        &acme.admin_token,
+        "old",
+        json!({"transport": "sse", "url": sse.url}),
+    )
+    .await;
+    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    for mode in ["auto", "legacy"] {
+        let out = tokio::process::Command::new(python())
+            .arg(fixture_path("mcp_client.py"))
+            .arg(app.url("/mcp/old"))
+            .arg(mode)
+            .arg(&token)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(seen["protocol"], "2025-11-25");
+        assert_eq!(seen["add"], json!(["42"]));
+        assert_eq!(
+            seen["prompt"],
+            json!(["Prompt with arguments: arg1='x', arg2='y'"])
+        );
+    }
+    app.stop().await;
+}
