@@ -296,6 +296,9 @@ pub struct AddServerForm {
     /// `shared` or `per_user`.
     #[serde(default)]
     pub instance: String,
+    /// A checkbox: non-empty when ticked (stdio servers in a bubblewrap sandbox).
+    #[serde(default)]
+    pub sandbox: String,
 }
 
 /// `Ok(true)` when the server was added; `Ok(false)` when the input was refused (the reason is

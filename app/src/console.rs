@@ -378,6 +378,10 @@ fn Servers(
                     <option value="shared">"One process shared by all users"</option>
                     <option value="per_user">"One process per user"</option>
                 </select>
+                <label class="check" for="server-sandbox">
+                    <input type="checkbox" id="server-sandbox" name="form[sandbox]" value="on"/>
+                    " Run in a sandbox (bubblewrap: read-only system, private /tmp, no access to the data directory)"
+                </label>
                 <button type="submit" class="primary" id="add-server-submit">"Add server"</button>
             </ActionForm>
         </section>

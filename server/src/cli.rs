@@ -125,6 +125,7 @@ pub async fn server(store_cfg: &StoreConfig, cmd: ServerCommand) -> Result<ExitC
             transport,
             cwd,
             per_user,
+            sandbox,
             name,
             description,
             json,
@@ -144,6 +145,7 @@ pub async fn server(store_cfg: &StoreConfig, cmd: ServerCommand) -> Result<ExitC
                         "args": words.collect::<Vec<_>>(),
                         "cwd": cwd,
                         "instance": if per_user { "per_user" } else { "shared" },
+                        "sandbox": sandbox,
                     })
                 }
                 (None, Some(url)) => serde_json::json!({

@@ -98,6 +98,10 @@ pub enum ServerCommand {
         /// One stdio process per user instead of one shared by all.
         #[arg(long, requires = "stdio")]
         per_user: bool,
+        /// Run the stdio server in a bubblewrap sandbox (read-only system, private /tmp, no
+        /// access to the data directory).
+        #[arg(long, requires = "stdio")]
+        sandbox: bool,
         /// Display name (default: the slug).
         #[arg(long)]
         name: Option<String>,
@@ -167,6 +171,9 @@ pub struct ServeArgs {
     /// Seconds a request to a stdio or SSE upstream may wait for its answer (default 300).
     #[arg(long, env = "PORTCULLIS_UPSTREAM_TIMEOUT")]
     pub upstream_timeout: Option<u64>,
+    /// A PEM file of CA certificates to trust for https upstreams, besides the system's.
+    #[arg(long, env = "PORTCULLIS_UPSTREAM_CA_FILE")]
+    pub upstream_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -270,6 +277,7 @@ pub struct Settings {
     /// See `ServeArgs::loopback_tenant`.
     pub loopback_tenant: Option<String>,
     pub upstream_timeout: std::time::Duration,
+    pub upstream_ca_file: Option<PathBuf>,
 }
 
 fn read_file_config(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -380,6 +388,7 @@ impl Settings {
                 Some(s) => std::time::Duration::from_secs(s),
                 None => std::time::Duration::from_secs(300),
             },
+            upstream_ca_file: serve.upstream_ca_file.clone(),
         })
     }
 }

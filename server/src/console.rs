@@ -284,6 +284,7 @@ impl ConsoleBackend for Backend {
                     "command": words.next().unwrap_or_default(),
                     "args": words.collect::<Vec<_>>(),
                     "instance": if form.instance == "per_user" { "per_user" } else { "shared" },
+                    "sandbox": !form.sandbox.is_empty(),
                 })
             }
             other => serde_json::json!({ "transport": other, "url": form.url.trim() }),

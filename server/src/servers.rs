@@ -86,6 +86,13 @@ pub async fn add(
     let upstream = upstream
         .validate()
         .map_err(|e| ServerError::Invalid(format!("upstream: {}", e.0)))?;
+    if matches!(upstream, ServerTransport::Stdio { sandbox: true, .. })
+        && !crate::gateway::stdio::sandbox_available()
+    {
+        return Err(ServerError::Invalid(
+            "upstream: this gateway cannot run a sandbox (bubblewrap is missing or cannot create namespaces here)".into(),
+        ));
+    }
     store
         .create_server(tenant_id, &slug, &name, description.trim(), &upstream)
         .await

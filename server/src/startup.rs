@@ -55,6 +55,8 @@ pub enum StartupError {
     },
     #[error("demo set-up: {0}")]
     Demo(String),
+    #[error("upstream HTTP client: {0}")]
+    UpstreamClient(String),
 }
 
 /// What a start printed for the operator: secrets made on this start, shown once.
@@ -109,7 +111,10 @@ impl Application {
             data_dir: settings.store.data_dir.clone(),
             upstream_timeout: settings.upstream_timeout,
         };
-        let gateway = Arc::new(crate::gateway::Gateway::load(&store, &tenancy, hub_options).await?);
+        let client = crate::gateway::upstream_client(settings.upstream_ca_file.as_deref())
+            .map_err(StartupError::UpstreamClient)?;
+        let gateway =
+            Arc::new(crate::gateway::Gateway::load(&store, &tenancy, client, hub_options).await?);
 
         let listener =
             TcpListener::bind(settings.bind)

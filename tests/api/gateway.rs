@@ -253,16 +253,35 @@ async fn the_gateway_refuses_what_it_must(engine: Engine) {
         let v: serde_json::Value = res.json().await.unwrap();
         assert_eq!(v["error"]["code"], code, "{body}: {v}");
     }
-    // Upstreams the gateway cannot reach say so, as JSON-RPC errors.
-    for path in ["/mcp/gone", "/mcp/local"] {
-        let res = post(acme_host.clone(), path, Some(token.clone()))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::BAD_GATEWAY, "{path}");
-        let v: serde_json::Value = res.json().await.unwrap();
-        assert!(v["error"]["message"].as_str().unwrap().len() > 10, "{v}");
-    }
+    // An upstream the gateway cannot reach says so, as a JSON-RPC error.
+    let res = post(acme_host.clone(), "/mcp/gone", Some(token.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().len() > 10, "{v}");
+    // A stdio command that cannot start: initialize (with its version) gets an error that
+    // says why, and no session.
+    let res = app
+        .client
+        .post(app.url("/mcp/local"))
+        .header(HOST, acme_host.clone())
+        .bearer_auth(&token)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("mcp-session-id").is_none());
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start `some-mcp-server`"),
+        "{v}"
+    );
     // The platform host has no gateway.
     let res = post(app.host(None), "/mcp/gone", Some(token))
         .send()

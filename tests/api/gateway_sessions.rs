@@ -124,7 +124,10 @@ impl<'a> Mcp<'a> {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        let sid = res.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+        let Some(sid) = res.headers().get("mcp-session-id") else {
+            panic!("no session: {}", res.text().await.unwrap());
+        };
+        let sid = sid.to_str().unwrap().to_owned();
         assert!(sid.len() >= 32 && sid.bytes().all(|b| (0x21..=0x7e).contains(&b)));
         self.sid = Some(sid);
         let init: Value = res.json().await.unwrap();
@@ -603,5 +606,62 @@ async fn test_connection_runs_a_stdio_server_and_reports_what_it_offers() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandboxed_stdio_server_sees_a_read_only_system_and_not_the_data_dir() {
+    // scripts/setup.sh installs bubblewrap; a machine where it cannot run fails here, loudly.
+    assert!(
+        portcullis::gateway::stdio::sandbox_available(),
+        "bubblewrap (bwrap) cannot run a sandbox on this machine"
+    );
+    // A data directory outside /tmp, so that only the sandbox's own rule can hide it.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let app = crate::helpers::spawn_app_in(Engine::Sqlite, ServeArgs::default(), dir).await;
+    let acme = app.create_tenant("acme").await;
+    let fixtures = fixture_path("");
+    for (slug, sandbox) in [("boxed", true), ("open", false)] {
+        let mut upstream = stdio_fixture(slug);
+        upstream["sandbox"] = json!(sandbox);
+        upstream["cwd"] = json!(std::fs::canonicalize(&fixtures).unwrap());
+        add_server(&app, "acme", &acme.admin_token, slug, upstream).await;
+    }
+    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    let db = app.data_dir.join("portcullis.db");
+    let db = db.to_str().unwrap();
+    let probe = |write: bool, path: &str| json!({"path": path, "write": write});
+    let host_tmp = format!("/tmp/portcullis-probe-{}", uuid::Uuid::new_v4());
+
+    let mut open = Mcp::new(&app, "acme", "open", &token);
+    open.initialize().await;
+    let seen = open.call_text(1, "probe_path", probe(false, db)).await;
+    assert!(
+        seen.starts_with("read "),
+        "unsandboxed, the probe reads the database: {seen}"
+    );
+
+    let mut boxed = Mcp::new(&app, "acme", "boxed", &token);
+    boxed.initialize().await;
+    assert_eq!(
+        boxed.call_text(1, "probe_path", probe(false, db)).await,
+        "error ENOENT"
+    );
+    assert_eq!(
+        boxed
+            .call_text(2, "probe_path", probe(true, "/etc/portcullis-probe"))
+            .await,
+        "error EROFS"
+    );
+    assert_eq!(
+        boxed
+            .call_text(3, "probe_path", probe(true, &host_tmp))
+            .await,
+        "wrote"
+    );
+    assert!(
+        !std::path::Path::new(&host_tmp).exists(),
+        "the sandbox's /tmp is its own"
+    );
     app.stop().await;
 }

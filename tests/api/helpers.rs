@@ -147,7 +147,11 @@ pub async fn spawn_app(engine: Engine) -> TestApp {
 
 /// `spawn_app` with serve options of the test's own (the bind address is always 127.0.0.1:0).
 pub async fn spawn_app_with(engine: Engine, serve: ServeArgs) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_app_in(engine, serve, tempfile::tempdir().expect("temp dir")).await
+}
+
+/// `spawn_app_with` on a data directory of the test's choosing.
+pub async fn spawn_app_in(engine: Engine, serve: ServeArgs, dir: tempfile::TempDir) -> TestApp {
     let db = match engine {
         Engine::Sqlite => None,
         Engine::Postgres => Some(TestDb::create().await),

@@ -55,12 +55,7 @@ pub async fn discover(
 ) -> Result<Discovery, String> {
     let client = gateway.client();
     let url = match upstream {
-        ServerTransport::StreamableHttp { url } if url.as_str().starts_with("http://") => {
-            url.as_str()
-        }
-        ServerTransport::StreamableHttp { .. } => {
-            return Err("https upstreams are not supported yet".into())
-        }
+        ServerTransport::StreamableHttp { url } => url.as_str(),
         ServerTransport::Stdio { .. } | ServerTransport::Sse { .. } => {
             return discover_via_link(gateway, upstream).await
         }

@@ -42,6 +42,28 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/mcp/{server}", any(endpoint))
 }
 
+/// The client the gateway reaches upstreams with (one connection pool): rustls with the
+/// system's CA store, plus the certificates of `ca_file` (PEM) for a private CA; redirects are
+/// not followed (an upstream cannot send the gateway elsewhere).
+pub fn upstream_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = ca_file {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no PEM certificate in it", path.display()));
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
 /// Who is calling, from a gateway token.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -70,19 +92,14 @@ impl Gateway {
     pub async fn load(
         store: &Store,
         tenancy: &Tenancy,
+        client: reqwest::Client,
         options: session::HubOptions,
     ) -> crate::store::Result<Self> {
         let g = Self {
             hub: session::Hub::new(options),
             tenants: ArcSwap::from_pointee(HashMap::new()),
             version: std::sync::Mutex::new(None),
-            client: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| {
-                    crate::store::StoreError::Database(sqlx::Error::Configuration(e.into()))
-                })?,
+            client,
         };
         g.refresh(store, tenancy).await?;
         Ok(g)
@@ -365,16 +382,7 @@ async fn endpoint(
     };
     // Policy seam: allow-all until the identity work brings registries and tool rules.
     let url = match upstream.as_ref() {
-        ServerTransport::StreamableHttp { url } if url.as_str().starts_with("http://") => {
-            Some(url.as_str().to_owned())
-        }
-        ServerTransport::StreamableHttp { .. } => {
-            return rpc_error(
-                StatusCode::BAD_GATEWAY,
-                -32603,
-                "this gateway does not reach https upstreams yet",
-            )
-        }
+        ServerTransport::StreamableHttp { url } => Some(url.as_str().to_owned()),
         // stdio and legacy SSE: the gateway's own session layer (session.rs).
         ServerTransport::Sse { .. } | ServerTransport::Stdio { .. } => None,
     };

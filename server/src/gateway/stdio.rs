@@ -10,8 +10,8 @@
 //!   link is wanted.
 //! - **Stop**: close stdin, wait 2 s, SIGTERM to the process group, wait 2 s, SIGKILL.
 //! - **Sandbox** (`sandbox: true`): bubblewrap with a read-only root, private `/tmp`, `/dev`
-//!   and `/proc`, the gateway's data directory replaced by an empty tmpfs, a new session and PID
-//!   namespace, dying with the gateway. Without a working `bwrap` the server does not start
+//!   and `/proc`, the gateway's data directory replaced by an empty tmpfs, the working directory
+//!   (if set) visible read-only, a new session and PID namespace, dying with the gateway. Without a working `bwrap` the server does not start
 //!   (fail closed) and the reason says so.
 
 use super::link::Link;
@@ -96,6 +96,10 @@ fn command(spec: &Spec, home: &Home) -> Result<Command, String> {
         c.args(["--unshare-pid", "--new-session", "--die-with-parent"]);
         c.args(["--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]);
         if let Some(dir) = &spec.cwd {
+            // The working directory stays visible (read-only) even under /tmp; never the data dir.
+            if !std::path::Path::new(dir).starts_with(&data) {
+                c.args(["--ro-bind", dir, dir]);
+            }
             c.args(["--chdir", dir]);
         } else {
             c.args(["--chdir", "/tmp"]);
@@ -186,11 +190,27 @@ async fn drive(link: &Arc<Link>, mut child: Child, attempt: u64) -> String {
         // Dropping stdin closes it: the first step of a polite stop.
     });
     let label = link.label.clone();
-    let logger = tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let line: String = line.chars().take(2000).collect();
-            tracing::info!(upstream = %label, stream = "stderr", "{line}");
+    // The last lines of stderr, to say why a process that dies at once died.
+    let tail = Arc::new(std::sync::Mutex::new(
+        std::collections::VecDeque::<String>::new(),
+    ));
+    let logger = tokio::spawn({
+        let tail = tail.clone();
+        async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let line: String = line.chars().take(2000).collect();
+                tracing::info!(upstream = %label, stream = "stderr", "{line}");
+                // Stack frames and blank lines say little about why; keep the rest.
+                if line.trim().is_empty() || line.trim_start().starts_with("at ") {
+                    continue;
+                }
+                let mut t = super::lock(&tail);
+                t.push_back(line.chars().take(300).collect());
+                if t.len() > 6 {
+                    t.pop_front();
+                }
+            }
         }
     });
     link.connected(tx, attempt);
@@ -229,10 +249,17 @@ async fn drive(link: &Arc<Link>, mut child: Child, attempt: u64) -> String {
     link.went_down(attempt, &reason);
     writer.abort();
     let status = stop_child(&mut child).await;
-    logger.abort();
-    match status {
+    // Let the logger read what the process wrote before it died.
+    let _ = tokio::time::timeout(Duration::from_millis(200), logger).await;
+    let last: Vec<String> = super::lock(&tail).iter().cloned().collect();
+    let reason = match status {
         Some(s) if reason == "the process closed its stdout" => format!("the process exited ({s})"),
         _ => reason,
+    };
+    if last.is_empty() {
+        reason
+    } else {
+        format!("{reason}; its last words on stderr: {}", last.join(" | "))
     }
 }
 
