@@ -218,3 +218,80 @@ async fn python_clients_reach_a_legacy_sse_server_through_the_gateway() {
     }
     app.stop().await;
 }
+
+/// A private CA and a certificate it signed for 127.0.0.1, made with the openssl CLI.
+fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+          "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Portcullis Test CA"]);
+    run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+          "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=127.0.0.1"]);
+    std::fs::write(dir.join("leaf.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
+    run(&["x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+          "-out", "leaf.pem", "-days", "2", "-extfile", "leaf.ext"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_reached_with_a_verified_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path());
+    let plain = fixture("http").await;
+    let origin = plain.url.trim_end_matches("/mcp").to_owned();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(fixture_path("tls_proxy.mjs"))
+        .arg(certs.path().join("leaf.pem"))
+        .arg(certs.path().join("leaf.key"))
+        .arg(&origin);
+    let tls = crate::conformance::start_listening(cmd).await;
+    let upstream = json!({"transport": "streamable_http", "url": format!("{}/mcp", tls.url)});
+
+    // Trusting the private CA: real clients work through the gateway.
+    let app = spawn_app_with(
+        Engine::Sqlite,
+        ServeArgs {
+            upstream_ca_file: Some(certs.path().join("ca.pem")),
+            ..Default::default()
+        },
+    )
+    .await;
+    let acme = app.create_tenant("acme").await;
+    add_server(&app, "acme", &acme.admin_token, "secure", upstream.clone()).await;
+    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    let out = tokio::process::Command::new(python())
+        .arg(fixture_path("mcp_client.py"))
+        .arg(app.url("/mcp/secure"))
+        .arg("legacy")
+        .arg(&token)
+        .arg(app.host(Some("acme")))
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["add"], json!(["42"]));
+    app.stop().await;
+
+    // Without that CA the certificate is not trusted: test connection says the server is
+    // unreachable, and the gateway answers clients with an error instead of talking to it.
+    let app = spawn_app_with(Engine::Sqlite, ServeArgs::default()).await;
+    let acme = app.create_tenant("acme").await;
+    add_server(&app, "acme", &acme.admin_token, "secure", upstream).await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/servers/secure/test"))
+        .header(reqwest::header::HOST, app.host(Some("acme")))
+        .bearer_auth(&acme.admin_token)
+        .send()
+        .await
+        .unwrap();
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    app.stop().await;
+}

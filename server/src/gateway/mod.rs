@@ -563,6 +563,18 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_upstream_ca_file_stops_the_start_with_a_reason() {
+        let missing = upstream_client(Some(std::path::Path::new("/nonexistent/ca.pem")));
+        assert!(missing.unwrap_err().contains("cannot read /nonexistent/ca.pem"));
+        let dir = std::env::temp_dir().join(format!("pc-ca-{}", uuid::Uuid::new_v4()));
+        std::fs::write(&dir, "not a certificate").unwrap();
+        let empty = upstream_client(Some(&dir));
+        let _ = std::fs::remove_file(&dir);
+        assert!(empty.unwrap_err().contains("no PEM certificate"));
+        assert!(upstream_client(None).is_ok());
+    }
+
+    #[test]
     fn only_same_origin_browser_requests_pass() {
         let mut h = HeaderMap::new();
         h.insert("host", HeaderValue::from_static("acme.localhost:8080"));
