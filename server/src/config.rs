@@ -171,6 +171,9 @@ pub struct ServeArgs {
     /// Seconds a request to a stdio or SSE upstream may wait for its answer (default 300).
     #[arg(long, env = "PORTCULLIS_UPSTREAM_TIMEOUT")]
     pub upstream_timeout: Option<u64>,
+    /// The largest MCP message (request body) the gateway accepts, in bytes (default 4 MiB).
+    #[arg(long, env = "PORTCULLIS_GATEWAY_MAX_BODY")]
+    pub gateway_max_body: Option<usize>,
     /// A PEM file of CA certificates to trust for https upstreams, besides the system's.
     #[arg(long, env = "PORTCULLIS_UPSTREAM_CA_FILE")]
     pub upstream_ca_file: Option<PathBuf>,
@@ -278,6 +281,8 @@ pub struct Settings {
     pub loopback_tenant: Option<String>,
     pub upstream_timeout: std::time::Duration,
     pub upstream_ca_file: Option<PathBuf>,
+    /// See `ServeArgs::gateway_max_body`.
+    pub gateway_max_body: usize,
 }
 
 fn read_file_config(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -389,6 +394,16 @@ impl Settings {
                 None => std::time::Duration::from_secs(300),
             },
             upstream_ca_file: serve.upstream_ca_file.clone(),
+            gateway_max_body: match serve.gateway_max_body {
+                Some(n) if n < 1024 => {
+                    return Err(bad(
+                        "PORTCULLIS_GATEWAY_MAX_BODY",
+                        "must be at least 1024 bytes",
+                    ))
+                }
+                Some(n) => n,
+                None => 4 * 1024 * 1024,
+            },
         })
     }
 }

@@ -110,6 +110,7 @@ impl Application {
         let hub_options = crate::gateway::session::HubOptions {
             data_dir: settings.store.data_dir.clone(),
             upstream_timeout: settings.upstream_timeout,
+            max_body: settings.gateway_max_body,
         };
         let client = crate::gateway::upstream_client(settings.upstream_ca_file.as_deref())
             .map_err(StartupError::UpstreamClient)?;
@@ -374,10 +375,13 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
         .layer(session_layer)
         .layer(from_fn_with_state(RENDER_DEADLINE, render_watchdog));
 
+    // Bodies: the JSON API and the console take up to MAX_BODY_BYTES; the gateway its own
+    // configurable limit (it answers 413 itself, as a JSON-RPC error).
+    let gateway_limit = state.gateway.hub.options.max_body.max(MAX_BODY_BYTES);
     Router::new()
-        .merge(api::router())
+        .merge(api::router().layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES)))
         .merge(crate::gateway::router())
-        .merge(console)
+        .merge(console.layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES)))
         .nest_service("/pkg", ServeDir::new(site_root.join("pkg")))
         .fallback(fallback)
         .route_layer(from_fn_with_state(
@@ -409,7 +413,7 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_BODY_BYTES,
+            gateway_limit,
         ))
         .with_state(state)
 }

@@ -665,3 +665,43 @@ async fn a_sandboxed_stdio_server_sees_a_read_only_system_and_not_the_data_dir()
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_body_limit_is_configurable_and_answered_with_413() {
+    let app = spawn_app_with(
+        Engine::Sqlite,
+        ServeArgs {
+            gateway_max_body: Some(4096),
+            ..Default::default()
+        },
+    )
+    .await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (_, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    let mut m = Mcp::new(&app, "acme", "fx", &token);
+    m.initialize().await;
+    let fits = "a".repeat(3000);
+    assert_eq!(
+        m.call_text(1, "echo", json!({"message": fits})).await,
+        format!("Echo: {fits}")
+    );
+    let big = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": "a".repeat(5000)}}});
+    let res = m.post(&big).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32600);
+    // The session is unharmed.
+    assert_eq!(m.call_text(3, "echo", json!({"message": "ok"})).await, "Echo: ok");
+    app.stop().await;
+
+    // The default (4 MiB) takes messages larger than the JSON API's 1 MiB.
+    let app = spawn_app(Engine::Sqlite).await;
+    let (_, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    let mut m = Mcp::new(&app, "acme", "fx", &token);
+    m.initialize().await;
+    let large = "b".repeat(2 * 1024 * 1024);
+    let echoed = m.call_text(1, "echo", json!({"message": large})).await;
+    assert_eq!(echoed.len(), large.len() + "Echo: ".len());
+    app.stop().await;
+}

@@ -395,7 +395,7 @@ async fn endpoint(
         );
     }
     let headers = copy_headers(req.headers(), FORWARD_REQUEST);
-    let body = match axum::body::to_bytes(req.into_body(), crate::startup::MAX_BODY_BYTES).await {
+    let body = match axum::body::to_bytes(req.into_body(), state.gateway.hub.options.max_body).await {
         Ok(b) => b,
         Err(_) => {
             return rpc_error(

@@ -202,6 +202,8 @@ pub struct HubOptions {
     pub data_dir: PathBuf,
     /// The longest a request may wait for its upstream.
     pub upstream_timeout: Duration,
+    /// The largest request body the gateway endpoint accepts.
+    pub max_body: usize,
 }
 
 impl Default for HubOptions {
@@ -209,6 +211,7 @@ impl Default for HubOptions {
         Self {
             data_dir: PathBuf::from("./data"),
             upstream_timeout: Duration::from_secs(300),
+            max_body: 4 * 1024 * 1024,
         }
     }
 }
