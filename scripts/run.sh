@@ -8,4 +8,6 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 bash scripts/setup.sh
 bash scripts/build.sh release
+# Local MCP clients that cannot resolve demo.localhost reach the demo tenant at 127.0.0.1.
+export PORTCULLIS_LOOPBACK_TENANT="${PORTCULLIS_LOOPBACK_TENANT:-demo}"
 exec "$CARGO_TARGET_DIR/release/portcullis" serve --demo --data-dir "${PORTCULLIS_DATA_DIR:-./data}"

@@ -1,6 +1,8 @@
 //! Gateway overhead, measured side by side in one run: `tools/call` straight to the fixture MCP
-//! server (the official Python SDK over Streamable HTTP) and through `/mcp/{server}` (token
-//! check, message checks, audit line, proxy), at several concurrency levels.
+//! server (`tests/fixtures/everything_fixture.mjs`, the official TypeScript SDK, over Streamable
+//! HTTP) and through `/mcp/{server}` to the same fixture, once proxied over Streamable HTTP
+//! (token check, message checks, audit line, streamed proxy) and once run by the gateway over
+//! stdio (the gateway's own session layer, one shared process), at several concurrency levels.
 //!
 //! Run: `source scripts/env.sh && cargo bench -p server --bench gateway`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -133,30 +135,26 @@ async fn main() {
         println!("gateway bench: run with `cargo bench -p server --bench gateway`");
         return;
     }
-    let python =
-        std::env::var("PORTCULLIS_PYTHON").expect("PORTCULLIS_PYTHON (source scripts/env.sh)");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _fixture = tokio::process::Command::new(python)
-        .arg(format!(
-            "{}/../tests/fixtures/mcp_fixture.py",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .arg(port.to_string())
-        .stdout(std::process::Stdio::null())
+    use tokio::io::AsyncBufReadExt;
+    let fixture_js = format!(
+        "{}/../tests/fixtures/everything_fixture.mjs",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut fixture = tokio::process::Command::new("node")
+        .arg(&fixture_js)
+        .arg("http")
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let mut lines = tokio::io::BufReader::new(fixture.stdout.take().unwrap()).lines();
+    let fixture_url = lines
+        .next_line()
         .await
-        .is_err()
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .unwrap()
+        .and_then(|l| l.strip_prefix("LISTENING ").map(str::to_owned))
+        .expect("the fixture prints its URL");
 
     let dir = tempfile::tempdir().unwrap();
     let global = GlobalArgs {
@@ -174,14 +172,29 @@ async fn main() {
     let t = portcullis::tenants::create(&store, "bench", "Bench", "a@bench.example")
         .await
         .unwrap();
-    portcullis::servers::add(&store, &t.tenant.tenant_id, portcullis::servers::NewServer {
-        slug: "fixture".into(),
-        name: None,
-        description: None,
-        upstream: json!({"transport": "streamable_http", "url": format!("http://127.0.0.1:{port}/mcp")}),
-    })
-    .await
-    .unwrap();
+    for (slug, upstream) in [
+        (
+            "http",
+            json!({"transport": "streamable_http", "url": fixture_url}),
+        ),
+        (
+            "stdio",
+            json!({"transport": "stdio", "command": "node", "args": [fixture_js, "stdio"]}),
+        ),
+    ] {
+        portcullis::servers::add(
+            &store,
+            &t.tenant.tenant_id,
+            portcullis::servers::NewServer {
+                slug: slug.into(),
+                name: None,
+                description: None,
+                upstream,
+            },
+        )
+        .await
+        .unwrap();
+    }
     let (_, token) = portcullis::servers::create_user_token(
         &store,
         &t.tenant.tenant_id,
@@ -201,35 +214,47 @@ async fn main() {
     }));
 
     let direct = Target {
-        url: format!("http://127.0.0.1:{port}/mcp"),
+        url: fixture_url.clone(),
         host: None,
         token: None,
     };
-    let gateway = Target {
-        url: format!("http://127.0.0.1:{gw_port}/mcp/fixture"),
+    let via = |slug: &str| Target {
+        url: format!("http://127.0.0.1:{gw_port}/mcp/{slug}"),
         host: Some(format!("bench.localhost:{gw_port}")),
         token: Some(token.expose_secret().to_owned()),
     };
-    run(&direct, 2).await; // warm-up both paths
-    run(&gateway, 2).await;
-    println!("tools/call `add`, {CALLS_PER_WORKER} calls per client, fixture = official Python SDK over Streamable HTTP:");
+    let (http, stdio) = (via("http"), via("stdio"));
+    for t in [&direct, &http, &stdio] {
+        run(t, 2).await; // warm-up every path
+    }
+    println!("tools/call `add`, {CALLS_PER_WORKER} calls per client; upstream = everything_fixture.mjs (official TypeScript SDK)");
     println!(
-        "{:>7} | {:>22} | {:>22} | {:>9}",
-        "clients", "direct req/s p50 p99", "gateway req/s p50 p99", "gw/direct"
+        "{:>7} | {:>22} | {:>22} | {:>22} | {:>9} | {:>9}",
+        "clients",
+        "direct req/s p50 p99",
+        "gw->http req/s p50 p99",
+        "gw->stdio req/s p50 p99",
+        "direct/http",
+        "direct/stdio"
     );
     for c in [1, 4, 16] {
         let d = run(&direct, c).await;
-        let g = run(&gateway, c).await;
+        let h = run(&http, c).await;
+        let s = run(&stdio, c).await;
         let ms = |x: Duration| x.as_secs_f64() * 1e3;
         println!(
-            "{c:>7} | {:>7.0} {:>6.2} {:>6.2} | {:>7.0} {:>6.2} {:>6.2} | {:>8.2}x",
+            "{c:>7} | {:>7.0} {:>6.2} {:>6.2} | {:>7.0} {:>6.2} {:>6.2} | {:>7.0} {:>6.2} {:>6.2} | {:>8.2}x | {:>8.2}x",
             d.rps,
             ms(d.p50),
             ms(d.p99),
-            g.rps,
-            ms(g.p50),
-            ms(g.p99),
-            d.rps / g.rps
+            h.rps,
+            ms(h.p50),
+            ms(h.p99),
+            s.rps,
+            ms(s.p50),
+            ms(s.p99),
+            d.rps / h.rps,
+            d.rps / s.rps
         );
     }
     let _ = tx.send(());

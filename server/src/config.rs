@@ -240,6 +240,10 @@ struct FileConfig {
     public_scheme: Option<Scheme>,
     public_port: Option<u16>,
     site_root: Option<PathBuf>,
+    loopback_tenant: Option<String>,
+    upstream_timeout: Option<u64>,
+    upstream_ca_file: Option<PathBuf>,
+    gateway_max_body: Option<usize>,
 }
 
 /// A setting that could not be used; the message names it.
@@ -380,10 +384,11 @@ impl Settings {
             loopback_tenant: serve
                 .loopback_tenant
                 .as_deref()
+                .or(file.loopback_tenant.as_deref())
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
-            upstream_timeout: match serve.upstream_timeout {
+            upstream_timeout: match serve.upstream_timeout.or(file.upstream_timeout) {
                 Some(0) => {
                     return Err(bad(
                         "PORTCULLIS_UPSTREAM_TIMEOUT",
@@ -393,8 +398,11 @@ impl Settings {
                 Some(s) => std::time::Duration::from_secs(s),
                 None => std::time::Duration::from_secs(300),
             },
-            upstream_ca_file: serve.upstream_ca_file.clone(),
-            gateway_max_body: match serve.gateway_max_body {
+            upstream_ca_file: serve
+                .upstream_ca_file
+                .clone()
+                .or_else(|| file.upstream_ca_file.clone()),
+            gateway_max_body: match serve.gateway_max_body.or(file.gateway_max_body) {
                 Some(n) if n < 1024 => {
                     return Err(bad(
                         "PORTCULLIS_GATEWAY_MAX_BODY",
@@ -476,6 +484,41 @@ mod tests {
         assert_eq!(s.base_domain.as_str(), "mcp.example.com");
         let s = Settings::resolve(&g, &serve("127.0.0.1:7000"), None).unwrap();
         assert_eq!(s.bind.port(), 7000);
+    }
+
+    #[test]
+    fn gateway_settings_come_from_the_file_or_flags_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(
+            &path,
+            "loopback_tenant = \"demo\"\nupstream_timeout = 30\ngateway_max_body = 65536\n",
+        )
+        .unwrap();
+        let g = GlobalArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&g, &ServeArgs::default(), None).unwrap();
+        assert_eq!(s.loopback_tenant.as_deref(), Some("demo"));
+        assert_eq!(s.upstream_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(s.gateway_max_body, 65536);
+        let d = Settings::resolve(&GlobalArgs::default(), &ServeArgs::default(), None).unwrap();
+        assert_eq!(d.loopback_tenant, None);
+        assert_eq!(d.upstream_timeout, std::time::Duration::from_secs(300));
+        assert_eq!(d.gateway_max_body, 4 * 1024 * 1024);
+        let zero = ServeArgs {
+            upstream_timeout: Some(0),
+            ..Default::default()
+        };
+        let e = Settings::resolve(&GlobalArgs::default(), &zero, None).unwrap_err();
+        assert_eq!(e.setting, "PORTCULLIS_UPSTREAM_TIMEOUT");
+        let tiny = ServeArgs {
+            gateway_max_body: Some(10),
+            ..Default::default()
+        };
+        let e = Settings::resolve(&GlobalArgs::default(), &tiny, None).unwrap_err();
+        assert_eq!(e.setting, "PORTCULLIS_GATEWAY_MAX_BODY");
     }
 
     #[test]

@@ -74,5 +74,15 @@ fn print_banner(app: &Application, demo: bool) {
             println!("  sign in with the demo admin token: {}", t.expose_secret());
             println!("  (kept in the data directory as demo-admin-token and platform-admin-token)");
         }
+        println!(
+            "  MCP clients: {}<server> (bearer: `portcullis token create --tenant {DEMO_SLUG} --user EMAIL`)",
+            urls.tenant_gateway(DEMO_SLUG)
+        );
+    }
+    if let Some(slug) = app.loopback_tenant() {
+        println!(
+            "  tenant {slug} also answers on http://127.0.0.1:{}/ (for local MCP clients)",
+            app.port()
+        );
     }
 }

@@ -180,6 +180,11 @@ impl Application {
         &self.state.urls
     }
 
+    /// The tenant loopback IP hosts are served as (`PORTCULLIS_LOOPBACK_TENANT`), if any.
+    pub fn loopback_tenant(&self) -> Option<&str> {
+        self.state.tenancy.loopback_tenant()
+    }
+
     pub fn store(&self) -> &Store {
         &self.state.store
     }
@@ -379,9 +384,15 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
     // configurable limit (it answers 413 itself, as a JSON-RPC error).
     let gateway_limit = state.gateway.hub.options.max_body.max(MAX_BODY_BYTES);
     Router::new()
-        .merge(api::router().layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES)))
+        .merge(
+            api::router().layer(tower_http::limit::RequestBodyLimitLayer::new(
+                MAX_BODY_BYTES,
+            )),
+        )
         .merge(crate::gateway::router())
-        .merge(console.layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES)))
+        .merge(console.layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        )))
         .nest_service("/pkg", ServeDir::new(site_root.join("pkg")))
         .fallback(fallback)
         .route_layer(from_fn_with_state(
@@ -412,9 +423,7 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
         .layer(from_fn(security_headers))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            gateway_limit,
-        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(gateway_limit))
         .with_state(state)
 }
 

@@ -88,6 +88,10 @@ impl Tenancy {
         }
     }
 
+    pub fn loopback_tenant(&self) -> Option<&str> {
+        self.loopback_tenant.as_deref()
+    }
+
     /// Serves loopback IP hosts as the tenant `slug` (see `loopback_tenant`).
     pub fn with_loopback_tenant(mut self, slug: Option<String>) -> Self {
         self.loopback_tenant = slug;

@@ -692,7 +692,10 @@ async fn the_gateway_body_limit_is_configurable_and_answered_with_413() {
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["error"]["code"], -32600);
     // The session is unharmed.
-    assert_eq!(m.call_text(3, "echo", json!({"message": "ok"})).await, "Echo: ok");
+    assert_eq!(
+        m.call_text(3, "echo", json!({"message": "ok"})).await,
+        "Echo: ok"
+    );
     app.stop().await;
 
     // The default (4 MiB) takes messages larger than the JSON API's 1 MiB.

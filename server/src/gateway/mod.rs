@@ -395,7 +395,8 @@ async fn endpoint(
         );
     }
     let headers = copy_headers(req.headers(), FORWARD_REQUEST);
-    let body = match axum::body::to_bytes(req.into_body(), state.gateway.hub.options.max_body).await {
+    let body = match axum::body::to_bytes(req.into_body(), state.gateway.hub.options.max_body).await
+    {
         Ok(b) => b,
         Err(_) => {
             return rpc_error(
@@ -565,7 +566,9 @@ mod tests {
     #[test]
     fn a_bad_upstream_ca_file_stops_the_start_with_a_reason() {
         let missing = upstream_client(Some(std::path::Path::new("/nonexistent/ca.pem")));
-        assert!(missing.unwrap_err().contains("cannot read /nonexistent/ca.pem"));
+        assert!(missing
+            .unwrap_err()
+            .contains("cannot read /nonexistent/ca.pem"));
         let dir = std::env::temp_dir().join(format!("pc-ca-{}", uuid::Uuid::new_v4()));
         std::fs::write(&dir, "not a certificate").unwrap();
         let empty = upstream_client(Some(&dir));
