@@ -48,8 +48,10 @@ struct Event {
 struct EventLog {
     events: VecDeque<Event>,
     next_seq: u64,
-    /// Streams whose response has been logged.
-    finished: std::collections::HashSet<u64>,
+    /// Request streams whose response has not been logged yet (every other stream below
+    /// `next_stream` is over). Only in-flight requests are held, so a long session does not
+    /// grow this.
+    open: std::collections::HashSet<u64>,
     /// How far the GET stream has been read.
     get_delivered: u64,
     /// Ids this gateway gave requests the upstream made -> the upstream's ids.
@@ -93,7 +95,15 @@ impl Session {
     }
 
     fn new_stream(&self) -> u64 {
-        self.next_stream.fetch_add(1, Ordering::Relaxed)
+        let mut log = lock(&self.log);
+        let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
+        log.open.insert(stream);
+        stream
+    }
+
+    /// A request stream that will get no response through the log (answered directly).
+    fn drop_stream(&self, stream: u64) {
+        lock(&self.log).open.remove(&stream);
     }
 
     /// Logs a message for the client on `stream` (`last`: the response that ends it). A message
@@ -101,7 +111,7 @@ impl Session {
     pub fn push(&self, stream: u64, msg: &Value, last: bool) {
         {
             let mut log = lock(&self.log);
-            let stream = if stream != 0 && log.finished.contains(&stream) {
+            let stream = if stream != 0 && !log.open.contains(&stream) {
                 0
             } else {
                 stream
@@ -109,7 +119,7 @@ impl Session {
             log.next_seq += 1;
             let seq = log.next_seq;
             if last && stream != 0 {
-                log.finished.insert(stream);
+                log.open.remove(&stream);
             }
             log.events.push_back(Event {
                 stream,
@@ -180,7 +190,7 @@ impl Session {
                 {
                     return Some((e.seq, e.data.clone(), e.last));
                 }
-                if stream != 0 && log.finished.contains(&stream) {
+                if stream != 0 && !log.open.contains(&stream) {
                     return None;
                 }
             }
@@ -509,6 +519,7 @@ impl Hub {
                 }
                 let stream = session.new_stream();
                 if !session.link.request(&session, stream, msg) {
+                    session.drop_stream(stream);
                     let why = match session.link.readiness() {
                         Readiness::Down { reason, .. } => format!(
                             "the upstream MCP server is not running ({reason}); it is being restarted"
