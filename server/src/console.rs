@@ -147,10 +147,30 @@ impl Backend {
     fn server_summary(&self, tenant_slug: &str, row: &crate::store::ServerRow) -> ServerSummary {
         let view = servers::view(Some(&self.state.urls), tenant_slug, row);
         let target = match row.upstream() {
-            Ok(crate::domain::ServerTransport::Stdio { command, args, .. }) => shlex::try_join(
-                std::iter::once(command.as_str()).chain(args.iter().map(String::as_str)),
-            )
-            .unwrap_or(command),
+            Ok(crate::domain::ServerTransport::Stdio {
+                command,
+                args,
+                instance,
+                sandbox,
+                ..
+            }) => {
+                let line = shlex::try_join(
+                    std::iter::once(command.as_str()).chain(args.iter().map(String::as_str)),
+                )
+                .unwrap_or(command);
+                let mut notes = Vec::new();
+                if instance == crate::domain::StdioInstance::PerUser {
+                    notes.push("one process per user");
+                }
+                if sandbox {
+                    notes.push("sandboxed");
+                }
+                if notes.is_empty() {
+                    line
+                } else {
+                    format!("{line} ({})", notes.join(", "))
+                }
+            }
             Ok(crate::domain::ServerTransport::StreamableHttp { url })
             | Ok(crate::domain::ServerTransport::Sse { url }) => url.as_str().to_owned(),
             Err(_) => String::from("(unreadable settings)"),

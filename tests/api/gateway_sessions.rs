@@ -184,8 +184,7 @@ async fn python_clients_reach_a_stdio_server_through_the_gateway(engine: Engine)
     let app = spawn_app(engine).await;
     let tag = uuid::Uuid::new_v4().to_string();
     let (_, token) = tenant_with_stdio_fixture(&app, &tag).await;
-    // The upstream speaks the session era; a dual-era client probing the stateless era first
-    // (auto) falls back to it, exactly like one forced to it (legacy).
+    // The upstream speaks the session era; the gateway serves both eras in front of it.
     for mode in ["auto", "legacy"] {
         let out = tokio::process::Command::new(python())
             .arg(fixture_path("mcp_client.py"))
@@ -202,7 +201,13 @@ async fn python_clients_reach_a_stdio_server_through_the_gateway(engine: Engine)
             String::from_utf8_lossy(&out.stderr)
         );
         let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(seen["protocol"], "2025-11-25");
+        // auto: the stateless era, served by the gateway in front of the session-era server.
+        let expected = if mode == "auto" {
+            "2026-07-28"
+        } else {
+            "2025-11-25"
+        };
+        assert_eq!(seen["protocol"], expected);
         let tools: Vec<&str> = seen["tools"]
             .as_array()
             .unwrap()
@@ -616,6 +621,14 @@ async fn a_sandboxed_stdio_server_sees_a_read_only_system_and_not_the_data_dir()
         portcullis::gateway::stdio::sandbox_available(),
         "bubblewrap (bwrap) cannot run a sandbox on this machine"
     );
+    // The sandbox gives the server a private /tmp: the fixture's SDK (the npm tools dir) must
+    // live elsewhere, as it does by default (~/.cache/portcullis/tools).
+    let tools = crate::conformance::tools_dir();
+    assert!(
+        !tools.starts_with("/tmp"),
+        "PORTCULLIS_TOOLS={} is under /tmp, which the sandbox hides; use a directory elsewhere",
+        tools.display()
+    );
     // A data directory outside /tmp, so that only the sandbox's own rule can hide it.
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let app = crate::helpers::spawn_app_in(Engine::Sqlite, ServeArgs::default(), dir).await;
@@ -706,5 +719,315 @@ async fn the_gateway_body_limit_is_configurable_and_answered_with_413() {
     let large = "b".repeat(2 * 1024 * 1024);
     let echoed = m.call_text(1, "echo", json!({"message": large})).await;
     assert_eq!(echoed.len(), large.len() + "Echo: ".len());
+    app.stop().await;
+}
+
+/// A 2026-07-28 request: `_meta` and routing headers as a modern client sends them.
+fn modern_request(
+    m: &Mcp<'_>,
+    id: i64,
+    method: &str,
+    mut params: Value,
+    capabilities: Value,
+) -> reqwest::RequestBuilder {
+    params["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("2026-07-28");
+    params["_meta"]["io.modelcontextprotocol/clientCapabilities"] = capabilities;
+    params["_meta"]["io.modelcontextprotocol/clientInfo"] =
+        json!({"name": "rust-test", "version": "0"});
+    let mut r = m
+        .post(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", method);
+    if let Some(name) = params
+        .get("name")
+        .or_else(|| params.get("uri"))
+        .and_then(Value::as_str)
+    {
+        r = r.header("mcp-name", name);
+    }
+    r
+}
+
+async fn modern_json(r: reqwest::RequestBuilder) -> (StatusCode, Vec<Value>) {
+    let res = r.send().await.unwrap();
+    let status = res.status();
+    let ct = res.headers()[CONTENT_TYPE].to_str().unwrap().to_owned();
+    (status, messages(&ct, &res.text().await.unwrap()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stateless_era_is_served_in_front_of_a_stdio_server() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (admin, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    let m = Mcp::new(&app, "acme", "fx", &token);
+    let none = json!({});
+
+    let (status, msgs) = modern_json(modern_request(
+        &m,
+        1,
+        "server/discover",
+        json!({}),
+        none.clone(),
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let d = &msgs[0]["result"];
+    assert_eq!(d["resultType"], "complete");
+    assert!(d["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("2026-07-28")));
+    assert!(d["capabilities"]["tools"].is_object());
+    assert_eq!(
+        d["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "portcullis-everything-fixture"
+    );
+    assert_eq!(
+        (d["ttlMs"].clone(), d["cacheScope"].clone()),
+        (json!(0), json!("private"))
+    );
+
+    let (_, msgs) = modern_json(modern_request(&m, 2, "tools/list", json!({}), none.clone())).await;
+    let r = &msgs[0]["result"];
+    assert_eq!(
+        (
+            r["resultType"].clone(),
+            r["ttlMs"].clone(),
+            r["cacheScope"].clone()
+        ),
+        (json!("complete"), json!(0), json!("private"))
+    );
+    assert!(r["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "echo"));
+    let (_, msgs) = modern_json(modern_request(
+        &m,
+        3,
+        "tools/call",
+        json!({"name": "echo", "arguments": {"message": "now"}}),
+        none.clone(),
+    ))
+    .await;
+    assert_eq!(msgs[0]["id"], 3);
+    assert_eq!(msgs[0]["result"]["resultType"], "complete");
+    assert_eq!(msgs[0]["result"]["content"][0]["text"], "Echo: now");
+    assert!(
+        msgs[0]["result"].get("ttlMs").is_none(),
+        "tool results are not cacheable"
+    );
+
+    // Progress streams back on the request's own SSE stream, then the result.
+    let (_, msgs) = modern_json(modern_request(&m, 4, "tools/call",
+        json!({"name": "progress_steps", "arguments": {"steps": 2}, "_meta": {"progressToken": "p"}}),
+        none.clone())).await;
+    assert_eq!(msgs.len(), 3, "{msgs:?}");
+    assert_eq!(msgs[1]["params"]["progressToken"], "p");
+    assert_eq!(msgs[2]["result"]["content"][0]["text"], "done 2");
+
+    // What the era requires of requests, with the request's id in every error.
+    let bare = m
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}}}}),
+        )
+        .header("mcp-protocol-version", "2026-07-28");
+    let (status, msgs) = modern_json(bare).await;
+    assert_eq!(
+        (
+            status,
+            msgs[0]["error"]["code"].clone(),
+            msgs[0]["id"].clone()
+        ),
+        (StatusCode::BAD_REQUEST, json!(-32020), json!(5))
+    );
+    let no_caps = m
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list", "params": {"_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}),
+        )
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/list");
+    let (status, msgs) = modern_json(no_caps).await;
+    assert_eq!(
+        (status, msgs[0]["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!(-32602))
+    );
+    for removed in [
+        "ping",
+        "initialize",
+        "logging/setLevel",
+        "resources/subscribe",
+    ] {
+        let (status, msgs) =
+            modern_json(modern_request(&m, 7, removed, json!({}), none.clone())).await;
+        assert_eq!(
+            (status, msgs[0]["error"]["code"].clone()),
+            (StatusCode::NOT_FOUND, json!(-32601)),
+            "{removed}"
+        );
+    }
+    let unsupported = m
+        .post(&json!({"jsonrpc": "2.0", "id": 8, "method": "server/discover", "params": {}}))
+        .header("mcp-protocol-version", "v999");
+    let (status, msgs) = modern_json(unsupported).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(msgs[0]["id"], 8);
+    assert_eq!(msgs[0]["error"]["code"], -32022);
+    assert_eq!(msgs[0]["error"]["data"]["requested"], "v999");
+    let get = m
+        .get()
+        .header("mcp-protocol-version", "2026-07-28")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(get.headers()["allow"], "POST");
+
+    // A tool that asks the client for sampling: without the capability the client is never
+    // asked; with it, an input_required result, then the retry completes the call.
+    let ask = json!({"name": "test_sampling", "arguments": {"prompt": "2+2?"}});
+    let (_, msgs) = modern_json(modern_request(
+        &m,
+        9,
+        "tools/call",
+        ask.clone(),
+        none.clone(),
+    ))
+    .await;
+    assert_ne!(
+        msgs.last().unwrap()["result"]["resultType"],
+        "input_required",
+        "{msgs:?}"
+    );
+    let sampling = json!({"sampling": {}});
+    let (_, msgs) = modern_json(modern_request(
+        &m,
+        10,
+        "tools/call",
+        ask.clone(),
+        sampling.clone(),
+    ))
+    .await;
+    let r = &msgs.last().unwrap()["result"];
+    assert_eq!(r["resultType"], "input_required", "{msgs:?}");
+    let state = r["requestState"].as_str().unwrap().to_owned();
+    let (key, input) = r["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(input["method"], "sampling/createMessage");
+    assert_eq!(input["params"]["messages"][0]["content"]["text"], "2+2?");
+    let mut retry = ask.clone();
+    retry["requestState"] = json!(state);
+    retry["inputResponses"] = json!({ key.clone(): {"role": "assistant", "model": "m",
+        "content": {"type": "text", "text": "4"}, "stopReason": "endTurn"}});
+    // Another user cannot pick the call up.
+    let other = user_token(&app, "acme", &admin, "other@acme.example").await;
+    let thief = Mcp::new(&app, "acme", "fx", &other);
+    let (status, msgs) = modern_json(modern_request(
+        &thief,
+        11,
+        "tools/call",
+        retry.clone(),
+        sampling.clone(),
+    ))
+    .await;
+    assert_eq!(
+        (status, msgs[0]["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!(-32602))
+    );
+    let (_, msgs) = modern_json(modern_request(
+        &m,
+        12,
+        "tools/call",
+        retry.clone(),
+        sampling.clone(),
+    ))
+    .await;
+    let done = msgs.last().unwrap();
+    assert_eq!(done["id"], 12);
+    assert_eq!(done["result"]["resultType"], "complete");
+    assert_eq!(done["result"]["content"][0]["text"], "LLM response: 4");
+    // A requestState is good once.
+    let (status, _) = modern_json(modern_request(&m, 13, "tools/call", retry, sampling)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_listen_streams_resource_updates_with_the_subscription_id() {
+    use futures_util::StreamExt;
+    let app = spawn_app(Engine::Sqlite).await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (_, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    let m = Mcp::new(&app, "acme", "fx", &token);
+    let res = modern_request(
+        &m,
+        41,
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": true,
+                                 "resourceSubscriptions": ["test://watched-resource"]}}),
+        json!({}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[CONTENT_TYPE], "text/event-stream");
+    let mut body = res.bytes_stream();
+    let mut text = String::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen: Vec<Value> = Vec::new();
+    while !seen
+        .iter()
+        .any(|m| m["method"] == "notifications/resources/updated")
+    {
+        let chunk = tokio::time::timeout_at(deadline.into(), body.next())
+            .await
+            .expect("a resource update within 15 s")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let event: String = text.drain(..end + 2).collect();
+            seen.extend(messages("text/event-stream", &event));
+        }
+    }
+    assert_eq!(
+        seen[0]["method"],
+        "notifications/subscriptions/acknowledged"
+    );
+    assert_eq!(
+        seen[0]["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        41
+    );
+    assert_eq!(
+        seen[0]["params"]["notifications"],
+        json!({"toolsListChanged": true, "resourceSubscriptions": ["test://watched-resource"]})
+    );
+    // Then what the client opted into (the fixture adds a tool two seconds after it starts,
+    // and updates the watched resource every three), each tagged with the subscription.
+    for m in &seen[1..] {
+        assert!(
+            m["method"] == "notifications/resources/updated"
+                || m["method"] == "notifications/tools/list_changed",
+            "{m}"
+        );
+        assert_eq!(
+            m["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+            41
+        );
+    }
+    assert_eq!(
+        seen.last().unwrap()["params"]["uri"],
+        "test://watched-resource"
+    );
+    drop(body);
     app.stop().await;
 }

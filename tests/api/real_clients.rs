@@ -137,46 +137,55 @@ async fn server_everything_over_stdio_reports_progress_and_asks_for_sampling() {
     )
     .await;
     let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(python())
-            .arg(fixture_path("everything_client.py"))
-            .arg(app.url("/mcp/everything"))
-            .arg(&token)
-            .output(),
-    )
-    .await
-    .expect("the client finishes")
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(seen["protocol"], "2025-11-25");
-    assert_eq!(
-        seen["progress"],
-        json!([[1.0, 3.0], [2.0, 3.0], [3.0, 3.0]])
-    );
-    assert_eq!(
-        seen["long"],
-        json!(["Long running operation completed. Duration: 1 seconds, Steps: 3."])
-    );
-    // server-everything asked the client (through the gateway) for a completion, and the
-    // client's answer went back to it.
-    assert_eq!(
-        seen["sampled"],
-        json!(["Resource trigger-sampling-request context: hello from the test"])
-    );
-    assert!(
-        seen["sample"][0]
-            .as_str()
-            .unwrap()
-            .contains("sampled by the test client"),
-        "{seen}"
-    );
-    assert_eq!(seen["echo"], json!(["Echo: through the gateway"]));
+    // legacy: the session era end to end (sampling is a request to the client on the call's
+    // stream); auto: the stateless era in front of it (sampling becomes an input_required
+    // result, and the client's retry completes the call).
+    for (mode, protocol) in [("legacy", "2025-11-25"), ("auto", "2026-07-28")] {
+        let out = tokio::time::timeout(
+            Duration::from_secs(120),
+            tokio::process::Command::new(python())
+                .arg(fixture_path("everything_client.py"))
+                .arg(app.url("/mcp/everything"))
+                .arg(&token)
+                .arg("")
+                .arg(mode)
+                .output(),
+        )
+        .await
+        .expect("the client finishes")
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{mode}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(seen["protocol"], protocol);
+        assert_eq!(
+            seen["progress"],
+            json!([[1.0, 3.0], [2.0, 3.0], [3.0, 3.0]]),
+            "{mode}"
+        );
+        assert_eq!(
+            seen["long"],
+            json!(["Long running operation completed. Duration: 1 seconds, Steps: 3."])
+        );
+        // server-everything asked the client (through the gateway) for a completion, and the
+        // client's answer went back to it.
+        assert_eq!(
+            seen["sampled"],
+            json!(["Resource trigger-sampling-request context: hello from the test"]),
+            "{mode}"
+        );
+        assert!(
+            seen["sample"][0]
+                .as_str()
+                .unwrap()
+                .contains("sampled by the test client"),
+            "{seen}"
+        );
+        assert_eq!(seen["echo"], json!(["Echo: through the gateway"]));
+    }
     app.stop().await;
 }
 
@@ -209,7 +218,12 @@ async fn python_clients_reach_a_legacy_sse_server_through_the_gateway() {
             String::from_utf8_lossy(&out.stderr)
         );
         let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(seen["protocol"], "2025-11-25");
+        let expected = if mode == "auto" {
+            "2026-07-28"
+        } else {
+            "2025-11-25"
+        };
+        assert_eq!(seen["protocol"], expected);
         assert_eq!(seen["add"], json!(["42"]));
         assert_eq!(
             seen["prompt"],

@@ -418,6 +418,12 @@ impl Link {
             .insert(session_id.to_owned());
     }
 
+    /// Subscribes the upstream to `uri` (its answer is not awaited).
+    pub fn subscribe_upstream(&self, uri: &str) {
+        self.send_raw(&json!({"jsonrpc": "2.0", "id": format!("subscribe-{uri}"),
+            "method": "resources/subscribe", "params": {"uri": uri}}));
+    }
+
     /// Drops a session's subscription; true when no session is subscribed to `uri` any more.
     pub fn unsubscribe(&self, session_id: &str, uri: &str) -> bool {
         let mut st = lock(&self.state);

@@ -9,6 +9,7 @@
 
 pub mod discovery;
 pub mod link;
+pub mod modern;
 pub mod session;
 pub mod sse;
 pub mod stdio;
@@ -218,7 +219,7 @@ fn unauthorized() -> Response {
 }
 
 /// Protocol revisions a client may name in `MCP-Protocol-Version`.
-const KNOWN_VERSIONS: &[&str] = &[
+pub(crate) const KNOWN_VERSIONS: &[&str] = &[
     "2024-11-05",
     "2025-03-26",
     "2025-06-18",
@@ -406,15 +407,24 @@ async fn endpoint(
             )
         }
     };
+    // Errors about a request name its id, where the body has one.
+    let request_id = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("id").cloned())
+        .filter(|id| id.is_string() || id.is_number())
+        .unwrap_or(serde_json::Value::Null);
     if let Some(v) = headers.get("mcp-protocol-version") {
         if !v.to_str().is_ok_and(|v| KNOWN_VERSIONS.contains(&v)) {
-            // UnsupportedProtocolVersionError (-32022), naming what is supported.
+            // UnsupportedProtocolVersionError (-32022): what is supported, what was asked.
             let body = serde_json::json!({
-                "jsonrpc": "2.0", "id": null,
+                "jsonrpc": "2.0", "id": request_id,
                 "error": {
                     "code": -32022,
                     "message": "unsupported MCP-Protocol-Version",
-                    "data": { "supported": KNOWN_VERSIONS },
+                    "data": {
+                        "supported": KNOWN_VERSIONS,
+                        "requested": String::from_utf8_lossy(v.as_bytes()),
+                    },
                 }
             });
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
@@ -423,7 +433,13 @@ async fn endpoint(
     let rpc_method = if method == Method::POST {
         match check_message(&body, &headers) {
             Ok(m) => m,
-            Err((code, message)) => return rpc_error(StatusCode::BAD_REQUEST, code, &message),
+            Err((code, message)) => {
+                let body = serde_json::json!({
+                    "jsonrpc": "2.0", "id": request_id,
+                    "error": { "code": code, "message": message },
+                });
+                return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+            }
         }
     } else {
         None

@@ -86,6 +86,26 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
+    pub(super) fn new(t: &Target<'_>, version: &str, link: Arc<Link>, own_link: bool) -> Arc<Self> {
+        Arc::new(Session {
+            id: random_id(),
+            tenant_id: t.tenant_id.to_owned(),
+            user_id: t.user_id.to_owned(),
+            server: t.server.to_owned(),
+            protocol_version: version.to_owned(),
+            transport: t.transport.clone(),
+            link,
+            own_link,
+            log: Mutex::new(EventLog::default()),
+            tick: watch::channel(0).0,
+            next_stream: AtomicU64::new(1),
+            next_server_request: AtomicU64::new(1),
+            get_open: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            last_active: Mutex::new(Instant::now()),
+        })
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
@@ -94,7 +114,7 @@ impl Session {
         *lock(&self.last_active) = Instant::now();
     }
 
-    fn new_stream(&self) -> u64 {
+    pub(super) fn new_stream(&self) -> u64 {
         let mut log = lock(&self.log);
         let stream = self.next_stream.fetch_add(1, Ordering::Relaxed);
         log.open.insert(stream);
@@ -145,7 +165,7 @@ impl Session {
         self.push(stream, &msg, false);
     }
 
-    fn take_server_request(&self, id: &Value) -> Option<Value> {
+    pub(super) fn take_server_request(&self, id: &Value) -> Option<Value> {
         let key = id.as_str()?;
         lock(&self.log).server_requests.remove(key)
     }
@@ -161,7 +181,7 @@ impl Session {
         Some(json!(key))
     }
 
-    fn close(&self) {
+    pub(super) fn close(&self) {
         if !self.closed.swap(true, Ordering::AcqRel) {
             self.link.detach(&self.id);
             if self.own_link {
@@ -173,7 +193,7 @@ impl Session {
 
     /// The next event of `stream` after `after`, waiting for it. `None` when the stream is over
     /// (its response was read), the session closed, or the gateway is shutting down.
-    async fn next_event(
+    pub(super) async fn next_event(
         &self,
         stream: u64,
         after: u64,
@@ -232,7 +252,9 @@ pub struct Hub {
     links: Mutex<HashMap<String, Arc<Link>>>,
     runners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub options: HubOptions,
-    shutdown: watch::Sender<bool>,
+    pub(super) shutdown: watch::Sender<bool>,
+    /// Stateless (2026-07-28) calls waiting for the client's input (modern.rs).
+    pub(super) parked: super::modern::Parked,
 }
 
 impl std::fmt::Debug for Hub {
@@ -249,25 +271,30 @@ pub struct Target<'a> {
     pub transport: &'a Arc<ServerTransport>,
 }
 
-fn random_id() -> String {
+pub(super) fn random_id() -> String {
     use rand::RngCore;
     let mut b = [0u8; 24];
     rand::rng().fill_bytes(&mut b);
     hex::encode(b)
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
+pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn rpc_err_with_id(status: StatusCode, id: &Value, code: i64, message: &str) -> Response {
+pub(super) fn rpc_err_with_id(
+    status: StatusCode,
+    id: &Value,
+    code: i64,
+    message: &str,
+) -> Response {
     json_response(
         status,
         &json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}),
     )
 }
 
-fn accepts_sse(headers: &HeaderMap) -> bool {
+pub(super) fn accepts_sse(headers: &HeaderMap) -> bool {
     headers
         .get_all(http::header::ACCEPT)
         .iter()
@@ -290,6 +317,7 @@ impl Hub {
             runners: Mutex::new(Vec::new()),
             options,
             shutdown,
+            parked: super::modern::Parked::default(),
         }
     }
 
@@ -341,9 +369,22 @@ impl Hub {
 
     /// The link a new session of `t` uses: the shared or per-user process (started when not
     /// running), or a fresh connection of its own.
-    fn link_for(&self, t: &Target<'_>, client: &reqwest::Client) -> (Arc<Link>, bool) {
+    /// `shared_sse`: an SSE upstream connection shared by a user's stateless (2026-07-28)
+    /// requests, instead of one for a session.
+    pub(super) fn link_for(
+        &self,
+        t: &Target<'_>,
+        client: &reqwest::Client,
+        shared_sse: bool,
+    ) -> (Arc<Link>, bool) {
         let fingerprint = serde_json::to_string(t.transport.as_ref()).unwrap_or_default();
         let key = match t.transport.as_ref() {
+            ServerTransport::Sse { .. } if shared_sse => {
+                format!(
+                    "{}/{}/{}/sse-user:{}",
+                    t.tenant_id, t.server, fingerprint, t.user_id
+                )
+            }
             ServerTransport::Stdio {
                 instance: StdioInstance::PerUser,
                 ..
@@ -369,7 +410,10 @@ impl Hub {
             ServerTransport::Stdio {
                 instance: StdioInstance::PerUser,
                 ..
-            } => format!("{}/{} user {}", t.tenant_id, t.server, t.user_id),
+            }
+            | ServerTransport::Sse { .. } => {
+                format!("{}/{} user {}", t.tenant_id, t.server, t.user_id)
+            }
             _ => format!("{}/{}", t.tenant_id, t.server),
         };
         let link = self.start_link(label, t.transport, client);
@@ -390,6 +434,24 @@ impl Hub {
             .get("mcp-session-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        // The stateless 2026-07-28 era: no session (an Mcp-Session-Id is ignored), POST only.
+        if super::modern::is_modern(headers) {
+            if *method != Method::POST {
+                let mut res = rpc_error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    -32600,
+                    "the 2026-07-28 era uses POST only",
+                );
+                res.headers_mut()
+                    .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+                return res;
+            }
+            let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
+                return rpc_error(StatusCode::BAD_REQUEST, -32700, "parse error");
+            };
+            // initialize included: removed in this era, so it is a -32601 there.
+            return self.modern(t, client, msg, headers).await;
+        }
         let session = match &session_id {
             Some(id) => {
                 let s = lock(&self.sessions).get(id).cloned();
@@ -576,7 +638,7 @@ impl Hub {
         } else {
             SESSION_VERSIONS[0]
         };
-        let (link, own) = self.link_for(&t, client);
+        let (link, own) = self.link_for(&t, client, false);
         let init = match link.wait_ready(HANDSHAKE_TIMEOUT).await {
             Ok(init) => init,
             Err(reason) => {
@@ -592,23 +654,7 @@ impl Hub {
                 );
             }
         };
-        let session = Arc::new(Session {
-            id: random_id(),
-            tenant_id: t.tenant_id.to_owned(),
-            user_id: t.user_id.to_owned(),
-            server: t.server.to_owned(),
-            protocol_version: version.to_owned(),
-            transport: t.transport.clone(),
-            link: link.clone(),
-            own_link: own,
-            log: Mutex::new(EventLog::default()),
-            tick: watch::channel(0).0,
-            next_stream: AtomicU64::new(1),
-            next_server_request: AtomicU64::new(1),
-            get_open: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            last_active: Mutex::new(Instant::now()),
-        });
+        let session = Session::new(&t, version, link.clone(), own);
         link.attach(&session);
         lock(&self.sessions).insert(session.id.clone(), session.clone());
         let mut result = (*init).clone();
@@ -769,6 +815,7 @@ impl Hub {
         for s in ended {
             s.close();
         }
+        self.sweep_parked(false);
         let limit = self.options.upstream_timeout;
         for s in lock(&self.sessions).values() {
             if s.own_link {
@@ -795,6 +842,7 @@ impl Hub {
     /// Ends every stream and session, stops every upstream and waits (bounded) for them.
     pub async fn shutdown(&self) {
         let _ = self.shutdown.send(true);
+        self.sweep_parked(true);
         let sessions: Vec<Arc<Session>> = lock(&self.sessions).drain().map(|(_, s)| s).collect();
         for s in sessions {
             s.close();
