@@ -391,7 +391,7 @@ impl Hub {
                 let call = match state {
                     Some(state) => match self.resume(&t, &state, &msg, &id, &method) {
                         Ok(call) => call,
-                        Err(res) => return res,
+                        Err(res) => return *res,
                     },
                     None => {
                         let session = Session::new(&t, MODERN, link.clone(), false);
@@ -445,15 +445,15 @@ impl Hub {
         msg: &Value,
         id: &Value,
         method: &str,
-    ) -> Result<Call, Response> {
+    ) -> Result<Call, Box<Response>> {
         let parked = lock(&self.parked.0).remove(state);
         let Some(ParkedCall { mut call, .. }) = parked else {
-            return Err(modern_error(
+            return Err(Box::new(modern_error(
                 StatusCode::BAD_REQUEST,
                 id,
                 -32602,
                 "unknown or expired requestState",
-            ));
+            )));
         };
         let s = &call.session;
         if s.tenant_id != t.tenant_id
@@ -469,12 +469,12 @@ impl Hub {
                     created: Instant::now(),
                 },
             );
-            return Err(modern_error(
+            return Err(Box::new(modern_error(
                 StatusCode::BAD_REQUEST,
                 id,
                 -32602,
                 "unknown or expired requestState",
-            ));
+            )));
         }
         let responses = msg
             .pointer("/params/inputResponses")
