@@ -82,13 +82,19 @@ struct SuiteRun {
 }
 
 async fn run_suite(label: &str, url: &str) -> SuiteRun {
+    run_suite_with(label, "@modelcontextprotocol/conformance", url, &[]).await
+}
+
+/// `package`: the suite's npm package in the tools dir (`conformance-next` is 0.2.0-alpha.12).
+async fn run_suite_with(label: &str, package: &str, url: &str, extra: &[&str]) -> SuiteRun {
     let out_dir = tempfile::tempdir().unwrap();
     let out = tokio::time::timeout(
         Duration::from_secs(600),
         tokio::process::Command::new(node22())
-            .arg(tools_dir().join("node_modules/@modelcontextprotocol/conformance/dist/index.js"))
+            .arg(tools_dir().join(format!("node_modules/{package}/dist/index.js")))
             .args(["server", "--url", url, "-o"])
             .arg(out_dir.path())
+            .args(extra)
             .output(),
     )
     .await
@@ -194,5 +200,82 @@ async fn the_conformance_suite_passes_against_the_fixture_and_through_the_gatewa
             r.output
         );
     }
+    app.stop().await;
+}
+
+/// The newer suite release (0.2.0-alpha.12) by spec revision, through the gateway in front of
+/// the fixture as a stdio server: every scenario 2025-11-25 requires; and the 2026-07-28
+/// scenarios, which the gateway serves itself in front of that 2025-11-25 server, except those
+/// listed (with reasons) in `tests/fixtures/conformance-2026-07-28-expected-failures.yaml`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newer_suite_passes_through_the_gateway_for_both_revisions() {
+    let app = spawn_app_with(
+        Engine::Sqlite,
+        ServeArgs {
+            loopback_tenant: Some("conf".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let conf = app.create_tenant("conf").await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    add_server(
+        &app,
+        "conf",
+        &conf.admin_token,
+        "stdio",
+        stdio_fixture(&tag),
+    )
+    .await;
+    let token = user_token(&app, "conf", &conf.admin_token, "suite@conf.example").await;
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(fixture_path("auth_proxy.mjs"))
+        .arg(format!("http://127.0.0.1:{}", app.port))
+        .env("TOKEN", &token);
+    let proxy = start_listening(cmd).await;
+    let url = format!("{}/mcp/stdio", proxy.url);
+    let expected = fixture_path("conformance-2026-07-28-expected-failures.yaml");
+    let runs = [
+        run_suite_with(
+            "0.2.0-alpha.12 --requirements 2025-11-25, gateway -> stdio upstream",
+            "conformance-next",
+            &url,
+            &["--requirements", "2025-11-25"],
+        )
+        .await,
+        run_suite_with(
+            "0.2.0-alpha.12 --requirements 2026-07-28, gateway -> stdio upstream",
+            "conformance-next",
+            &url,
+            &[
+                "--requirements",
+                "2026-07-28",
+                "--expected-failures",
+                &expected,
+            ],
+        )
+        .await,
+    ];
+    for r in &runs {
+        println!(
+            "conformance {}: {} scenarios, {}",
+            r.label, r.scenarios, r.total
+        );
+    }
+    for r in &runs {
+        assert!(r.success && r.scenarios > 30, "{}:\n{}", r.label, r.output);
+    }
+    // Only the listed scenarios failed in the 2026-07-28 run.
+    assert_eq!(
+        runs[1].failed_scenarios.len(),
+        10,
+        "{:?}",
+        runs[1].failed_scenarios
+    );
+    assert!(
+        runs[0].failed_scenarios.is_empty(),
+        "{:?}",
+        runs[0].failed_scenarios
+    );
     app.stop().await;
 }

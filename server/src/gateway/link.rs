@@ -76,6 +76,9 @@ pub struct Link {
     stop: watch::Sender<bool>,
     /// Asks the runner to restart the upstream (a failed handshake).
     pub(super) restart: tokio::sync::Notify,
+    /// The upstream's tools' input schemas by name (for checking 2026-07-28 `Mcp-Param-*`
+    /// headers), refreshed after each handshake and on every tools list change.
+    tools: Mutex<HashMap<String, Value>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -102,6 +105,7 @@ impl Link {
             ready,
             stop,
             restart: tokio::sync::Notify::new(),
+            tools: Mutex::new(HashMap::new()),
         })
     }
 
@@ -258,7 +262,14 @@ impl Link {
                         "method": "resources/subscribe", "params": {"uri": uri}}),
                     );
                 }
+                let has_tools = result
+                    .get("capabilities")
+                    .and_then(|c| c.get("tools"))
+                    .is_some();
                 let _ = self.ready.send(Readiness::Ready(Arc::new(result)));
+                if has_tools {
+                    self.refresh_tools();
+                }
             }
             Ok(_) => {
                 tracing::warn!(upstream = %self.label, "upstream answered initialize without a protocol version");
@@ -269,6 +280,52 @@ impl Link {
                 self.restart.notify_one();
             }
         }
+    }
+
+    /// The input schema of the upstream's tool `name`, as last listed.
+    pub fn tool_schema(&self, name: &str) -> Option<Value> {
+        lock(&self.tools).get(name).cloned()
+    }
+
+    /// Lists the upstream's tools (every page) in the background and keeps their schemas.
+    fn refresh_tools(self: &Arc<Self>) {
+        let link = self.clone();
+        tokio::spawn(async move {
+            let mut tools = HashMap::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..50 {
+                let params = match &cursor {
+                    Some(c) => json!({"cursor": c}),
+                    None => json!({}),
+                };
+                let Ok(page) = link
+                    .internal_request("tools/list", params, HANDSHAKE_TIMEOUT)
+                    .await
+                else {
+                    return;
+                };
+                for t in page
+                    .get("tools")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let (Some(name), Some(schema)) =
+                        (t.get("name").and_then(Value::as_str), t.get("inputSchema"))
+                    {
+                        tools.insert(name.to_owned(), schema.clone());
+                    }
+                }
+                cursor = page
+                    .get("nextCursor")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                if cursor.is_none() {
+                    break;
+                }
+            }
+            *lock(&link.tools) = tools;
+        });
     }
 
     pub fn attach(&self, session: &Arc<Session>) {
@@ -508,7 +565,14 @@ impl Link {
     }
 
     /// A message from the upstream.
-    pub fn on_message(&self, msg: Value) {
+    pub fn on_message(self: &Arc<Self>, msg: Value) {
+        if msg.get("method").and_then(Value::as_str) == Some("notifications/tools/list_changed") {
+            self.refresh_tools();
+        }
+        self.route(msg);
+    }
+
+    fn route(&self, msg: Value) {
         let method = msg.get("method").and_then(Value::as_str).map(str::to_owned);
         let id = msg.get("id").cloned();
         match (method, id) {

@@ -289,7 +289,7 @@ fn check_message(body: &[u8], headers: &HeaderMap) -> Result<Option<String>, (i6
 
 /// A 2026-07-28 header value: plain, or `=?base64?…?=` for values that are not safe in a
 /// header. `None` for a sentinel that does not decode to UTF-8.
-fn decode_header_value(v: &str) -> Option<String> {
+pub(crate) fn decode_header_value(v: &str) -> Option<String> {
     use base64::Engine;
     match v
         .strip_prefix("=?base64?")
@@ -320,6 +320,18 @@ const FORWARD_RESPONSE: &[&str] = &[
     "mcp-protocol-version",
     "cache-control",
 ];
+
+/// The request headers that go upstream: the allowlist, plus the 2026-07-28 `Mcp-Param-*`
+/// mirrors of tool arguments (intermediaries must forward those).
+fn request_headers(from: &HeaderMap) -> HeaderMap {
+    let mut out = copy_headers(from, FORWARD_REQUEST);
+    for (name, value) in from {
+        if name.as_str().starts_with("mcp-param-") {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
 
 fn copy_headers(from: &HeaderMap, names: &[&str]) -> HeaderMap {
     let mut out = HeaderMap::new();
@@ -395,7 +407,7 @@ async fn endpoint(
             "use POST, GET or DELETE",
         );
     }
-    let headers = copy_headers(req.headers(), FORWARD_REQUEST);
+    let headers = request_headers(req.headers());
     let body = match axum::body::to_bytes(req.into_body(), state.gateway.hub.options.max_body).await
     {
         Ok(b) => b,
@@ -510,7 +522,12 @@ mod tests {
         h.insert("cookie", HeaderValue::from_static("portcullis_session=abc"));
         h.insert("mcp-session-id", HeaderValue::from_static("s1"));
         h.insert("content-type", HeaderValue::from_static("application/json"));
-        let out = copy_headers(&h, FORWARD_REQUEST);
+        h.insert("mcp-param-region", HeaderValue::from_static("eu"));
+        let out = request_headers(&h);
+        assert_eq!(
+            out["mcp-param-region"], "eu",
+            "mirrored tool arguments go along"
+        );
         assert!(out.get("authorization").is_none());
         assert!(out.get("cookie").is_none());
         assert_eq!(out["mcp-session-id"], "s1");

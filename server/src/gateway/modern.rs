@@ -116,7 +116,15 @@ struct Call {
     capabilities: Value,
     log: bool,
     server_info: Value,
+    /// Input requests handed to the client and not answered yet: key -> {method, params}.
+    inputs: Map<String, Value>,
+    /// Steps read ahead (notifications that came with input requests).
+    queue: std::collections::VecDeque<Step>,
 }
+
+/// How long to wait for more requests from the upstream once it has asked for one, so that
+/// requests it makes together reach the client together.
+const ASK_GRACE: Duration = Duration::from_millis(50);
 
 /// What the next step of a call produced.
 enum Step {
@@ -150,6 +158,13 @@ pub fn is_modern(headers: &HeaderMap) -> bool {
 impl Call {
     /// Reads the call's stream to the next thing for the client.
     async fn step(&mut self, parked: &Parked, shutdown: &mut watch::Receiver<bool>) -> Step {
+        if let Some(step) = self.queue.pop_front() {
+            return step;
+        }
+        if !self.inputs.is_empty() {
+            // The client's retry left input requests unanswered: ask again.
+            return self.park(parked);
+        }
         loop {
             let Some((seq, data, last)) = self
                 .session
@@ -169,60 +184,105 @@ impl Call {
             if last {
                 return self.finish(msg);
             }
-            let method = msg
-                .get("method")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
             if msg.get("id").is_some() {
                 // A request of the upstream's: an input request for the client, if it may
-                // have one.
-                if let Some(step) = self.ask(parked, &msg, method) {
-                    return step;
+                // have one. Requests made together are collected for one input_required.
+                if self.ask(&msg) {
+                    self.gather(shutdown).await;
+                    return self.park(parked);
                 }
                 continue;
             }
-            match method {
-                "notifications/progress" => return Step::Note(msg),
-                "notifications/message" if self.log => return Step::Note(msg),
-                _ => {} // not related to this request in the 2026-07-28 sense
+            if let Some(note) = self.note(msg) {
+                return note;
             }
         }
     }
 
-    /// The upstream asks the client for something: park the call and hand the client an
-    /// `input_required` result, or refuse the upstream when the client cannot answer.
-    fn ask(&mut self, parked: &Parked, msg: &Value, method: &str) -> Option<Step> {
+    /// A notification the client gets on this request's stream, if any.
+    fn note(&self, msg: Value) -> Option<Step> {
+        match msg.get("method").and_then(Value::as_str) {
+            Some("notifications/progress") => Some(Step::Note(msg)),
+            Some("notifications/message") if self.log => Some(Step::Note(msg)),
+            _ => None, // not related to this request in the 2026-07-28 sense
+        }
+    }
+
+    /// After a first input request: what else the upstream sends within `ASK_GRACE`.
+    async fn gather(&mut self, shutdown: &mut watch::Receiver<bool>) {
+        let deadline = tokio::time::Instant::now() + ASK_GRACE;
+        while let Ok(Some((seq, data, last))) = tokio::time::timeout_at(
+            deadline,
+            self.session.next_event(self.stream, self.after, shutdown),
+        )
+        .await
+        {
+            if last {
+                // Answered without waiting for the client after all: leave it to be read.
+                break;
+            }
+            self.after = seq;
+            let Ok(msg) = serde_json::from_str::<Value>(&data) else {
+                continue;
+            };
+            if msg.get("id").is_some() {
+                self.ask(&msg);
+            } else if let Some(note) = self.note(msg) {
+                self.queue.push_back(note);
+            }
+        }
+    }
+
+    /// The upstream asks the client for something: an input request to hand over (true), or
+    /// refused upstream at once when the client cannot answer it (false).
+    fn ask(&mut self, msg: &Value) -> bool {
         let key = msg.get("id").cloned().unwrap_or(Value::Null);
+        let method = msg
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let needs = match method {
             "sampling/createMessage" => Some("sampling"),
             "elicitation/create" => Some("elicitation"),
             "roots/list" => Some("roots"),
             _ => None,
         };
-        let allowed = needs.is_some_and(|cap| self.capabilities.get(cap).is_some())
-            && MAY_ASK.contains(&self.method.as_str());
-        if !allowed {
-            let why = if method == "ping" {
-                None
-            } else {
-                Some(format!(
-                    "the client cannot answer {method} on this request (2026-07-28 era)"
-                ))
-            };
-            if let Some(upstream_id) = self.session.take_server_request(&key) {
-                let reply = match why {
-                    None => json!({"jsonrpc": "2.0", "result": {}}),
-                    Some(w) => json!({"jsonrpc": "2.0", "error": {"code": -32601, "message": w}}),
-                };
-                self.session.link.respond(reply, upstream_id);
+        let refusal = match needs {
+            _ if method == "ping" => Some(json!({"jsonrpc": "2.0", "result": {}})),
+            Some(_) if !MAY_ASK.contains(&self.method.as_str()) => Some(json!({"jsonrpc": "2.0",
+                "error": {"code": -32601, "message": format!("{method} cannot be asked of the client on {}", self.method)}})),
+            // MissingRequiredClientCapability: the client did not declare what this needs.
+            Some(cap) if self.capabilities.get(cap).is_none() => Some(json!({"jsonrpc": "2.0",
+                "error": {"code": -32021, "message": format!("the client did not declare the {cap} capability"),
+                          "data": {"requiredCapabilities": {cap: {}}}}})),
+            Some(_) => None,
+            None => Some(json!({"jsonrpc": "2.0",
+                "error": {"code": -32601, "message": format!("{method} is not a request a client answers")}})),
+        };
+        match refusal {
+            Some(reply) => {
+                if let Some(upstream_id) = self.session.take_server_request(&key) {
+                    self.session.link.respond(reply, upstream_id);
+                }
+                false
             }
-            return None;
+            None => {
+                let key = key.as_str().unwrap_or_default().to_owned();
+                self.inputs.insert(
+                    key,
+                    json!({"method": method, "params": msg.get("params").cloned().unwrap_or(json!({}))}),
+                );
+                true
+            }
         }
+    }
+
+    /// Parks the call and returns the `input_required` result naming every open input request.
+    fn park(&mut self, parked: &Parked) -> Step {
         let state = random_id();
-        let key_str = key.as_str().unwrap_or_default().to_owned();
         let result = json!({
             "resultType": "input_required",
-            "inputRequests": { key_str: {"method": method, "params": msg.get("params").cloned().unwrap_or(json!({}))} },
+            "inputRequests": self.inputs.clone(),
             "requestState": state,
         });
         let last = json!({"jsonrpc": "2.0", "id": self.client_id, "result": result});
@@ -235,7 +295,7 @@ impl Call {
                 created: Instant::now(),
             },
         );
-        Some(Step::Last(last, StatusCode::OK))
+        Step::Last(last, StatusCode::OK)
     }
 
     /// A stand-in left behind when the real call is parked (it is never read again).
@@ -249,6 +309,8 @@ impl Call {
             capabilities: Value::Null,
             log: false,
             server_info: Value::Null,
+            inputs: Map::new(),
+            queue: std::collections::VecDeque::new(),
         }
     }
 
@@ -256,6 +318,13 @@ impl Call {
     fn finish(&mut self, mut msg: Value) -> Step {
         msg["id"] = self.client_id.clone();
         if let Some(code) = msg.pointer("/error/code").and_then(Value::as_i64) {
+            // 2026-07-28: a resource that does not exist is -32602 (it was -32002).
+            let code = if code == -32002 && self.method == "resources/read" {
+                msg["error"]["code"] = json!(-32602);
+                -32602
+            } else {
+                code
+            };
             return Step::Last(msg, status_for(code));
         }
         if let Some(result) = msg.get_mut("result").and_then(Value::as_object_mut) {
@@ -351,6 +420,26 @@ impl Hub {
             );
         };
         let (link, _) = self.link_for(&t, client, true);
+        if method == "tools/call" {
+            let name = msg
+                .pointer("/params/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let args = msg
+                .pointer("/params/arguments")
+                .cloned()
+                .unwrap_or(json!({}));
+            if let Some(schema) = link.tool_schema(name) {
+                if let Err(why) = check_param_headers(&schema, &args, headers) {
+                    return modern_error(
+                        StatusCode::BAD_REQUEST,
+                        &id,
+                        -32020,
+                        &format!("header mismatch: {why}"),
+                    );
+                }
+            }
+        }
         let init = match link.wait_ready(HANDSHAKE_TIMEOUT).await {
             Ok(init) => init,
             Err(reason) => {
@@ -423,6 +512,8 @@ impl Hub {
                             capabilities,
                             log: meta.get(META_LOG).is_some(),
                             server_info,
+                            inputs: Map::new(),
+                            queue: std::collections::VecDeque::new(),
                         }
                     }
                 };
@@ -482,6 +573,9 @@ impl Hub {
             .cloned()
             .unwrap_or_default();
         for (key, response) in responses {
+            if call.inputs.remove(&key).is_none() {
+                continue; // not a request this call is waiting on
+            }
             if let Some(upstream_id) = s.take_server_request(&json!(key)) {
                 s.link
                     .respond(json!({"jsonrpc": "2.0", "result": response}), upstream_id);
@@ -692,6 +786,49 @@ impl Hub {
     }
 }
 
+/// 2026-07-28: tool arguments whose schema names an `x-mcp-header` are mirrored in
+/// `Mcp-Param-{Name}` (plain, or `=?base64?…?=`); the header must be there when the argument is,
+/// decode cleanly, and equal the argument.
+fn check_param_headers(schema: &Value, args: &Value, headers: &HeaderMap) -> Result<(), String> {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Ok(());
+    };
+    for (param, prop) in props {
+        let Some(header) = prop.get("x-mcp-header").and_then(Value::as_str) else {
+            continue;
+        };
+        let name = format!("mcp-param-{}", header.to_ascii_lowercase());
+        let sent = headers.get(name.as_str());
+        let value = args.get(param).filter(|v| !v.is_null());
+        match (sent, value) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                return Err(format!(
+                    "Mcp-Param-{header} is missing (the body has {param})"
+                ))
+            }
+            (Some(_), None) => {
+                return Err(format!("Mcp-Param-{header} names no argument in the body"))
+            }
+            (Some(h), Some(v)) => {
+                let decoded = h
+                    .to_str()
+                    .ok()
+                    .and_then(super::decode_header_value)
+                    .ok_or_else(|| format!("Mcp-Param-{header} does not decode"))?;
+                let expected = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if decoded != expected {
+                    return Err(format!("Mcp-Param-{header} does not match {param}"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn is_input_required(msg: &Value) -> bool {
     msg.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required")
 }
@@ -709,4 +846,58 @@ fn sse_response(body: Body) -> Response {
     );
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrored_tool_arguments_must_be_present_decodable_and_equal() {
+        let schema = json!({"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "count": {"type": "integer", "x-mcp-header": "Count"},
+            "note": {"type": "string"}}});
+        let check = |args: Value, hs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in hs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            check_param_headers(&schema, &args, &h)
+        };
+        assert!(check(json!({"note": "x"}), &[]).is_ok());
+        assert!(check(json!({"region": "eu"}), &[("mcp-param-region", "eu")]).is_ok());
+        // "Hello" is SGVsbG8= (the padding is required).
+        assert!(check(
+            json!({"region": "Hello"}),
+            &[("mcp-param-region", "=?base64?SGVsbG8=?=")]
+        )
+        .is_ok());
+        assert!(check(json!({"count": 3}), &[("mcp-param-count", "3")]).is_ok());
+        assert!(check(json!({"region": "eu"}), &[]).is_err(), "missing");
+        assert!(
+            check(json!({}), &[("mcp-param-region", "eu")]).is_err(),
+            "no such argument"
+        );
+        assert!(check(json!({"region": "eu"}), &[("mcp-param-region", "us")]).is_err());
+        assert!(check(
+            json!({"region": "Hello"}),
+            &[("mcp-param-region", "=?base64?SGVsbG8?=")]
+        )
+        .is_err());
+        assert!(check(
+            json!({"region": "Hello"}),
+            &[("mcp-param-region", "=?base64?SGVs!!!bG8=?=")]
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn error_codes_map_to_the_statuses_of_the_era() {
+        assert_eq!(status_for(-32601), StatusCode::NOT_FOUND);
+        for c in [-32700, -32600, -32602, -32020, -32021, -32022] {
+            assert_eq!(status_for(c), StatusCode::BAD_REQUEST);
+        }
+        assert_eq!(status_for(-32603), StatusCode::OK);
+    }
 }
