@@ -1031,3 +1031,81 @@ async fn subscriptions_listen_streams_resource_updates_with_the_subscription_id(
     drop(body);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_request_is_cancelled_upstream_and_its_stream_ends() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (_, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    let mut m = Mcp::new(&app, "acme", "fx", &token);
+    m.initialize().await;
+    let slow = m
+        .post(
+            &json!({"jsonrpc": "2.0", "id": "slow-1", "method": "tools/call",
+            "params": {"name": "sleep", "arguments": {"ms": 30000}}}),
+        )
+        .send();
+    let slow = tokio::spawn(slow);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let res = m
+        .post(
+            &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": "slow-1", "reason": "user pressed stop"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    // The waiting POST ends now, not after 30 s (its answer, if read, is a cancellation).
+    let answer = slow.await.unwrap().unwrap();
+    let ct = answer.headers()[CONTENT_TYPE].to_str().unwrap().to_owned();
+    let msgs = messages(&ct, &answer.text().await.unwrap());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(msgs.last().unwrap()["error"]["code"], -32800);
+    // The upstream got the cancellation under its own id for the request.
+    assert_eq!(m.call_text(2, "cancelled_sleeps", json!({})).await, "1");
+    // Cancelling something already answered changes nothing.
+    let res = m
+        .post(
+            &json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": 2}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        m.call_text(3, "echo", json!({"message": "still here"}))
+            .await,
+        "Echo: still here"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_clients_negotiate_their_own_revision() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (_, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    for (asked, agreed) in [
+        ("2025-06-18", "2025-06-18"),
+        ("2025-03-26", "2025-03-26"),
+        ("2024-11-05", "2024-11-05"),
+        ("2099-01-01", "2025-11-25"),
+    ] {
+        let mut m = Mcp::new(&app, "acme", "fx", &token);
+        let res = m
+            .post(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": asked, "capabilities": {}, "clientInfo": {"name": "old", "version": "0"}}}))
+            .send()
+            .await
+            .unwrap();
+        m.sid = Some(res.headers()["mcp-session-id"].to_str().unwrap().to_owned());
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["result"]["protocolVersion"], agreed, "{asked}");
+        // 2025-03-26 clients send no MCP-Protocol-Version header; that is fine.
+        assert_eq!(m.call_text(2, "add", json!({"a": 1, "b": 2})).await, "3");
+    }
+    app.stop().await;
+}

@@ -437,26 +437,50 @@ impl Link {
         }
     }
 
-    /// Forwards a client's notification, mapping the ids it names.
+    /// Forwards a client's notification, mapping the ids it names. A cancelled request is
+    /// forgotten here at once (the upstream will not answer it): its stream ends with a
+    /// "request cancelled" error, which the client ignores as it must any late answer.
     pub fn notify_from(&self, session: &Session, mut msg: Value) {
         if msg.get("method").and_then(Value::as_str) == Some("notifications/cancelled") {
             let Some(client_id) = msg.pointer("/params/requestId").cloned() else {
                 return;
             };
-            let upstream = {
-                let st = lock(&self.state);
-                st.pending.iter().find_map(|(id, w)| match w {
+            let found = {
+                let mut st = lock(&self.state);
+                let upstream = st.pending.iter().find_map(|(id, w)| match w {
                     Waiter::Client {
                         session: s,
                         downstream_id,
                         ..
                     } if s.id == session.id && *downstream_id == client_id => Some(*id),
                     _ => None,
-                })
+                });
+                upstream.and_then(|id| st.pending.remove(&id).map(|w| (id, w)))
             };
             // A request the link no longer knows (answered already): nothing to cancel.
-            let Some(upstream) = upstream else { return };
+            let Some((upstream, waiter)) = found else {
+                return;
+            };
             msg["params"]["requestId"] = json!(upstream);
+            self.send_raw(&msg);
+            if let Waiter::Client {
+                session,
+                downstream_id,
+                stream,
+                progress,
+                ..
+            } = waiter
+            {
+                if let Some(p) = progress {
+                    lock(&self.state).progress.remove(&p);
+                }
+                session.push(
+                    stream,
+                    &rpc_error_message(&downstream_id, -32800, "request cancelled by the client"),
+                    true,
+                );
+            }
+            return;
         }
         self.send_raw(&msg);
     }

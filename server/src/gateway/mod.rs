@@ -10,6 +10,7 @@
 pub mod discovery;
 pub mod link;
 pub mod modern;
+pub mod policy;
 pub mod session;
 pub mod sse;
 pub mod stdio;
@@ -77,6 +78,8 @@ pub struct Caller {
 struct TenantGateway {
     servers: HashMap<String, Arc<ServerTransport>>,
     tokens: HashMap<String, Caller>,
+    /// Empty (allow-all) until the identity work fills it from registries and groups.
+    policy: Arc<policy::Policy>,
 }
 
 /// The gateway's snapshot of every tenant's servers and tokens.
@@ -173,6 +176,15 @@ impl Gateway {
     /// upstream processes.
     pub fn sweep(&self) {
         self.hub.sweep(|tenant, slug| self.server(tenant, slug));
+    }
+
+    /// The tenant's gateway policy (allow-all when the tenant is unknown: lookup refused it).
+    fn policy(&self, tenant_id: &str) -> Arc<policy::Policy> {
+        self.tenants
+            .load()
+            .get(tenant_id)
+            .map(|t| t.policy.clone())
+            .unwrap_or_default()
     }
 
     fn lookup(&self, tenant_id: &str, hash: &TokenHash, server: &str) -> Lookup {
@@ -393,7 +405,6 @@ async fn endpoint(
         Lookup::NoServer => return rpc_error(StatusCode::NOT_FOUND, -32601, "no such MCP server"),
         Lookup::Found(c, s) => (c, s),
     };
-    // Policy seam: allow-all until the identity work brings registries and tool rules.
     let url = match upstream.as_ref() {
         ServerTransport::StreamableHttp { url } => Some(url.as_str().to_owned()),
         // stdio and legacy SSE: the gateway's own session layer (session.rs).
@@ -456,9 +467,25 @@ async fn endpoint(
     } else {
         None
     };
-    // Audit seam: one line per request until the audit work makes it a durable record.
-    tracing::info!(tenant.id = %tenant.tenant_id, user.id = %caller.user_id, server.slug = %server,
-        http.method = %method, mcp.method = rpc_method.as_deref().unwrap_or("-"), "mcp request");
+    // The policy seam, then the audit seam, for every request.
+    let message = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    let attempt = policy::Attempt {
+        tenant_id: &tenant.tenant_id,
+        user_id: &caller.user_id,
+        server: &server,
+        http_method: &method,
+        rpc_method: rpc_method.as_deref(),
+        target: message.as_ref().and_then(policy::target_of),
+    };
+    let decision = state.gateway.policy(&tenant.tenant_id).authorize(&attempt);
+    policy::audit(&attempt, &decision);
+    if let policy::Decision::Deny(reason) = decision {
+        let body = serde_json::json!({
+            "jsonrpc": "2.0", "id": request_id,
+            "error": { "code": -32001, "message": format!("refused by policy: {reason}") },
+        });
+        return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    }
     let Some(url) = url else {
         let target = session::Target {
             tenant_id: &tenant.tenant_id,
