@@ -65,8 +65,15 @@ pub async fn start_listening(mut cmd: tokio::process::Command) -> Listening {
 }
 
 pub async fn fixture(mode: &str) -> Listening {
+    fixture_on(mode, 0).await
+}
+
+/// The fixture on a given port (0: any free one).
+pub async fn fixture_on(mode: &str, port: u16) -> Listening {
     let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(fixture_path("everything_fixture.mjs")).arg(mode);
+    cmd.arg(fixture_path("everything_fixture.mjs"))
+        .arg(mode)
+        .args(["--port", &port.to_string()]);
     start_listening(cmd).await
 }
 

@@ -1109,3 +1109,37 @@ async fn older_clients_negotiate_their_own_revision() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_cannot_open_sessions_without_bound() {
+    use portcullis::gateway::session::MAX_SESSIONS_PER_USER;
+    let app = spawn_app(Engine::Sqlite).await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (admin, token) = tenant_with_stdio_fixture(&app, &tag).await;
+    let mut first = None;
+    for _ in 0..MAX_SESSIONS_PER_USER {
+        let mut m = Mcp::new(&app, "acme", "fx", &token);
+        m.initialize().await;
+        first.get_or_insert(m.sid.clone());
+    }
+    let init = json!({"jsonrpc": "2.0", "id": 9, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
+    let m = Mcp::new(&app, "acme", "fx", &token);
+    let res = m.post(&init).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another user is not affected; ending a session makes room again.
+    let other = user_token(&app, "acme", &admin, "other@acme.example").await;
+    Mcp::new(&app, "acme", "fx", &other).initialize().await;
+    let del = app
+        .client
+        .delete(app.url("/mcp/fx"))
+        .header(HOST, app.host(Some("acme")))
+        .bearer_auth(&token)
+        .header("mcp-session-id", first.flatten().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), StatusCode::OK);
+    Mcp::new(&app, "acme", "fx", &token).initialize().await;
+    app.stop().await;
+}

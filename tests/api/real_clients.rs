@@ -359,3 +359,53 @@ async fn https_upstreams_are_reached_with_a_verified_certificate() {
     assert_eq!(v["ok"], false, "{v}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_sse_upstream_is_reconnected_and_the_session_lives_on() {
+    use crate::gateway_sessions::Mcp;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sse = crate::conformance::fixture_on("sse", port).await;
+    let app = app_on_loopback().await;
+    let acme = app.create_tenant("acme").await;
+    add_server(
+        &app,
+        "acme",
+        &acme.admin_token,
+        "old",
+        json!({"transport": "sse", "url": sse.url}),
+    )
+    .await;
+    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    let mut m = Mcp::new(&app, "acme", "old", &token);
+    m.initialize().await;
+    assert_eq!(
+        m.call_text(1, "echo", json!({"message": "a"})).await,
+        "Echo: a"
+    );
+    // The upstream goes away (its SSE connection with it), then comes back on the same port.
+    drop(sse);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let down = m.call_text(2, "echo", json!({"message": "b"})).await;
+    assert!(down.starts_with("error: the upstream MCP server"), "{down}");
+    let _back = crate::conformance::fixture_on("sse", port).await;
+    // The same client session works again over a new upstream session.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut n = 3;
+    loop {
+        let text = m.call_text(n, "echo", json!({"message": "c"})).await;
+        if text == "Echo: c" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not re-established: {text}"
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    app.stop().await;
+}

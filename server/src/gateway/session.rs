@@ -31,6 +31,11 @@ use tokio::sync::watch;
 pub const SESSION_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 /// Events a session keeps for replay and for streams not yet read.
 const LOG_CAPACITY: usize = 4096;
+/// Bytes a session's event log may hold; the oldest events go first (a client that never reads
+/// its answers cannot make the gateway hold them without bound).
+const LOG_BYTES: usize = 32 * 1024 * 1024;
+/// Open sessions one user may have on one server; `initialize` beyond it gets 429.
+pub const MAX_SESSIONS_PER_USER: usize = 64;
 /// A session nobody has used for this long is ended.
 const SESSION_IDLE: Duration = Duration::from_secs(3600);
 /// A shared or per-user upstream with no session for this long is stopped.
@@ -48,6 +53,8 @@ struct Event {
 struct EventLog {
     events: VecDeque<Event>,
     next_seq: u64,
+    /// Bytes of message data held in `events`.
+    bytes: usize,
     /// Request streams whose response has not been logged yet (every other stream below
     /// `next_stream` is over). Only in-flight requests are held, so a long session does not
     /// grow this.
@@ -141,14 +148,19 @@ impl Session {
             if last && stream != 0 {
                 log.open.remove(&stream);
             }
+            let data: Arc<str> = Arc::from(msg.to_string());
+            log.bytes += data.len();
             log.events.push_back(Event {
                 stream,
                 seq,
-                data: Arc::from(msg.to_string()),
+                data,
                 last: last && stream != 0,
             });
-            while log.events.len() > LOG_CAPACITY {
-                log.events.pop_front();
+            while log.events.len() > LOG_CAPACITY || (log.bytes > LOG_BYTES && log.events.len() > 1)
+            {
+                if let Some(old) = log.events.pop_front() {
+                    log.bytes -= old.data.len();
+                }
             }
         }
         self.tick.send_modify(|t| *t += 1);
@@ -638,6 +650,22 @@ impl Hub {
         } else {
             SESSION_VERSIONS[0]
         };
+        let open = lock(&self.sessions)
+            .values()
+            .filter(|s| {
+                s.user_id == t.user_id && s.tenant_id == t.tenant_id && s.server == t.server
+            })
+            .count();
+        if open >= MAX_SESSIONS_PER_USER {
+            return rpc_err_with_id(
+                StatusCode::TOO_MANY_REQUESTS,
+                &id,
+                -32600,
+                &format!(
+                    "too many open sessions ({MAX_SESSIONS_PER_USER}) on this server: end unused ones with DELETE"
+                ),
+            );
+        }
         let (link, own) = self.link_for(&t, client, false);
         let init = match link.wait_ready(HANDSHAKE_TIMEOUT).await {
             Ok(init) => init,
