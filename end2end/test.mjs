@@ -96,6 +96,23 @@ await test('with JavaScript', async () => {
   check('adding servers did not reload the page', !(await reloaded()));
   await page.screenshot({ path: `${shots}/js-servers.png`, fullPage: true });
 
+  // Test connection against a real stdio MCP server (our fixture, run by the gateway): the
+  // discovery card lists its tools with their annotations.
+  const fixture = new URL('../tests/fixtures/everything_fixture.mjs', import.meta.url).pathname;
+  await page.fill('#server-slug', 'fixture');
+  await page.selectOption('#server-transport', 'stdio');
+  await page.fill('#server-command', `node ${fixture} stdio`);
+  await page.click('#add-server-submit');
+  await page.waitForFunction(() => document.querySelectorAll('#server-table tbody tr').length === 3, null, { timeout: 15000 });
+  await page.click('#test-fixture');
+  await page.waitForSelector('#discovery-ok', { timeout: 30000 });
+  const echoRow = await page.$$eval('#discovery-tools tbody tr', (rows) =>
+    rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent.trim()))
+      .find((cells) => cells[0] === 'echo'));
+  check('test connection lists a stdio server\'s tools with their hints',
+    Array.isArray(echoRow) && echoRow[2] === 'read-only', JSON.stringify(echoRow));
+  await page.screenshot({ path: `${shots}/js-test-connection.png`, fullPage: true });
+
   // Users & groups: issue a gateway token, shown once.
   await page.click('a[href="/admin/groups"]');
   await page.waitForSelector('#issue-token-form');
