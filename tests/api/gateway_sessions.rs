@@ -130,7 +130,9 @@ impl<'a> Mcp<'a> {
         let sid = sid.to_str().unwrap().to_owned();
         assert!(sid.len() >= 32 && sid.bytes().all(|b| (0x21..=0x7e).contains(&b)));
         self.sid = Some(sid);
-        let init: Value = res.json().await.unwrap();
+        // JSON from the gateway's own session layer, SSE from some upstreams it proxies.
+        let ct = res.headers()[CONTENT_TYPE].to_str().unwrap().to_owned();
+        let init = messages(&ct, &res.text().await.unwrap()).pop().unwrap();
         let res = self
             .post(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
             .send()
@@ -1141,5 +1143,86 @@ async fn one_user_cannot_open_sessions_without_bound() {
         .unwrap();
     assert_eq!(del.status(), StatusCode::OK);
     Mcp::new(&app, "acme", "fx", &token).initialize().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_working_directory_cannot_bring_the_data_dir_back() {
+    assert!(portcullis::gateway::stdio::sandbox_available());
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let app = crate::helpers::spawn_app_in(Engine::Sqlite, ServeArgs::default(), dir).await;
+    let acme = app.create_tenant("acme").await;
+    // cwd = the data directory's parent: bound read-only into the sandbox, data dir still hidden.
+    let parent = std::fs::canonicalize(app.data_dir.parent().unwrap()).unwrap();
+    let tag = uuid::Uuid::new_v4().to_string();
+    let mut upstream = stdio_fixture(&tag);
+    upstream["sandbox"] = json!(true);
+    upstream["cwd"] = json!(parent);
+    add_server(&app, "acme", &acme.admin_token, "boxed", upstream).await;
+    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    let mut m = Mcp::new(&app, "acme", "boxed", &token);
+    m.initialize().await;
+    let db = app.data_dir.join("portcullis.db");
+    let seen = m
+        .call_text(1, "probe_path", json!({"path": db.to_str().unwrap()}))
+        .await;
+    assert_eq!(seen, "error ENOENT");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamable_http_upstream_session_belongs_to_the_user_who_opened_it() {
+    let upstream = crate::conformance::fixture("http").await;
+    let app = spawn_app(Engine::Sqlite).await;
+    let acme = app.create_tenant("acme").await;
+    add_server(
+        &app,
+        "acme",
+        &acme.admin_token,
+        "remote",
+        json!({"transport": "streamable_http", "url": upstream.url}),
+    )
+    .await;
+    let alice = user_token(&app, "acme", &acme.admin_token, "alice@acme.example").await;
+    let bob = user_token(&app, "acme", &acme.admin_token, "bob@acme.example").await;
+    let mut a = Mcp::new(&app, "acme", "remote", &alice);
+    a.initialize().await;
+    assert_eq!(
+        a.call_text(1, "echo", json!({"message": "mine"})).await,
+        "Echo: mine"
+    );
+    // Bob presents Alice's upstream session id: the gateway never lets it through.
+    let mut b = Mcp::new(&app, "acme", "remote", &bob);
+    b.sid = a.sid.clone();
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    assert_eq!(
+        b.post(&ping).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    // An id the gateway never handed out: 404 as well.
+    b.sid = Some("made-up".into());
+    assert_eq!(
+        b.post(&ping).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    // Alice goes on; after her DELETE the id is gone for her too.
+    assert_eq!(
+        a.call_text(3, "echo", json!({"message": "still"})).await,
+        "Echo: still"
+    );
+    let del = app
+        .client
+        .delete(app.url("/mcp/remote"))
+        .header(HOST, app.host(Some("acme")))
+        .bearer_auth(&alice)
+        .header("mcp-session-id", a.sid.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(del.status().is_success());
+    assert_eq!(
+        a.post(&ping).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
     app.stop().await;
 }

@@ -79,6 +79,9 @@ pub struct Link {
     /// The upstream's tools' input schemas by name (for checking 2026-07-28 `Mcp-Param-*`
     /// headers), refreshed after each handshake and on every tools list change.
     tools: Mutex<HashMap<String, Value>>,
+    /// Which start of the upstream is current: answers to requests an earlier start made are
+    /// dropped (a new process counts its request ids from the beginning again).
+    attempt: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Link {
@@ -106,6 +109,7 @@ impl Link {
             stop,
             restart: tokio::sync::Notify::new(),
             tools: Mutex::new(HashMap::new()),
+            attempt: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -157,6 +161,8 @@ impl Link {
 
     /// The runner has a transport: messages to the upstream go to `out` from now on.
     pub fn connected(&self, out: mpsc::UnboundedSender<String>, attempt: u64) {
+        self.attempt
+            .store(attempt, std::sync::atomic::Ordering::Release);
         *lock(&self.out) = Some(out);
         let _ = self.ready.send(Readiness::Starting { attempt });
     }
@@ -381,14 +387,40 @@ impl Link {
         }
     }
 
-    /// How long the link has had no session (for the reaper).
+    /// How long the link has had no session and no request in flight (for the reaper).
     pub fn idle_for(&self) -> Option<Duration> {
-        lock(&self.state).idle_since.map(|t| t.elapsed())
+        let st = lock(&self.state);
+        if !st.pending.is_empty() {
+            return None;
+        }
+        st.idle_since.map(|t| t.elapsed())
+    }
+
+    /// Marks the link used now (a stateless request, or a new session about to attach), so the
+    /// reaper does not stop it under a caller.
+    pub fn touch(&self) {
+        let mut st = lock(&self.state);
+        if st.idle_since.is_some() {
+            st.idle_since = Some(Instant::now());
+        }
+    }
+
+    fn is_ready(&self) -> bool {
+        matches!(*self.ready.borrow(), Readiness::Ready(_))
+    }
+
+    /// The current start of the upstream (see `attempt`).
+    pub fn attempt(&self) -> u64 {
+        self.attempt.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Forwards a client's request: fresh upstream id and progress token, answer routed back to
     /// `stream` of `session`. Returns false when the upstream is not running (the caller answers).
     pub fn request(&self, session: &Arc<Session>, stream: u64, mut msg: Value) -> bool {
+        // Nothing but the handshake reaches an upstream before it is initialized.
+        if !self.is_ready() {
+            return false;
+        }
         let downstream_id = msg.get("id").cloned().unwrap_or(Value::Null);
         let id = {
             let mut st = lock(&self.state);
@@ -409,6 +441,9 @@ impl Link {
                     );
                     progress = Some(upstream_token);
                 }
+            }
+            if st.idle_since.is_some() {
+                st.idle_since = Some(Instant::now());
             }
             st.pending.insert(
                 id,
@@ -486,7 +521,12 @@ impl Link {
     }
 
     /// Forwards a client's response to a request the upstream made.
-    pub fn respond(&self, mut msg: Value, upstream_id: Value) {
+    /// Forwards a client's response to a request the upstream made, unless that request came
+    /// from an earlier start of the upstream (its id may name another request now).
+    pub fn respond(&self, mut msg: Value, (upstream_id, attempt): (Value, u64)) {
+        if attempt != self.attempt() {
+            return;
+        }
         msg["id"] = upstream_id;
         self.send_raw(&msg);
     }
@@ -640,7 +680,9 @@ impl Link {
             (Some(method), Some(upstream_id)) => {
                 let target = Self::current_target(&lock(&self.state));
                 match target {
-                    Some((session, stream)) => session.server_request(stream, msg, upstream_id),
+                    Some((session, stream)) => {
+                        session.server_request(stream, msg, (upstream_id, self.attempt()))
+                    }
                     None if method == "ping" => {
                         self.send_raw(&json!({"jsonrpc": "2.0", "id": upstream_id, "result": {}}));
                     }

@@ -90,6 +90,62 @@ pub struct Gateway {
     client: reqwest::Client,
     /// Sessions and upstream links of stdio and SSE servers.
     pub hub: session::Hub,
+    /// Who opened each session of a Streamable HTTP upstream.
+    http_sessions: HttpSessions,
+}
+
+/// The user an upstream (Streamable HTTP) session was opened by, through which server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SessionOwner {
+    tenant_id: String,
+    user_id: String,
+    server: String,
+}
+
+/// Owners of the Streamable HTTP upstreams' sessions, by session id (in memory, per replica).
+#[derive(Debug, Default)]
+struct HttpSessions(std::sync::Mutex<HashMap<String, (SessionOwner, std::time::Instant)>>);
+
+impl HttpSessions {
+    /// Whether `owner` may use session `sid` (and marks it used).
+    fn check(&self, sid: &str, owner: &SessionOwner) -> bool {
+        match lock(&self.0).get_mut(sid) {
+            Some((o, used)) if o == owner => {
+                *used = std::time::Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A session id the upstream just gave `owner`. A user holds at most
+    /// `MAX_SESSIONS_PER_USER` per server: beyond it, their least recently used one is forgotten.
+    fn record(&self, sid: &str, owner: SessionOwner) {
+        let mut map = lock(&self.0);
+        if map.contains_key(sid) {
+            return;
+        }
+        let theirs: Vec<(String, std::time::Instant)> = map
+            .iter()
+            .filter(|(_, (o, _))| *o == owner)
+            .map(|(k, (_, t))| (k.clone(), *t))
+            .collect();
+        if theirs.len() >= session::MAX_SESSIONS_PER_USER {
+            if let Some((oldest, _)) = theirs.iter().min_by_key(|(_, t)| *t) {
+                map.remove(oldest);
+            }
+        }
+        map.insert(sid.to_owned(), (owner, std::time::Instant::now()));
+    }
+
+    fn forget(&self, sid: &str) {
+        lock(&self.0).remove(sid);
+    }
+
+    /// Forgets sessions unused for an hour.
+    fn sweep(&self) {
+        lock(&self.0).retain(|_, (_, used)| used.elapsed() < Duration::from_secs(3600));
+    }
 }
 
 impl Gateway {
@@ -101,6 +157,7 @@ impl Gateway {
     ) -> crate::store::Result<Self> {
         let g = Self {
             hub: session::Hub::new(options),
+            http_sessions: HttpSessions::default(),
             tenants: ArcSwap::from_pointee(HashMap::new()),
             version: std::sync::Mutex::new(None),
             client,
@@ -176,6 +233,7 @@ impl Gateway {
     /// upstream processes.
     pub fn sweep(&self) {
         self.hub.sweep(|tenant, slug| self.server(tenant, slug));
+        self.http_sessions.sweep();
     }
 
     /// The tenant's gateway policy (allow-all when the tenant is unknown: lookup refused it).
@@ -453,33 +511,54 @@ async fn endpoint(
             return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
     }
-    let rpc_method = if method == Method::POST {
-        match check_message(&body, &headers) {
-            Ok(m) => m,
-            Err((code, message)) => {
-                let body = serde_json::json!({
-                    "jsonrpc": "2.0", "id": request_id,
-                    "error": { "code": code, "message": message },
-                });
-                return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
-            }
+    if method == Method::POST {
+        if let Err((code, message)) = check_message(&body, &headers) {
+            let body = serde_json::json!({
+                "jsonrpc": "2.0", "id": request_id,
+                "error": { "code": code, "message": message },
+            });
+            return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
         }
+    }
+    // The policy seam, then the audit seam, for every message (each one of a batch).
+    let parsed = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    let messages: Vec<&serde_json::Value> = match &parsed {
+        Some(serde_json::Value::Array(items)) => items.iter().collect(),
+        Some(one) => vec![one],
+        None => Vec::new(),
+    };
+    let tenant_policy = state.gateway.policy(&tenant.tenant_id);
+    let mut denial = None;
+    let attempts: Vec<policy::Attempt<'_>> = if messages.is_empty() {
+        vec![policy::Attempt {
+            tenant_id: &tenant.tenant_id,
+            user_id: &caller.user_id,
+            server: &server,
+            http_method: &method,
+            rpc_method: None,
+            target: None,
+        }]
     } else {
-        None
+        messages
+            .iter()
+            .map(|m| policy::Attempt {
+                tenant_id: &tenant.tenant_id,
+                user_id: &caller.user_id,
+                server: &server,
+                http_method: &method,
+                rpc_method: m.get("method").and_then(serde_json::Value::as_str),
+                target: policy::target_of(m),
+            })
+            .collect()
     };
-    // The policy seam, then the audit seam, for every request.
-    let message = serde_json::from_slice::<serde_json::Value>(&body).ok();
-    let attempt = policy::Attempt {
-        tenant_id: &tenant.tenant_id,
-        user_id: &caller.user_id,
-        server: &server,
-        http_method: &method,
-        rpc_method: rpc_method.as_deref(),
-        target: message.as_ref().and_then(policy::target_of),
-    };
-    let decision = state.gateway.policy(&tenant.tenant_id).authorize(&attempt);
-    policy::audit(&attempt, &decision);
-    if let policy::Decision::Deny(reason) = decision {
+    for attempt in &attempts {
+        let decision = tenant_policy.authorize(attempt);
+        policy::audit(attempt, &decision);
+        if let policy::Decision::Deny(reason) = decision {
+            denial.get_or_insert(reason);
+        }
+    }
+    if let Some(reason) = denial {
         let body = serde_json::json!({
             "jsonrpc": "2.0", "id": request_id,
             "error": { "code": -32001, "message": format!("refused by policy: {reason}") },
@@ -499,6 +578,27 @@ async fn endpoint(
             .handle(target, &gw.client, &method, &headers, body)
             .await;
     };
+    // An upstream's session belongs to the user who opened it through the gateway (the
+    // upstream cannot tell users apart): anyone else, or an id the gateway never saw, gets 404.
+    let owner = SessionOwner {
+        tenant_id: tenant.tenant_id.clone(),
+        user_id: caller.user_id.clone(),
+        server: server.clone(),
+    };
+    let session_id = headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(sid) = &session_id {
+        if !state.gateway.http_sessions.check(sid, &owner) {
+            return rpc_error(
+                StatusCode::NOT_FOUND,
+                -32001,
+                "session not found (it ended or never existed): initialize again",
+            );
+        }
+    }
+    let is_delete = method == Method::DELETE;
     let upstream_req = state
         .gateway
         .client
@@ -517,6 +617,16 @@ async fn endpoint(
     match sent {
         Ok(res) => {
             let status = res.status();
+            if let Some(sid) = res
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+            {
+                state.gateway.http_sessions.record(sid, owner);
+            }
+            if let (true, true, Some(sid)) = (is_delete, status.is_success(), &session_id) {
+                state.gateway.http_sessions.forget(sid);
+            }
             let headers = copy_headers(res.headers(), FORWARD_RESPONSE);
             let stream = res.bytes_stream().map_err(std::io::Error::other);
             let mut out = Response::new(Body::from_stream(stream));

@@ -768,6 +768,9 @@ impl Hub {
                 if !msg.get("params").is_some_and(Value::is_object) {
                     msg["params"] = json!({});
                 }
+                if !msg["params"].get("_meta").is_some_and(Value::is_object) {
+                    msg["params"]["_meta"] = json!({});
+                }
                 msg["params"]["_meta"][META_SUBSCRIPTION] = st.id.clone();
                 let frame = Bytes::from(format!("event: message\ndata: {msg}\n\n"));
                 return Some((Ok(frame), st));

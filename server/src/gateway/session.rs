@@ -62,7 +62,7 @@ struct EventLog {
     /// How far the GET stream has been read.
     get_delivered: u64,
     /// Ids this gateway gave requests the upstream made -> the upstream's ids.
-    server_requests: HashMap<String, Value>,
+    server_requests: HashMap<String, (Value, u64)>,
 }
 
 pub struct Session {
@@ -167,7 +167,7 @@ impl Session {
     }
 
     /// A request the upstream makes of this client: it gets an id of this session's own.
-    pub fn server_request(&self, stream: u64, mut msg: Value, upstream_id: Value) {
+    pub fn server_request(&self, stream: u64, mut msg: Value, upstream_id: (Value, u64)) {
         let n = self.next_server_request.fetch_add(1, Ordering::Relaxed);
         let id = format!("pc-{n}");
         lock(&self.log)
@@ -177,7 +177,7 @@ impl Session {
         self.push(stream, &msg, false);
     }
 
-    pub(super) fn take_server_request(&self, id: &Value) -> Option<Value> {
+    pub(super) fn take_server_request(&self, id: &Value) -> Option<(Value, u64)> {
         let key = id.as_str()?;
         lock(&self.log).server_requests.remove(key)
     }
@@ -187,7 +187,7 @@ impl Session {
         let key = log
             .server_requests
             .iter()
-            .find(|(_, v)| *v == upstream_id)
+            .find(|(_, (v, _))| v == upstream_id)
             .map(|(k, _)| k.clone())?;
         log.server_requests.remove(&key);
         Some(json!(key))
@@ -265,6 +265,8 @@ pub struct Hub {
     runners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub options: HubOptions,
     pub(super) shutdown: watch::Sender<bool>,
+    /// `initialize`s under way per tenant/user/server (they count against the session cap).
+    starting: Mutex<HashMap<String, usize>>,
     /// Stateless (2026-07-28) calls waiting for the client's input (modern.rs).
     pub(super) parked: super::modern::Parked,
 }
@@ -329,6 +331,7 @@ impl Hub {
             runners: Mutex::new(Vec::new()),
             options,
             shutdown,
+            starting: Mutex::new(HashMap::new()),
             parked: super::modern::Parked::default(),
         }
     }
@@ -415,6 +418,7 @@ impl Hub {
         let mut links = lock(&self.links);
         if let Some(l) = links.get(&key) {
             if !l.stopping() {
+                l.touch();
                 return (l.clone(), false);
             }
         }
@@ -650,13 +654,33 @@ impl Hub {
         } else {
             SESSION_VERSIONS[0]
         };
+        // Open sessions plus initializes under way count against the cap (reserved here, released
+        // by the guard however this ends).
+        let key = format!("{}/{}/{}", t.tenant_id, t.user_id, t.server);
         let open = lock(&self.sessions)
             .values()
             .filter(|s| {
                 s.user_id == t.user_id && s.tenant_id == t.tenant_id && s.server == t.server
             })
             .count();
-        if open >= MAX_SESSIONS_PER_USER {
+        let reserved = {
+            let mut starting = lock(&self.starting);
+            let n = starting.entry(key.clone()).or_insert(0);
+            if open + *n >= MAX_SESSIONS_PER_USER {
+                None
+            } else {
+                *n += 1;
+                Some(())
+            }
+        };
+        let mut guard = StartGuard {
+            starting: &self.starting,
+            key,
+            link: None,
+        };
+        if reserved.is_none() {
+            guard.key.clear(); // nothing reserved to release
+            drop(guard);
             return rpc_err_with_id(
                 StatusCode::TOO_MANY_REQUESTS,
                 &id,
@@ -667,12 +691,13 @@ impl Hub {
             );
         }
         let (link, own) = self.link_for(&t, client, false);
+        if own {
+            // A client that gives up while the upstream starts must not leave the connection behind.
+            guard.link = Some(link.clone());
+        }
         let init = match link.wait_ready(HANDSHAKE_TIMEOUT).await {
             Ok(init) => init,
             Err(reason) => {
-                if own {
-                    link.shutdown();
-                }
                 tracing::warn!(upstream = %link.label, error = %reason, "upstream unavailable for a new session");
                 return rpc_err_with_id(
                     StatusCode::OK,
@@ -685,6 +710,7 @@ impl Hub {
         let session = Session::new(&t, version, link.clone(), own);
         link.attach(&session);
         lock(&self.sessions).insert(session.id.clone(), session.clone());
+        guard.link = None; // the session owns it now
         let mut result = (*init).clone();
         result["protocolVersion"] = json!(version);
         let mut res = json_response(
@@ -705,6 +731,13 @@ impl Hub {
         loop {
             let Some((seq, data, last)) = session.next_event(stream, after, &mut shutdown).await
             else {
+                if session.is_closed() {
+                    return rpc_error(
+                        StatusCode::NOT_FOUND,
+                        -32001,
+                        "the session ended before the answer came",
+                    );
+                }
                 return rpc_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     -32603,
@@ -884,6 +917,31 @@ impl Hub {
             futures_util::future::join_all(runners),
         )
         .await;
+    }
+}
+
+/// Releases an `initialize`'s reservation, and stops a link of its own that no session took.
+struct StartGuard<'a> {
+    starting: &'a Mutex<HashMap<String, usize>>,
+    key: String,
+    link: Option<Arc<Link>>,
+}
+
+impl Drop for StartGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(l) = self.link.take() {
+            l.shutdown();
+        }
+        if self.key.is_empty() {
+            return;
+        }
+        let mut starting = lock(self.starting);
+        if let Some(n) = starting.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                starting.remove(&self.key);
+            }
+        }
     }
 }
 

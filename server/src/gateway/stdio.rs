@@ -88,22 +88,28 @@ fn command(spec: &Spec, home: &Home) -> Result<Command, String> {
         let mut c = Command::new("bwrap");
         c.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]);
         c.args(["--tmpfs", "/tmp"]);
+        c.args(["--unshare-pid", "--new-session", "--die-with-parent"]);
+        c.args(["--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]);
+        // The working directory stays visible (read-only), even under /tmp.
+        let cwd = spec.cwd.as_deref().map(|d| {
+            std::path::Path::new(d)
+                .canonicalize()
+                .unwrap_or_else(|_| PathBuf::from(d))
+        });
+        if let Some(dir) = &cwd {
+            c.arg("--ro-bind").arg(dir).arg(dir);
+        }
+        // Last, so that no bind above can bring it back (a cwd of / or of the data dir's
+        // parent would otherwise re-expose it): the data directory is an empty tmpfs.
         let data = spec
             .data_dir
             .canonicalize()
             .unwrap_or_else(|_| spec.data_dir.clone());
         c.arg("--tmpfs").arg(&data);
-        c.args(["--unshare-pid", "--new-session", "--die-with-parent"]);
-        c.args(["--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp"]);
-        if let Some(dir) = &spec.cwd {
-            // The working directory stays visible (read-only) even under /tmp; never the data dir.
-            if !std::path::Path::new(dir).starts_with(&data) {
-                c.args(["--ro-bind", dir, dir]);
-            }
-            c.args(["--chdir", dir]);
-        } else {
-            c.args(["--chdir", "/tmp"]);
-        }
+        match &cwd {
+            Some(dir) => c.arg("--chdir").arg(dir),
+            None => c.args(["--chdir", "/tmp"]),
+        };
         c.arg("--").arg(&spec.command).args(&spec.args);
         c
     } else {
