@@ -246,6 +246,7 @@ impl Link {
     /// Initializes the upstream (the runner calls this once per start) and re-subscribes the
     /// URIs sessions are subscribed to. On failure the runner restarts the upstream.
     pub async fn handshake(self: &Arc<Self>) {
+        let started = self.attempt();
         let params = json!({
             "protocolVersion": UPSTREAM_PROTOCOL,
             "capabilities": {
@@ -272,6 +273,10 @@ impl Link {
                     .get("capabilities")
                     .and_then(|c| c.get("tools"))
                     .is_some();
+                // Not if this start has died meanwhile (its Down stands).
+                if self.attempt() != started || lock(&self.out).is_none() {
+                    return;
+                }
                 let _ = self.ready.send(Readiness::Ready(Arc::new(result)));
                 if has_tools {
                     self.refresh_tools();
@@ -279,11 +284,15 @@ impl Link {
             }
             Ok(_) => {
                 tracing::warn!(upstream = %self.label, "upstream answered initialize without a protocol version");
-                self.restart.notify_one();
+                if self.attempt() == started {
+                    self.restart.notify_one();
+                }
             }
             Err(e) => {
                 tracing::warn!(upstream = %self.label, error = %e, "upstream initialize failed");
-                self.restart.notify_one();
+                if self.attempt() == started {
+                    self.restart.notify_one();
+                }
             }
         }
     }

@@ -129,7 +129,11 @@ async fn connect(link: &Arc<Link>, url: &str, client: &reqwest::Client, attempt:
     let mut parser = SseParser::default();
     let mut writer: Option<tokio::task::JoinHandle<()>> = None;
     let reason = loop {
-        let chunk = match body.next().await {
+        let next = tokio::select! {
+            next = body.next() => next,
+            _ = link.restart.notified() => break "the initialize handshake failed".to_owned(),
+        };
+        let chunk = match next {
             Some(Ok(c)) => c,
             Some(Err(e)) => break format!("the SSE stream failed: {e}"),
             None => break "the SSE stream ended".to_owned(),
