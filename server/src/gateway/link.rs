@@ -82,6 +82,7 @@ pub struct Link {
     /// Which start of the upstream is current: answers to requests an earlier start made are
     /// dropped (a new process counts its request ids from the beginning again).
     attempt: std::sync::atomic::AtomicU64,
+    subscribing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Link {
@@ -110,6 +111,7 @@ impl Link {
             restart: tokio::sync::Notify::new(),
             tools: Mutex::new(HashMap::new()),
             attempt: std::sync::atomic::AtomicU64::new(0),
+            subscribing: Mutex::new(()),
         })
     }
 
@@ -546,6 +548,11 @@ impl Link {
             .entry(uri.to_owned())
             .or_default()
             .insert(session_id.to_owned());
+    }
+
+    /// Held across deciding and sending a subscribe or unsubscribe (see session.rs).
+    pub fn subscription_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        lock(&self.subscribing)
     }
 
     /// Subscribes the upstream to `uri` (its answer is not awaited).

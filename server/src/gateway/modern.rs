@@ -42,6 +42,8 @@ const META_SERVER: &str = "io.modelcontextprotocol/serverInfo";
 const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
 /// How long a call waiting for the client's input is kept.
 const PARK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Calls one user may have waiting for input on one server; beyond it the oldest is cancelled.
+const MAX_PARKED_PER_USER: usize = 64;
 
 /// Methods of the 2026-07-28 era the gateway forwards.
 const FORWARDED: &[&str] = &[
@@ -288,13 +290,33 @@ impl Call {
         let last = json!({"jsonrpc": "2.0", "id": self.client_id, "result": result});
         let stand_in = self.placeholder();
         let call = std::mem::replace(self, stand_in);
-        lock(&parked.0).insert(
-            state,
-            ParkedCall {
-                call,
-                created: Instant::now(),
-            },
-        );
+        let evicted = {
+            let mut map = lock(&parked.0);
+            let same = |p: &ParkedCall| {
+                let (a, b) = (&p.call.session, &call.session);
+                a.tenant_id == b.tenant_id && a.user_id == b.user_id && a.server == b.server
+            };
+            let oldest = (map.values().filter(|p| same(p)).count() >= MAX_PARKED_PER_USER)
+                .then(|| {
+                    map.iter()
+                        .filter(|(_, p)| same(p))
+                        .min_by_key(|(_, p)| p.created)
+                        .map(|(k, _)| k.clone())
+                })
+                .flatten();
+            let evicted = oldest.and_then(|k| map.remove(&k));
+            map.insert(
+                state,
+                ParkedCall {
+                    call,
+                    created: Instant::now(),
+                },
+            );
+            evicted
+        };
+        if let Some(old) = evicted {
+            old.call.session.close();
+        }
         Step::Last(last, StatusCode::OK)
     }
 
@@ -708,6 +730,7 @@ impl Hub {
         }
         let session = Session::new(&t, MODERN, link.clone(), false);
         link.attach(&session);
+        lock(&self.listeners).push(Arc::downgrade(&session));
         for uri in &uris {
             link.subscribe(&session.id, uri);
             link.subscribe_upstream(uri);

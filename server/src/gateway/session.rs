@@ -265,6 +265,8 @@ pub struct Hub {
     runners: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub options: HubOptions,
     pub(super) shutdown: watch::Sender<bool>,
+    /// Open `subscriptions/listen` streams (ended like sessions when their server changes).
+    pub(super) listeners: Mutex<Vec<std::sync::Weak<Session>>>,
     /// `initialize`s under way per tenant/user/server (they count against the session cap).
     starting: Mutex<HashMap<String, usize>>,
     /// Stateless (2026-07-28) calls waiting for the client's input (modern.rs).
@@ -332,6 +334,7 @@ impl Hub {
             options,
             shutdown,
             starting: Mutex::new(HashMap::new()),
+            listeners: Mutex::new(Vec::new()),
             parked: super::modern::Parked::default(),
         }
     }
@@ -577,6 +580,11 @@ impl Hub {
                 "the session is already initialized",
             ),
             (Some(m), Some(id)) => {
+                // Deciding whether the upstream (un)subscribes and sending it happen under one
+                // lock, so that another session's subscribe cannot slip between them.
+                let link = session.link.clone();
+                let subscriptions = (m == "resources/subscribe" || m == "resources/unsubscribe")
+                    .then(|| link.subscription_lock());
                 if m == "resources/unsubscribe" {
                     let uri = msg
                         .pointer("/params/uri")
@@ -606,6 +614,7 @@ impl Hub {
                     };
                     return rpc_err_with_id(StatusCode::OK, &id, -32603, &why);
                 }
+                drop(subscriptions);
                 self.answer(session, stream, accepts_sse(headers)).await
             }
             (Some("notifications/initialized"), None) => StatusCode::ACCEPTED.into_response(),
@@ -874,6 +883,23 @@ impl Hub {
             ended.iter().filter_map(|id| sessions.remove(id)).collect()
         };
         for s in ended {
+            s.close();
+        }
+        let gone: Vec<Arc<Session>> = {
+            let mut listeners = lock(&self.listeners);
+            let mut gone = Vec::new();
+            listeners.retain(|w| match w.upgrade() {
+                Some(s) if s.is_closed() => false,
+                Some(s) if current(&s.tenant_id, &s.server).is_none_or(|t| t != s.transport) => {
+                    gone.push(s);
+                    false
+                }
+                Some(_) => true,
+                None => false,
+            });
+            gone
+        };
+        for s in gone {
             s.close();
         }
         self.sweep_parked(false);
