@@ -1149,15 +1149,19 @@ async fn one_user_cannot_open_sessions_without_bound() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sandbox_working_directory_cannot_bring_the_data_dir_back() {
     assert!(portcullis::gateway::stdio::sandbox_available());
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // The data directory inside the server's working directory (the fixtures dir, which the
+    // sandbox binds read-only so that the fixture can run from a checkout under /tmp too).
+    let fixtures = std::fs::canonicalize(fixture_path("")).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix(".pc-test-data-")
+        .tempdir_in(&fixtures)
+        .unwrap();
     let app = crate::helpers::spawn_app_in(Engine::Sqlite, ServeArgs::default(), dir).await;
     let acme = app.create_tenant("acme").await;
-    // cwd = the data directory's parent: bound read-only into the sandbox, data dir still hidden.
-    let parent = std::fs::canonicalize(app.data_dir.parent().unwrap()).unwrap();
     let tag = uuid::Uuid::new_v4().to_string();
     let mut upstream = stdio_fixture(&tag);
     upstream["sandbox"] = json!(true);
-    upstream["cwd"] = json!(parent);
+    upstream["cwd"] = json!(fixtures);
     add_server(&app, "acme", &acme.admin_token, "boxed", upstream).await;
     let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
     let mut m = Mcp::new(&app, "acme", "boxed", &token);
