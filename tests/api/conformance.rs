@@ -10,7 +10,7 @@
 
 use crate::gateway::{add_server, fixture_path, user_token};
 use crate::gateway_sessions::stdio_fixture;
-use crate::helpers::{spawn_app_with, Engine};
+use crate::helpers::{spawn_app_with, Engine, TestApp};
 use portcullis::config::ServeArgs;
 use serde_json::json;
 use std::path::PathBuf;
@@ -131,10 +131,9 @@ async fn run_suite_with(label: &str, package: &str, url: &str, extra: &[&str]) -
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_conformance_suite_passes_against_the_fixture_and_through_the_gateway() {
-    let http = fixture("http").await;
-    let sse = fixture("sse").await;
+/// The gateway on a loopback tenant `conf` with `servers`, and the token-adding proxy the suite
+/// talks to.
+async fn gateway_for_the_suite(servers: &[(&str, serde_json::Value)]) -> (TestApp, Listening) {
     let app = spawn_app_with(
         Engine::Sqlite,
         ServeArgs {
@@ -144,37 +143,32 @@ async fn the_conformance_suite_passes_against_the_fixture_and_through_the_gatewa
     )
     .await;
     let conf = app.create_tenant("conf").await;
-    let tag = uuid::Uuid::new_v4().to_string();
-    add_server(
-        &app,
-        "conf",
-        &conf.admin_token,
-        "stdio",
-        stdio_fixture(&tag),
-    )
-    .await;
-    add_server(
-        &app,
-        "conf",
-        &conf.admin_token,
-        "http",
-        json!({"transport": "streamable_http", "url": http.url}),
-    )
-    .await;
-    add_server(
-        &app,
-        "conf",
-        &conf.admin_token,
-        "sse",
-        json!({"transport": "sse", "url": sse.url}),
-    )
-    .await;
+    for (slug, upstream) in servers {
+        add_server(&app, "conf", &conf.admin_token, slug, upstream.clone()).await;
+    }
     let token = user_token(&app, "conf", &conf.admin_token, "suite@conf.example").await;
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(fixture_path("auth_proxy.mjs"))
         .arg(format!("http://127.0.0.1:{}", app.port))
         .env("TOKEN", &token);
     let proxy = start_listening(cmd).await;
+    (app, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suite_passes_against_the_fixture_and_through_the_gateway() {
+    let http = fixture("http").await;
+    let sse = fixture("sse").await;
+    let tag = uuid::Uuid::new_v4().to_string();
+    let (app, proxy) = gateway_for_the_suite(&[
+        ("stdio", stdio_fixture(&tag)),
+        (
+            "http",
+            json!({"transport": "streamable_http", "url": http.url}),
+        ),
+        ("sse", json!({"transport": "sse", "url": sse.url})),
+    ])
+    .await;
     let runs = futures_util::future::join_all([
         run_suite("fixture directly (Streamable HTTP)", &http.url),
         run_suite(
@@ -216,30 +210,8 @@ async fn the_conformance_suite_passes_against_the_fixture_and_through_the_gatewa
 /// listed (with reasons) in `tests/fixtures/conformance-2026-07-28-expected-failures.yaml`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_newer_suite_passes_through_the_gateway_for_both_revisions() {
-    let app = spawn_app_with(
-        Engine::Sqlite,
-        ServeArgs {
-            loopback_tenant: Some("conf".into()),
-            ..Default::default()
-        },
-    )
-    .await;
-    let conf = app.create_tenant("conf").await;
     let tag = uuid::Uuid::new_v4().to_string();
-    add_server(
-        &app,
-        "conf",
-        &conf.admin_token,
-        "stdio",
-        stdio_fixture(&tag),
-    )
-    .await;
-    let token = user_token(&app, "conf", &conf.admin_token, "suite@conf.example").await;
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(fixture_path("auth_proxy.mjs"))
-        .arg(format!("http://127.0.0.1:{}", app.port))
-        .env("TOKEN", &token);
-    let proxy = start_listening(cmd).await;
+    let (app, proxy) = gateway_for_the_suite(&[("stdio", stdio_fixture(&tag))]).await;
     let url = format!("{}/mcp/stdio", proxy.url);
     let expected = fixture_path("conformance-2026-07-28-expected-failures.yaml");
     let runs = [

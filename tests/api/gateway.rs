@@ -98,7 +98,7 @@ pub(crate) async fn user_token(app: &TestApp, tenant: &str, admin: &str, email: 
         .to_owned()
 }
 
-async fn run_client(
+pub(crate) async fn run_client(
     app: &TestApp,
     tenant: &str,
     server: &str,

@@ -3,7 +3,7 @@
 //! gateway as a real process, reached by a raw HTTP client (to see every header and status) and
 //! by real MCP clients (the official Python SDK, the MCP Inspector CLI).
 
-use crate::gateway::{add_server, fixture_path, python, user_token};
+use crate::gateway::{add_server, fixture_path, run_client, user_token};
 use crate::helpers::{spawn_app, spawn_app_with, Engine, TestApp};
 use crate::on_both_engines;
 use portcullis::config::ServeArgs;
@@ -188,21 +188,7 @@ async fn python_clients_reach_a_stdio_server_through_the_gateway(engine: Engine)
     let (_, token) = tenant_with_stdio_fixture(&app, &tag).await;
     // The upstream speaks the session era; the gateway serves both eras in front of it.
     for mode in ["auto", "legacy"] {
-        let out = tokio::process::Command::new(python())
-            .arg(fixture_path("mcp_client.py"))
-            .arg(app.url("/mcp/fx"))
-            .arg(mode)
-            .arg(&token)
-            .arg(app.host(Some("acme")))
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let seen = run_client(&app, "acme", "fx", mode, &token).await;
         // auto: the stateless era, served by the gateway in front of the session-era server.
         let expected = if mode == "auto" {
             "2026-07-28"

@@ -4,7 +4,7 @@
 //! client for sampling.
 
 use crate::conformance::{fixture, node22, tools_dir};
-use crate::gateway::{add_server, fixture_path, python, user_token};
+use crate::gateway::{add_server, fixture_path, python, run_client, user_token};
 use crate::gateway_sessions::stdio_fixture;
 use crate::helpers::{spawn_app_with, Engine, TestApp};
 use portcullis::config::ServeArgs;
@@ -204,20 +204,7 @@ async fn python_clients_reach_a_legacy_sse_server_through_the_gateway() {
     .await;
     let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
     for mode in ["auto", "legacy"] {
-        let out = tokio::process::Command::new(python())
-            .arg(fixture_path("mcp_client.py"))
-            .arg(app.url("/mcp/old"))
-            .arg(mode)
-            .arg(&token)
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let seen = run_client(&app, "acme", "old", mode, &token).await;
         let expected = if mode == "auto" {
             "2026-07-28"
         } else {
@@ -324,21 +311,7 @@ async fn https_upstreams_are_reached_with_a_verified_certificate() {
     let acme = app.create_tenant("acme").await;
     add_server(&app, "acme", &acme.admin_token, "secure", upstream.clone()).await;
     let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
-    let out = tokio::process::Command::new(python())
-        .arg(fixture_path("mcp_client.py"))
-        .arg(app.url("/mcp/secure"))
-        .arg("legacy")
-        .arg(&token)
-        .arg(app.host(Some("acme")))
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = run_client(&app, "acme", "secure", "legacy", &token).await;
     assert_eq!(seen["add"], json!(["42"]));
     app.stop().await;
 
