@@ -111,30 +111,11 @@ async fn discover_via_link(
             ("resources", "resources/list"),
             ("prompts", "prompts/list"),
         ] {
-            let mut items = Vec::new();
-            if capabilities.get(cap).is_some() {
-                let mut cursor: Option<String> = None;
-                for _ in 0..50 {
-                    let params = match &cursor {
-                        Some(c) => json!({"cursor": c}),
-                        None => json!({}),
-                    };
-                    let page = link
-                        .internal_request(method, params, STEP_TIMEOUT)
-                        .await
-                        .map_err(|e| format!("{method}: {e}"))?;
-                    if let Some(list) = page.get(cap).and_then(Value::as_array) {
-                        items.extend(list.iter().cloned());
-                    }
-                    cursor = page
-                        .get("nextCursor")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
-                    if cursor.is_none() {
-                        break;
-                    }
-                }
-            }
+            let items = if capabilities.get(cap).is_some() {
+                link.list_all(method, cap, STEP_TIMEOUT).await?
+            } else {
+                Vec::new()
+            };
             lists.push(items);
         }
         let prompts = lists.pop().unwrap_or_default();

@@ -308,41 +308,54 @@ impl Link {
     fn refresh_tools(self: &Arc<Self>) {
         let link = self.clone();
         tokio::spawn(async move {
-            let mut tools = HashMap::new();
-            let mut cursor: Option<String> = None;
-            for _ in 0..50 {
-                let params = match &cursor {
-                    Some(c) => json!({"cursor": c}),
-                    None => json!({}),
-                };
-                let Ok(page) = link
-                    .internal_request("tools/list", params, HANDSHAKE_TIMEOUT)
-                    .await
-                else {
-                    return;
-                };
-                for t in page
-                    .get("tools")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let (Some(name), Some(schema)) =
-                        (t.get("name").and_then(Value::as_str), t.get("inputSchema"))
-                    {
-                        tools.insert(name.to_owned(), schema.clone());
-                    }
-                }
-                cursor = page
-                    .get("nextCursor")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                if cursor.is_none() {
-                    break;
-                }
-            }
+            let Ok(listed) = link
+                .list_all("tools/list", "tools", HANDSHAKE_TIMEOUT)
+                .await
+            else {
+                return;
+            };
+            let tools = listed
+                .iter()
+                .filter_map(|t| {
+                    let name = t.get("name").and_then(Value::as_str)?;
+                    Some((name.to_owned(), t.get("inputSchema")?.clone()))
+                })
+                .collect();
             *lock(&link.tools) = tools;
         });
+    }
+
+    /// Every item of a paginated list (`tools/list` → `tools`…), following `nextCursor` for at
+    /// most 50 pages.
+    pub async fn list_all(
+        &self,
+        method: &str,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, String> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..50 {
+            let params = match &cursor {
+                Some(c) => json!({"cursor": c}),
+                None => json!({}),
+            };
+            let page = self
+                .internal_request(method, params, timeout)
+                .await
+                .map_err(|e| format!("{method}: {e}"))?;
+            if let Some(list) = page.get(key).and_then(Value::as_array) {
+                items.extend(list.iter().cloned());
+            }
+            cursor = page
+                .get("nextCursor")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(items)
     }
 
     pub fn attach(&self, session: &Arc<Session>) {

@@ -859,7 +859,8 @@ fn is_input_required(msg: &Value) -> bool {
     msg.pointer("/result/resultType").and_then(Value::as_str) == Some("input_required")
 }
 
-fn sse_response(body: Body) -> Response {
+/// A `text/event-stream` response (not cached, not buffered by proxies).
+pub(super) fn sse_response(body: Body) -> Response {
     let mut res = Response::new(body);
     let h = res.headers_mut();
     h.insert(

@@ -815,18 +815,7 @@ impl Hub {
             }
             Some((Ok(sse_frame(c.stream, seq, &data)), c))
         });
-        let mut res = Response::new(Body::from_stream(body));
-        let h = res.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        h.insert(
-            http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-cache"),
-        );
-        h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-        res
+        super::modern::sse_response(Body::from_stream(body))
     }
 
     /// GET: the standalone stream, or the rest of a stream named by `Last-Event-ID`.
