@@ -175,11 +175,16 @@ impl<'a> Mcp<'a> {
     }
 }
 
-async fn tenant_with_stdio_fixture(app: &TestApp, tag: &str) -> (String, String) {
+/// Tenant `acme` with one server `slug`: its admin token and a user's gateway token.
+pub async fn tenant_with_server(app: &TestApp, slug: &str, upstream: Value) -> (String, String) {
     let acme = app.create_tenant("acme").await;
-    add_server(app, "acme", &acme.admin_token, "fx", stdio_fixture(tag)).await;
+    add_server(app, "acme", &acme.admin_token, slug, upstream).await;
     let token = user_token(app, "acme", &acme.admin_token, "dev@acme.example").await;
     (acme.admin_token, token)
+}
+
+async fn tenant_with_stdio_fixture(app: &TestApp, tag: &str) -> (String, String) {
+    tenant_with_server(app, "fx", stdio_fixture(tag)).await
 }
 
 async fn python_clients_reach_a_stdio_server_through_the_gateway(engine: Engine) {

@@ -5,7 +5,7 @@
 
 use crate::conformance::{fixture, node22, tools_dir};
 use crate::gateway::{add_server, fixture_path, python, run_client, user_token};
-use crate::gateway_sessions::stdio_fixture;
+use crate::gateway_sessions::{stdio_fixture, tenant_with_server};
 use crate::helpers::{spawn_app_with, Engine, TestApp};
 use portcullis::config::ServeArgs;
 use serde_json::{json, Value};
@@ -56,10 +56,8 @@ async fn inspector(app: &TestApp, server: &str, token: &str, args: &[&str]) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inspector_cli_lists_calls_reads_and_gets_through_the_gateway() {
     let app = app_on_loopback().await;
-    let acme = app.create_tenant("acme").await;
     let tag = uuid::Uuid::new_v4().to_string();
-    add_server(&app, "acme", &acme.admin_token, "fx", stdio_fixture(&tag)).await;
-    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    let (_, token) = tenant_with_server(&app, "fx", stdio_fixture(&tag)).await;
     let tools = inspector(&app, "fx", &token, &["--method", "tools/list"]).await;
     let names: Vec<&str> = tools["tools"]
         .as_array()
@@ -193,16 +191,8 @@ async fn server_everything_over_stdio_reports_progress_and_asks_for_sampling() {
 async fn python_clients_reach_a_legacy_sse_server_through_the_gateway() {
     let sse = fixture("sse").await;
     let app = app_on_loopback().await;
-    let acme = app.create_tenant("acme").await;
-    add_server(
-        &app,
-        "acme",
-        &acme.admin_token,
-        "old",
-        json!({"transport": "sse", "url": sse.url}),
-    )
-    .await;
-    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    let (_, token) =
+        tenant_with_server(&app, "old", json!({"transport": "sse", "url": sse.url})).await;
     for mode in ["auto", "legacy"] {
         let seen = run_client(&app, "acme", "old", mode, &token).await;
         let expected = if mode == "auto" {
@@ -308,9 +298,7 @@ async fn https_upstreams_are_reached_with_a_verified_certificate() {
         },
     )
     .await;
-    let acme = app.create_tenant("acme").await;
-    add_server(&app, "acme", &acme.admin_token, "secure", upstream.clone()).await;
-    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    let (_, token) = tenant_with_server(&app, "secure", upstream.clone()).await;
     let seen = run_client(&app, "acme", "secure", "legacy", &token).await;
     assert_eq!(seen["add"], json!(["42"]));
     app.stop().await;
@@ -318,13 +306,12 @@ async fn https_upstreams_are_reached_with_a_verified_certificate() {
     // Without that CA the certificate is not trusted: test connection says the server is
     // unreachable, and the gateway answers clients with an error instead of talking to it.
     let app = spawn_app_with(Engine::Sqlite, ServeArgs::default()).await;
-    let acme = app.create_tenant("acme").await;
-    add_server(&app, "acme", &acme.admin_token, "secure", upstream).await;
+    let (admin, _) = tenant_with_server(&app, "secure", upstream).await;
     let res = app
         .client
         .post(app.url("/api/v1/servers/secure/test"))
         .header(reqwest::header::HOST, app.host(Some("acme")))
-        .bearer_auth(&acme.admin_token)
+        .bearer_auth(&admin)
         .send()
         .await
         .unwrap();
@@ -343,16 +330,8 @@ async fn a_dropped_sse_upstream_is_reconnected_and_the_session_lives_on() {
         .port();
     let sse = crate::conformance::fixture_on("sse", port).await;
     let app = app_on_loopback().await;
-    let acme = app.create_tenant("acme").await;
-    add_server(
-        &app,
-        "acme",
-        &acme.admin_token,
-        "old",
-        json!({"transport": "sse", "url": sse.url}),
-    )
-    .await;
-    let token = user_token(&app, "acme", &acme.admin_token, "dev@acme.example").await;
+    let (_, token) =
+        tenant_with_server(&app, "old", json!({"transport": "sse", "url": sse.url})).await;
     let mut m = Mcp::new(&app, "acme", "old", &token);
     m.initialize().await;
     assert_eq!(

@@ -806,3 +806,26 @@ impl Link {
         }
     }
 }
+
+/// Restart pacing for a link's runner: 0.5 s doubling to 30 s between failed starts, from
+/// scratch after a start that lasted a minute.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    /// Waits before the next start (or until the link is told to stop).
+    pub async fn wait(&mut self, started: Instant, stop: &mut watch::Receiver<bool>) {
+        if started.elapsed() > Duration::from_secs(60) {
+            self.failures = 0;
+        }
+        let delay =
+            Duration::from_millis(500u64 << self.failures.min(6)).min(Duration::from_secs(30));
+        self.failures += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

@@ -87,7 +87,7 @@ fn endpoint_url(sse_url: &str, endpoint: &str) -> Result<url::Url, String> {
 pub async fn run(link: Arc<Link>, url: String, client: reqwest::Client) {
     let mut stop = link.stop_signal();
     let mut attempt = 0u64;
-    let mut failures = 0u32;
+    let mut backoff = super::link::Backoff::default();
     while !link.stopping() {
         attempt += 1;
         let started = std::time::Instant::now();
@@ -100,16 +100,7 @@ pub async fn run(link: Arc<Link>, url: String, client: reqwest::Client) {
             break;
         }
         tracing::warn!(upstream = %link.label, reason = %reason, "SSE upstream connection ended; reconnecting");
-        // Backoff: 0.5 s doubling to 30 s, from scratch after a connection that lasted.
-        if started.elapsed() > Duration::from_secs(60) {
-            failures = 0;
-        }
-        let delay = Duration::from_millis(500u64 << failures.min(6)).min(Duration::from_secs(30));
-        failures += 1;
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.changed() => {}
-        }
+        backoff.wait(started, &mut stop).await;
     }
 }
 

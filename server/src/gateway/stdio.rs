@@ -140,7 +140,7 @@ fn command(spec: &Spec, home: &Home) -> Result<Command, String> {
 pub async fn run(link: Arc<Link>, spec: Spec) {
     let mut stop = link.stop_signal();
     let mut attempt = 0u64;
-    let mut failures = 0u32;
+    let mut backoff = super::link::Backoff::default();
     while !link.stopping() {
         attempt += 1;
         let started = Instant::now();
@@ -163,15 +163,7 @@ pub async fn run(link: Arc<Link>, spec: Spec) {
             break;
         }
         tracing::warn!(upstream = %link.label, reason = %reason, "stdio server stopped; restarting");
-        if started.elapsed() > Duration::from_secs(60) {
-            failures = 0;
-        }
-        let delay = Duration::from_millis(500u64 << failures.min(6)).min(Duration::from_secs(30));
-        failures += 1;
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.changed() => {}
-        }
+        backoff.wait(started, &mut stop).await;
     }
     tracing::info!(upstream = %link.label, "stdio server stopped for good");
 }
