@@ -195,6 +195,23 @@ async fn main() {
         .await
         .unwrap();
     }
+    // Nothing is granted until a registry maps it: one registry with both servers, for everyone.
+    portcullis::access::create_registry(
+        &store,
+        &t.tenant.tenant_id,
+        portcullis::access::NewRegistry {
+            slug: "bench".into(),
+            name: None,
+            description: None,
+            servers: vec!["http".into(), "stdio".into()],
+            grants: vec![portcullis::access::NewGrant {
+                subject: "everyone".into(),
+                rules: Vec::new(),
+            }],
+        },
+    )
+    .await
+    .unwrap();
     let (_, token) = portcullis::servers::create_user_token(
         &store,
         &t.tenant.tenant_id,

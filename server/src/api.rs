@@ -3,6 +3,7 @@
 //! function, map the result. Tenant endpoints answer only on tenant hosts, platform endpoints
 //! only on the platform host; elsewhere they are 404.
 
+use crate::access;
 use crate::auth::{PlatformAdmin, TenantAdmin};
 use crate::domain::{DisplayName, ServerSlug};
 use crate::error::ApiError;
@@ -30,13 +31,39 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/servers", get(list_servers).post(add_server))
         .route(
             "/api/v1/servers/{slug}",
-            get(get_server).delete(delete_server),
+            get(get_server).delete(delete_server).patch(patch_server),
         )
         .route(
             "/api/v1/servers/{slug}/test",
             axum::routing::post(test_server),
         )
         .route("/api/v1/tokens", axum::routing::post(create_token))
+        .route(
+            "/api/v1/servers/{slug}/catalog",
+            axum::routing::post(record_catalog),
+        )
+        .route(
+            "/api/v1/registries",
+            get(list_registries).post(create_registry),
+        )
+        .route(
+            "/api/v1/registries/{slug}",
+            get(get_registry).delete(delete_registry),
+        )
+        .route(
+            "/api/v1/registries/{slug}/grants",
+            axum::routing::post(add_grant),
+        )
+        .route(
+            "/api/v1/registries/{slug}/grants/{grant}",
+            axum::routing::put(put_grant).delete(delete_grant),
+        )
+        .route("/api/v1/users", get(list_users))
+        .route("/api/v1/users/{id}", axum::routing::patch(patch_user))
+        .route("/api/v1/groups", get(list_groups))
+        .route("/api/v1/policy/explain", axum::routing::post(explain))
+        .route("/api/v1/policy/who-can", get(who_can))
+        .route("/api/v1/policy/reach", get(reach))
 }
 
 /// JSON bodies that fail to parse become a 400 in our envelope, not axum's plain text.
@@ -203,6 +230,41 @@ async fn find_server(
         .ok_or(ApiError::NotFound)
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchServer {
+    /// What the server does with tools outside its reviewed catalog: `allow` or `deny`.
+    new_tools: String,
+}
+
+async fn patch_server(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+    json: Result<Json<PatchServer>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req = body(json)?;
+    let deny = match req.new_tools.as_str() {
+        "allow" => false,
+        "deny" => true,
+        other => {
+            return Err(ApiError::Invalid(format!(
+                "new_tools must be allow or deny, not {other:?}"
+            )))
+        }
+    };
+    let row = find_server(&state, &admin, &slug).await?;
+    state
+        .store
+        .set_new_tools(&admin.tenant.tenant_id, &row.slug, deny)
+        .await?;
+    state.refresh_snapshots().await?;
+    tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, server.slug = %row.slug, new_tools = %req.new_tools, "server access default changed");
+    Ok(Json(
+        serde_json::json!({ "slug": row.slug, "new_tools": req.new_tools }),
+    ))
+}
+
 async fn get_server(
     State(state): State<AppState>,
     admin: TenantAdmin,
@@ -280,4 +342,227 @@ async fn test_server(
         Ok(d) => serde_json::json!({ "ok": true, "discovery": d }),
         Err(e) => serde_json::json!({ "ok": false, "error": e }),
     }))
+}
+
+/// Records the server's current tools (discovered now) as its reviewed catalog: the tools a
+/// `new_tools: deny` server allows, and the annotations policy trusts.
+async fn record_catalog(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let row = find_server(&state, &admin, &slug).await?;
+    let upstream = row.upstream().map_err(ApiError::internal)?;
+    let d = crate::gateway::discovery::discover(&state.gateway, &upstream, Default::default())
+        .await
+        .map_err(|e| ApiError::Invalid(format!("the server could not be reached: {e}")))?;
+    let tools: Vec<serde_json::Value> = d.tools.iter().map(access::tool_value).collect();
+    let n =
+        access::record_catalog(&state.store, &admin.tenant.tenant_id, &row.slug, &tools).await?;
+    state.refresh_snapshots().await?;
+    tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, server.slug = %row.slug, tools = n, "tool catalog recorded");
+    Ok(Json(
+        serde_json::json!({ "server": row.slug, "tools": tools }),
+    ))
+}
+
+async fn list_registries(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let list = access::list_registries(&state.store, &admin.tenant.tenant_id).await?;
+    Ok(Json(serde_json::json!({ "registries": list })))
+}
+
+async fn create_registry(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    json: Result<Json<access::NewRegistry>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let req = body(json)?;
+    let view = access::create_registry(&state.store, &admin.tenant.tenant_id, req).await?;
+    state.refresh_snapshots().await?;
+    tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, registry = %view.slug, "registry created");
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn get_registry(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+) -> Result<Json<access::RegistryView>, ApiError> {
+    Ok(Json(
+        access::registry(&state.store, &admin.tenant.tenant_id, &slug).await?,
+    ))
+}
+
+async fn delete_registry(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    access::delete_registry(&state.store, &admin.tenant.tenant_id, &slug).await?;
+    state.refresh_snapshots().await?;
+    tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, registry = %slug, "registry deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn add_grant(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+    json: Result<Json<access::NewGrant>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let req = body(json)?;
+    let view = access::add_grant(&state.store, &admin.tenant.tenant_id, &slug, req).await?;
+    state.refresh_snapshots().await?;
+    tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, registry = %slug, grant.id = %view.id, "grant added");
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutGrant {
+    rules: Vec<crate::policy::Rule>,
+}
+
+async fn put_grant(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path((slug, grant)): Path<(String, String)>,
+    json: Result<Json<PutGrant>, JsonRejection>,
+) -> Result<Json<access::GrantView>, ApiError> {
+    let req = body(json)?;
+    let view = access::set_grant_rules(
+        &state.store,
+        &admin.tenant.tenant_id,
+        &slug,
+        &grant,
+        req.rules,
+    )
+    .await?;
+    state.refresh_snapshots().await?;
+    tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, registry = %slug, grant.id = %grant, "grant rules replaced");
+    Ok(Json(view))
+}
+
+async fn delete_grant(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path((slug, grant)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    access::delete_grant(&state.store, &admin.tenant.tenant_id, &slug, &grant).await?;
+    state.refresh_snapshots().await?;
+    tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, registry = %slug, grant.id = %grant, "grant deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let users = access::list_users(&state.store, &admin.tenant.tenant_id).await?;
+    Ok(Json(serde_json::json!({ "users": users })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchUser {
+    active: bool,
+}
+
+/// Activates or deactivates a user: a deactivated user's gateway tokens, MCP sessions and
+/// console sessions stop working at once.
+async fn patch_user(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(id): Path<String>,
+    json: Result<Json<PatchUser>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let req = body(json)?;
+    if id == admin.user.user_id && !req.active {
+        return Err(ApiError::Invalid(
+            "you cannot deactivate yourself (another admin can)".into(),
+        ));
+    }
+    state
+        .store
+        .set_user_active(&admin.tenant.tenant_id, &id, req.active)
+        .await?;
+    state.refresh_snapshots().await?;
+    tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, target.user.id = %id, active = req.active, "user status changed");
+    Ok(Json(serde_json::json!({ "id": id, "active": req.active })))
+}
+
+async fn list_groups(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let groups = access::list_groups(&state.store, &admin.tenant.tenant_id).await?;
+    Ok(Json(serde_json::json!({ "groups": groups })))
+}
+
+async fn explain(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    json: Result<Json<access::ExplainQuery>, JsonRejection>,
+) -> Result<Json<access::ExplainView>, ApiError> {
+    let q = body(json)?;
+    let policy = state.gateway.tenant_policy(&admin.tenant.tenant_id);
+    Ok(Json(access::explain(&policy, &q)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WhoCanQuery {
+    server: String,
+    #[serde(default)]
+    tool: Option<String>,
+    #[serde(default)]
+    prompt: Option<String>,
+    #[serde(default)]
+    resource: Option<String>,
+}
+
+async fn who_can(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    axum::extract::Query(q): axum::extract::Query<WhoCanQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::policy::Kind;
+    let (kind, name) = match (q.tool, q.prompt, q.resource) {
+        (Some(t), None, None) => (Kind::Tool, t),
+        (None, Some(p), None) => (Kind::Prompt, p),
+        (None, None, Some(r)) => (Kind::Resource, r),
+        _ => {
+            return Err(ApiError::Invalid(
+                "ask about exactly one of tool, prompt or resource".into(),
+            ))
+        }
+    };
+    let policy = state.gateway.tenant_policy(&admin.tenant.tenant_id);
+    let users = access::who_can(&policy, &q.server, kind, &name);
+    Ok(Json(serde_json::json!({
+        "server": q.server, "kind": kind, "name": name, "users": users,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReachQuery {
+    user: String,
+}
+
+async fn reach(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    axum::extract::Query(q): axum::extract::Query<ReachQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let policy = state.gateway.tenant_policy(&admin.tenant.tenant_id);
+    if policy.user_by_email(&q.user).is_none() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Json(serde_json::json!({
+        "user": q.user, "servers": access::reach(&policy, &q.user),
+    })))
 }

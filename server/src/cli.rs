@@ -9,9 +9,14 @@
 //! - `server list --json`: `{"servers": [ … ]}`
 //! - `token create --json`: `{"token": "pct_user_…", "user": EMAIL}`
 //! - `platform rotate-token --json`: `{"platform_token": "pct_platform_…"}`
+//! - `registry add --json`: `{"registry": {slug, name, description, servers, grants: [{id, subject, rules, rules_text}], created_at}}`
+//! - `registry list --json`: `{"registries": [ … ]}`
+//! - `policy explain --json`: `{"user", "server", "kind", "name", "decision": "allow"|"deny", "reason", "rule": {grant_id, registry, subject, number, rule}|null, "chain": [ … ]}`
 
+use crate::access;
 use crate::config::{
-    PlatformCommand, RemoteTransport, ServerCommand, StoreConfig, TenantCommand, TokenCommand,
+    PlatformCommand, PolicyCommand, RegistryCommand, RemoteTransport, ServerCommand, StoreConfig,
+    TenantCommand, TokenCommand,
 };
 use crate::domain::TenantSlug;
 use crate::servers;
@@ -245,6 +250,130 @@ pub async fn platform(store_cfg: &StoreConfig, cmd: PlatformCommand) -> Result<E
                 println!("New platform admin token (shown once, store it now):");
                 println!("  {}", token.expose_secret());
                 println!("The old token and its console sessions no longer work.");
+            }
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn registry(store_cfg: &StoreConfig, cmd: RegistryCommand) -> Result<ExitCode, CliError> {
+    let store = Store::open(&store_cfg.database).await?;
+    match cmd {
+        RegistryCommand::Add {
+            tenant,
+            slug,
+            name,
+            servers,
+            grants,
+            rules,
+            json,
+        } => {
+            let tid = tenant_id(&store, &tenant).await?;
+            let rules: Vec<crate::policy::Rule> = match rules {
+                Some(r) => serde_json::from_str(&r)
+                    .map_err(|e| CliError(format!("--rules is not a JSON list of rules: {e}")))?,
+                None => Vec::new(),
+            };
+            let new = access::NewRegistry {
+                slug,
+                name,
+                description: None,
+                servers,
+                grants: grants
+                    .into_iter()
+                    .map(|subject| access::NewGrant {
+                        subject,
+                        rules: rules.clone(),
+                    })
+                    .collect(),
+            };
+            let view = access::create_registry(&store, &tid, new).await?;
+            if json {
+                println!("{}", serde_json::json!({ "registry": view }));
+            } else {
+                println!(
+                    "Registry {} holds {} and is granted to {}.",
+                    view.slug,
+                    if view.servers.is_empty() {
+                        "no servers".to_owned()
+                    } else {
+                        view.servers.join(", ")
+                    },
+                    if view.grants.is_empty() {
+                        "nobody yet".to_owned()
+                    } else {
+                        view.grants
+                            .iter()
+                            .map(|g| g.subject.clone())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                );
+            }
+        }
+        RegistryCommand::List { tenant, json } => {
+            let tid = tenant_id(&store, &tenant).await?;
+            let list = access::list_registries(&store, &tid).await?;
+            if json {
+                println!("{}", serde_json::json!({ "registries": list }));
+            } else if list.is_empty() {
+                println!("No registries: this tenant grants nothing to anyone yet.");
+            } else {
+                for r in list {
+                    println!("{}  servers: {}", r.slug, r.servers.join(", "));
+                    for g in r.grants {
+                        println!("  → {}", g.subject);
+                        for t in g.rules_text {
+                            println!("      {t}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn policy(store_cfg: &StoreConfig, cmd: PolicyCommand) -> Result<ExitCode, CliError> {
+    let store = Store::open(&store_cfg.database).await?;
+    match cmd {
+        PolicyCommand::Explain {
+            tenant,
+            user,
+            server,
+            tool,
+            arguments,
+            json,
+        } => {
+            let tid = tenant_id(&store, &tenant).await?;
+            let arguments = match arguments {
+                Some(a) => Some(
+                    serde_json::from_str(&a)
+                        .map_err(|e| CliError(format!("--arguments is not JSON: {e}")))?,
+                ),
+                None => None,
+            };
+            let policy = crate::policy::TenantPolicy::compile(store.policy_inputs(&tid).await?);
+            let view = access::explain(
+                &policy,
+                &access::ExplainQuery {
+                    user,
+                    server,
+                    tool: Some(tool),
+                    prompt: None,
+                    resource: None,
+                    arguments,
+                },
+            )?;
+            if json {
+                println!("{}", serde_json::json!(view));
+            } else {
+                println!("{}: {}", view.explanation.decision, view.explanation.reason);
+                for step in &view.explanation.chain {
+                    println!("  {step}");
+                }
             }
         }
     }

@@ -60,6 +60,66 @@ pub enum Command {
     /// The platform operator's own credentials.
     #[command(subcommand)]
     Platform(PlatformCommand),
+    /// Registries: collections of servers mapped to everyone, groups or users.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+    /// The access policy: explain a decision.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Create a registry holding servers, granted to subjects.
+    Add {
+        #[arg(long)]
+        tenant: String,
+        /// The registry's slug.
+        #[arg(long)]
+        slug: String,
+        /// Display name (defaults to the slug).
+        #[arg(long)]
+        name: Option<String>,
+        /// Server slugs the registry holds (repeat, or give several).
+        #[arg(long = "server", num_args = 1..)]
+        servers: Vec<String>,
+        /// Who gets it: everyone, group:NAME or user:EMAIL (repeat, or give several).
+        #[arg(long = "grant", num_args = 1..)]
+        grants: Vec<String>,
+        /// Rules for every grant given here, as JSON: `[{"effect": "deny", "match": "*delete*"}]`.
+        #[arg(long)]
+        rules: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the tenant's registries with their servers and grants.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Whether a user may call a tool on a server, the rule that decides, and why.
+    Explain {
+        #[arg(long)]
+        tenant: String,
+        /// The user's email.
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        tool: String,
+        /// The call's arguments as a JSON object (without them: could any call be allowed?).
+        #[arg(long)]
+        arguments: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

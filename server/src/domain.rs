@@ -220,6 +220,33 @@ impl ServerSlug {
     }
 }
 
+/// A registry's slug: the same rules as a server slug (lowercase letters, digits, '-').
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RegistrySlug(String);
+
+impl RegistrySlug {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let s = raw.trim();
+        let ok = !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.starts_with('-')
+            && !s.ends_with('-');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(err(format!(
+                "registry slug {s:?} must be 1 to 63 lowercase letters a-z, digits and '-', not starting or ending with '-'"
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// An upstream server's URL: absolute http(s), with a host, no credentials in it (they belong in
 /// the vault, not in a URL that is shown and logged).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -341,6 +368,8 @@ pub enum TokenKind {
     Platform,
     /// A user's token for MCP clients at the gateway: `pct_user_…`.
     User,
+    /// The tenant's SCIM provisioning token (the IdP's bearer for `/scim/v2`): `pct_scim_…`.
+    Scim,
 }
 
 impl TokenKind {
@@ -349,6 +378,7 @@ impl TokenKind {
             TokenKind::TenantAdmin => "pct_admin_",
             TokenKind::Platform => "pct_platform_",
             TokenKind::User => "pct_user_",
+            TokenKind::Scim => "pct_scim_",
         }
     }
 }

@@ -86,6 +86,18 @@ impl From<crate::servers::ServerError> for ApiError {
     }
 }
 
+impl From<crate::access::AccessError> for ApiError {
+    fn from(e: crate::access::AccessError) -> Self {
+        use crate::access::AccessError;
+        match e {
+            AccessError::Invalid(m) => ApiError::Invalid(m),
+            e @ AccessError::Exists(_) => ApiError::Conflict(e.to_string()),
+            AccessError::NotFound => ApiError::NotFound,
+            AccessError::Store(s) => s.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();

@@ -2,6 +2,7 @@
 //! store and the operator CLI. `main.rs` only parses the command line and calls in here.
 //! ARCHITECTURE.md maps the modules.
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod gateway;
 pub mod keys;
 pub mod ops;
+pub mod policy;
 pub mod servers;
 pub mod startup;
 pub mod state;

@@ -53,6 +53,14 @@ async fn run(args: Cli) -> Result<ExitCode, cli::CliError> {
             let store = StoreConfig::resolve(&args.global)?;
             cli::platform(&store, cmd).await
         }
+        Command::Registry(cmd) => {
+            let store = StoreConfig::resolve(&args.global)?;
+            cli::registry(&store, cmd).await
+        }
+        Command::Policy(cmd) => {
+            let store = StoreConfig::resolve(&args.global)?;
+            cli::policy(&store, cmd).await
+        }
     }
 }
 

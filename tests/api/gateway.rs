@@ -62,7 +62,35 @@ async fn start_fixture() -> Fixture {
     }
 }
 
+/// Adds a server and grants it to everyone in the tenant (registry `all-{slug}`), as the
+/// gateway tests need; the access tests use `add_server_ungranted` and grant for themselves.
 pub(crate) async fn add_server(
+    app: &TestApp,
+    tenant: &str,
+    admin: &str,
+    slug: &str,
+    upstream: serde_json::Value,
+) {
+    add_server_ungranted(app, tenant, admin, slug, upstream).await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/registries"))
+        .header(HOST, app.host(Some(tenant)))
+        .bearer_auth(admin)
+        .json(&json!({"slug": format!("all-{slug}"), "servers": [slug],
+            "grants": [{"subject": "everyone"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        res.text().await.unwrap()
+    );
+}
+
+pub(crate) async fn add_server_ungranted(
     app: &TestApp,
     tenant: &str,
     admin: &str,
@@ -389,6 +417,15 @@ async fn servers_and_tokens_made_by_the_cli_reach_the_running_gateway(engine: En
     let url = format!("http://127.0.0.1:{}/mcp", fixture.port);
     let out = app.cli(&[
         "server", "add", "--tenant", "acme", "--slug", "fixture", "--url", &url,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = app.cli(&[
+        "registry", "add", "--tenant", "acme", "--slug", "ops", "--server", "fixture", "--grant",
+        "everyone",
     ]);
     assert!(
         out.status.success(),

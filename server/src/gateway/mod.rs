@@ -26,11 +26,12 @@ use crate::store::{now_micros, Store};
 use crate::tenancy::{Host, Tenancy};
 use arc_swap::ArcSwap;
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -78,15 +79,18 @@ pub struct Caller {
 struct TenantGateway {
     servers: HashMap<String, Arc<ServerTransport>>,
     tokens: HashMap<String, Caller>,
-    /// Empty (allow-all) until the identity work fills it from registries and groups.
-    policy: Arc<policy::Policy>,
+    /// Who may use which server, tool, resource and prompt (compiled from registries, grants
+    /// and groups).
+    policy: Arc<crate::policy::TenantPolicy>,
 }
 
 /// The gateway's snapshot of every tenant's servers and tokens.
 #[derive(Debug)]
 pub struct Gateway {
     tenants: ArcSwap<HashMap<String, TenantGateway>>,
-    version: std::sync::Mutex<Option<(i64, i64, i64)>>,
+    version: std::sync::Mutex<Option<(i64, i64, i64, i64)>>,
+    /// Tool annotations seen in list responses (for tools outside a reviewed catalog).
+    observed: Arc<policy::Observed>,
     client: reqwest::Client,
     /// Sessions and upstream links of stdio and SSE servers.
     pub hub: session::Hub,
@@ -142,9 +146,11 @@ impl HttpSessions {
         lock(&self.0).remove(sid);
     }
 
-    /// Forgets sessions unused for an hour.
-    fn sweep(&self) {
-        lock(&self.0).retain(|_, (_, used)| used.elapsed() < Duration::from_secs(3600));
+    /// Forgets sessions unused for an hour, and those whose owner no longer may use them.
+    fn sweep(&self, allowed: impl Fn(&SessionOwner) -> bool) {
+        lock(&self.0).retain(|_, (owner, used)| {
+            used.elapsed() < Duration::from_secs(3600) && allowed(owner)
+        });
     }
 }
 
@@ -160,18 +166,22 @@ impl Gateway {
             http_sessions: HttpSessions::default(),
             tenants: ArcSwap::from_pointee(HashMap::new()),
             version: std::sync::Mutex::new(None),
+            observed: Arc::default(),
             client,
         };
         g.refresh(store, tenancy).await?;
         Ok(g)
     }
 
-    /// Rebuilds the snapshot when servers, tokens or tenants changed since the last build.
+    /// Rebuilds the snapshot when servers, tokens, tenants or identity data (users, groups,
+    /// registries, grants) changed since the last build, then ends the sessions of users who
+    /// lost access.
     pub async fn refresh(&self, store: &Store, tenancy: &Tenancy) -> crate::store::Result<bool> {
         let version = (
             store.change_version("servers").await?,
             store.change_version("api_tokens").await?,
             store.change_version("tenants").await?,
+            store.change_version("identity").await?,
         );
         if self
             .version
@@ -205,12 +215,16 @@ impl Gateway {
                     },
                 );
             }
+            tg.policy = Arc::new(crate::policy::TenantPolicy::compile(
+                store.policy_inputs(&tenant_id).await?,
+            ));
             tenants.insert(tenant_id, tg);
         }
         self.tenants.store(Arc::new(tenants));
         if let Ok(mut v) = self.version.lock() {
             *v = Some(version);
         }
+        self.sweep();
         Ok(true)
     }
 
@@ -229,15 +243,39 @@ impl Gateway {
             .cloned()
     }
 
+    /// The server `slug` of a tenant if `user_id` (active) reaches it now.
+    fn server_for(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        slug: &str,
+    ) -> Option<Arc<ServerTransport>> {
+        let snapshot = self.tenants.load();
+        let tg = snapshot.get(tenant_id)?;
+        if !tg.policy.reaches(user_id, slug) {
+            return None;
+        }
+        tg.servers.get(slug).cloned()
+    }
+
+    /// The tenant's compiled policy as the snapshot has it now (for the simulator and portal).
+    pub fn tenant_policy(&self, tenant_id: &str) -> Arc<crate::policy::TenantPolicy> {
+        self.policy(tenant_id)
+    }
+
     /// Housekeeping, once a second: idle sessions, removed servers, overdue requests, unused
     /// upstream processes.
     pub fn sweep(&self) {
-        self.hub.sweep(|tenant, slug| self.server(tenant, slug));
-        self.http_sessions.sweep();
+        self.hub
+            .sweep(|tenant, user, slug| self.server_for(tenant, user, slug));
+        self.http_sessions.sweep(|o| {
+            self.server_for(&o.tenant_id, &o.user_id, &o.server)
+                .is_some()
+        });
     }
 
-    /// The tenant's gateway policy (allow-all when the tenant is unknown: lookup refused it).
-    fn policy(&self, tenant_id: &str) -> Arc<policy::Policy> {
+    /// The tenant's policy (empty, granting nothing, when the tenant is unknown).
+    fn policy(&self, tenant_id: &str) -> Arc<crate::policy::TenantPolicy> {
         self.tenants
             .load()
             .get(tenant_id)
@@ -254,9 +292,12 @@ impl Gateway {
             Some(c) if c.expires_at.is_none_or(|e| e > now_micros()) => c.clone(),
             _ => return Lookup::Unauthorized,
         };
+        // A server the caller's grants do not reach looks exactly like one that does not exist.
         match tg.servers.get(server) {
-            Some(s) => Lookup::Found(caller, s.clone()),
-            None => Lookup::NoServer,
+            Some(s) if tg.policy.reaches(&caller.user_id, server) => {
+                Lookup::Found(caller, s.clone(), tg.policy.clone())
+            }
+            _ => Lookup::NoServer,
         }
     }
 }
@@ -264,7 +305,11 @@ impl Gateway {
 enum Lookup {
     Unauthorized,
     NoServer,
-    Found(Caller, Arc<ServerTransport>),
+    Found(
+        Caller,
+        Arc<ServerTransport>,
+        Arc<crate::policy::TenantPolicy>,
+    ),
 }
 
 /// A JSON-RPC error response (id null: the gateway answers before reading the request).
@@ -457,12 +502,16 @@ async fn endpoint(
     let Some(hash) = hash else {
         return unauthorized();
     };
-    let (caller, upstream) = match state.gateway.lookup(&tenant.tenant_id, &hash, &server) {
-        Lookup::Unauthorized => return unauthorized(),
-        // The same answer whether the server exists in another tenant or nowhere.
-        Lookup::NoServer => return rpc_error(StatusCode::NOT_FOUND, -32601, "no such MCP server"),
-        Lookup::Found(c, s) => (c, s),
-    };
+    let (caller, upstream, tenant_policy) =
+        match state.gateway.lookup(&tenant.tenant_id, &hash, &server) {
+            Lookup::Unauthorized => return unauthorized(),
+            // The same answer whether the server exists in another tenant, nowhere, or is not
+            // granted to the caller.
+            Lookup::NoServer => {
+                return rpc_error(StatusCode::NOT_FOUND, -32601, "no such MCP server")
+            }
+            Lookup::Found(c, s, p) => (c, s, p),
+        };
     let url = match upstream.as_ref() {
         ServerTransport::StreamableHttp { url } => Some(url.as_str().to_owned()),
         // stdio and legacy SSE: the gateway's own session layer (session.rs).
@@ -527,50 +576,75 @@ async fn endpoint(
         Some(one) => vec![one],
         None => Vec::new(),
     };
-    let tenant_policy = state.gateway.policy(&tenant.tenant_id);
     let mut denial = None;
-    let attempts: Vec<policy::Attempt<'_>> = if messages.is_empty() {
-        vec![policy::Attempt {
-            tenant_id: &tenant.tenant_id,
-            user_id: &caller.user_id,
-            server: &server,
-            http_method: &method,
-            rpc_method: None,
-            target: None,
-        }]
-    } else {
-        messages
-            .iter()
-            .map(|m| policy::Attempt {
+    let attempts: Vec<(policy::Attempt<'_>, Option<&serde_json::Value>)> = if messages.is_empty() {
+        vec![(
+            policy::Attempt {
                 tenant_id: &tenant.tenant_id,
                 user_id: &caller.user_id,
                 server: &server,
                 http_method: &method,
-                rpc_method: m.get("method").and_then(serde_json::Value::as_str),
-                target: policy::target_of(m),
+                rpc_method: None,
+                target: None,
+            },
+            None,
+        )]
+    } else {
+        messages
+            .iter()
+            .map(|m| {
+                (
+                    policy::Attempt {
+                        tenant_id: &tenant.tenant_id,
+                        user_id: &caller.user_id,
+                        server: &server,
+                        http_method: &method,
+                        rpc_method: m.get("method").and_then(serde_json::Value::as_str),
+                        target: policy::target_of(m),
+                    },
+                    Some(*m),
+                )
             })
             .collect()
     };
-    for attempt in &attempts {
-        let decision = tenant_policy.authorize(attempt);
+    for (attempt, msg) in &attempts {
+        let decision = policy::check(&tenant_policy, &state.gateway.observed, attempt, *msg);
         policy::audit(attempt, &decision);
-        if let policy::Decision::Deny(reason) = decision {
-            denial.get_or_insert(reason);
+        if let policy::Decision::Deny(_, error) = decision {
+            denial.get_or_insert(error);
         }
     }
-    if let Some(reason) = denial {
-        let body = serde_json::json!({
-            "jsonrpc": "2.0", "id": request_id,
-            "error": { "code": -32001, "message": format!("refused by policy: {reason}") },
-        });
-        return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    if let Some(error) = denial {
+        // What an upstream answers for a tool, prompt or resource that does not exist.
+        let body = serde_json::json!({ "jsonrpc": "2.0", "id": request_id, "error": error });
+        return (StatusCode::OK, axum::Json(body)).into_response();
     }
+    // A list request (one message): its response loses what the caller may not use.
+    let filter = match messages.as_slice() {
+        [one] => one
+            .get("method")
+            .and_then(serde_json::Value::as_str)
+            .filter(|_| one.get("id").is_some())
+            .and_then(|m| {
+                policy::list_filter(
+                    tenant_policy.clone(),
+                    state.gateway.observed.clone(),
+                    &tenant.tenant_id,
+                    &caller.user_id,
+                    &server,
+                    m,
+                )
+            }),
+        _ => None,
+    };
+    drop(attempts);
     let Some(url) = url else {
         let target = session::Target {
             tenant_id: &tenant.tenant_id,
             user_id: &caller.user_id,
             server: &server,
             transport: &upstream,
+            filter,
         };
         let gw = &state.gateway;
         return gw
@@ -628,8 +702,11 @@ async fn endpoint(
                 state.gateway.http_sessions.forget(sid);
             }
             let headers = copy_headers(res.headers(), FORWARD_RESPONSE);
-            let stream = res.bytes_stream().map_err(std::io::Error::other);
-            let mut out = Response::new(Body::from_stream(stream));
+            let body = match filter {
+                Some(f) => filtered_body(res, f).await,
+                None => Body::from_stream(res.bytes_stream().map_err(std::io::Error::other)),
+            };
+            let mut out = Response::new(body);
             *out.status_mut() = status;
             *out.headers_mut() = headers;
             out
@@ -643,6 +720,61 @@ async fn endpoint(
             )
         }
     }
+}
+
+/// Largest JSON list response the gateway filters (a bigger one is refused, never passed
+/// unfiltered).
+const MAX_FILTERED_JSON: usize = 32 * 1024 * 1024;
+
+/// The body of an upstream's answer to a list request, passed through `filter`: a JSON body is
+/// read whole, filtered and re-encoded; an SSE body is filtered event by event as it streams.
+async fn filtered_body(res: reqwest::Response, filter: policy::ResponseFilter) -> Body {
+    let is_sse = res
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let apply = move |v: &mut serde_json::Value| match v {
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|m| filter(m)),
+        one => filter(one),
+    };
+    if !is_sse {
+        let mut bytes = Vec::new();
+        let mut stream = res.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let Ok(chunk) = chunk else {
+                return Body::empty();
+            };
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_FILTERED_JSON {
+                tracing::warn!("an upstream list response over 32 MiB was dropped");
+                return Body::empty();
+            }
+        }
+        return match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(mut v) => {
+                apply(&mut v);
+                Body::from(v.to_string())
+            }
+            // Not JSON (an error page): nothing in it to filter.
+            Err(_) => Body::from(bytes),
+        };
+    }
+    let mut parser = sse::SseParser::default();
+    let stream = res.bytes_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        let events = parser.feed(&chunk).map_err(std::io::Error::other)?;
+        let mut out = String::new();
+        for mut e in events {
+            if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&e.data) {
+                apply(&mut v);
+                e.data = v.to_string();
+            }
+            out.push_str(&e.encode());
+        }
+        Ok::<_, std::io::Error>(Bytes::from(out))
+    });
+    Body::from_stream(stream)
 }
 
 #[cfg(test)]

@@ -507,6 +507,7 @@ impl Hub {
                     None => {
                         let session = Session::new(&t, MODERN, link.clone(), false);
                         let stream = session.new_stream();
+                        session.filter_stream(stream, t.filter.clone());
                         let mut up = msg.clone();
                         if let Some(m) = up
                             .pointer_mut("/params/_meta")

@@ -1,13 +1,20 @@
-//! The two seams every gateway request passes, in this order: `authorize` (may this caller send
-//! this message to this server?) and `audit` (record what was asked and what was decided).
+//! The two seams every gateway request passes, in this order: `check` (may this caller send
+//! this message to this server?) and `audit` (record what was asked and what was decided), plus
+//! the filters that take what a caller may not use out of list responses.
 //!
-//! Both run on the hot path from memory only: the tenant's `Policy` is part of the gateway
-//! snapshot, rebuilt when the tenant's data changes. Today every tenant's policy is empty
-//! (allow-all: any holder of a valid gateway token may use every server of the tenant); the
-//! identity work fills it from registries and group mappings, and the audit work turns the
-//! audit line into a durable, exportable record.
+//! Both run on the hot path from memory only: the tenant's compiled [`TenantPolicy`] is part of
+//! the gateway snapshot, rebuilt when the tenant's identity data changes. A refused call gets
+//! the answer an upstream gives for something that does not exist ("Unknown tool", "Resource
+//! not found"), so a caller cannot tell a hidden tool from a missing one.
 
+use crate::policy::{Ask, Hints, Kind, TenantPolicy, Verdict, Why};
 use http::Method;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Rewrites the response message of one request (a list, filtered by policy).
+pub type ResponseFilter = Arc<dyn Fn(&mut Value) + Send + Sync>;
 
 /// What a caller is attempting, as the seams see it.
 #[derive(Debug)]
@@ -22,42 +29,177 @@ pub struct Attempt<'a> {
     pub target: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The outcome of the policy seam for one message.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    Allow,
-    /// Refused, with the reason the caller is told.
-    Deny(String),
+    /// Allowed; the verdict names the rule (`None`: a message policy does not look into, such
+    /// as `initialize` or a list, on a server the caller reaches).
+    Allow(Option<Verdict>),
+    /// Refused: the verdict, and the JSON-RPC error object to answer with.
+    Deny(Verdict, Value),
 }
 
-/// A rule that refuses: on a server (any when `None`), for a tool/prompt/resource (any when
-/// `None`).
-#[derive(Debug, Clone, Default)]
-pub struct DenyRule {
-    pub server: Option<String>,
-    pub target: Option<String>,
-    pub reason: String,
-}
+/// Tool annotations seen in `tools/list` responses, for decisions on tools outside a server's
+/// reviewed catalog (per replica, in memory; bounded).
+#[derive(Debug, Default)]
+pub struct Observed(Mutex<HashMap<(String, String, String), Hints>>);
 
-/// One tenant's gateway policy. No rules: allow everything.
-#[derive(Debug, Clone, Default)]
-pub struct Policy {
-    pub deny: Vec<DenyRule>,
-}
+const OBSERVED_CAP: usize = 100_000;
 
-impl Policy {
-    pub fn authorize(&self, a: &Attempt<'_>) -> Decision {
-        for rule in &self.deny {
-            let server_matches = rule.server.as_deref().is_none_or(|s| s == a.server);
-            let target_matches = match (&rule.target, a.target) {
-                (None, _) => true,
-                (Some(t), Some(asked)) => t == asked,
-                (Some(_), None) => false,
-            };
-            if server_matches && target_matches {
-                return Decision::Deny(rule.reason.clone());
+impl Observed {
+    pub fn get(&self, tenant: &str, server: &str, tool: &str) -> Option<Hints> {
+        let map = super::lock(&self.0);
+        map.get(&(tenant.to_owned(), server.to_owned(), tool.to_owned()))
+            .copied()
+    }
+
+    fn record(&self, tenant: &str, server: &str, tools: &[Value]) {
+        let mut map = super::lock(&self.0);
+        if map.len() + tools.len() > OBSERVED_CAP {
+            map.clear();
+        }
+        for t in tools {
+            if let Some(name) = t.get("name").and_then(Value::as_str) {
+                map.insert(
+                    (tenant.to_owned(), server.to_owned(), name.to_owned()),
+                    Hints::from_annotations(t.get("annotations")),
+                );
             }
         }
-        Decision::Allow
+    }
+}
+
+/// What a message asks the policy about: (kind, name, arguments).
+fn subject_of(rpc_method: &str, msg: &Value) -> Option<(Kind, String, Option<Value>)> {
+    let params = msg.get("params");
+    let s = |p: &str| {
+        params
+            .and_then(|v| v.pointer(p))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let args = || {
+        Some(
+            params
+                .and_then(|p| p.get("arguments"))
+                .cloned()
+                .unwrap_or_else(|| json!({})),
+        )
+    };
+    match rpc_method {
+        // A call without a name is malformed; the upstream answers it. Policy still refuses
+        // it below when the name is missing (fail closed): "" matches no grant's rules but "*".
+        "tools/call" => Some((Kind::Tool, s("/name").unwrap_or_default(), args())),
+        "prompts/get" => Some((Kind::Prompt, s("/name").unwrap_or_default(), args())),
+        "resources/read" | "resources/subscribe" => {
+            Some((Kind::Resource, s("/uri").unwrap_or_default(), None))
+        }
+        "completion/complete" => match s("/ref/type").as_deref() {
+            Some("ref/prompt") => Some((Kind::Prompt, s("/ref/name").unwrap_or_default(), None)),
+            Some("ref/resource") => Some((Kind::Resource, s("/ref/uri").unwrap_or_default(), None)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The error an upstream gives for what does not exist.
+fn not_found(kind: Kind, name: &str) -> Value {
+    match kind {
+        Kind::Tool => json!({"code": -32602, "message": format!("Unknown tool: {name}")}),
+        Kind::Prompt => json!({"code": -32602, "message": format!("Unknown prompt: {name}")}),
+        Kind::Resource => {
+            json!({"code": -32002, "message": "Resource not found", "data": {"uri": name}})
+        }
+    }
+}
+
+/// The policy seam for one message (the caller already reaches the server: the endpoint
+/// checked that before reading the body).
+pub fn check(
+    policy: &TenantPolicy,
+    observed: &Observed,
+    a: &Attempt<'_>,
+    msg: Option<&Value>,
+) -> Decision {
+    let (Some(rpc_method), Some(msg)) = (a.rpc_method, msg) else {
+        return Decision::Allow(None);
+    };
+    let Some((kind, name, arguments)) = subject_of(rpc_method, msg) else {
+        return Decision::Allow(None);
+    };
+    let hints = match kind {
+        Kind::Tool => policy.hints(a.server, &name, observed.get(a.tenant_id, a.server, &name)),
+        _ => Hints::default(),
+    };
+    let verdict = policy.decide(
+        a.user_id,
+        a.server,
+        &Ask {
+            kind,
+            name: &name,
+            hints,
+            arguments: arguments.as_ref(),
+        },
+    );
+    if verdict.allowed {
+        Decision::Allow(Some(verdict))
+    } else {
+        Decision::Deny(verdict, not_found(kind, &name))
+    }
+}
+
+/// A filter for the response to a list request, or `None` when `rpc_method` lists nothing
+/// policy governs.
+pub fn list_filter(
+    policy: Arc<TenantPolicy>,
+    observed: Arc<Observed>,
+    tenant_id: &str,
+    user_id: &str,
+    server: &str,
+    rpc_method: &str,
+) -> Option<ResponseFilter> {
+    let (kind, field) = match rpc_method {
+        "tools/list" => (Kind::Tool, "tools"),
+        "prompts/list" => (Kind::Prompt, "prompts"),
+        "resources/list" => (Kind::Resource, "resources"),
+        "resources/templates/list" => (Kind::Resource, "resourceTemplates"),
+        _ => return None,
+    };
+    let (tenant_id, user_id, server) =
+        (tenant_id.to_owned(), user_id.to_owned(), server.to_owned());
+    Some(Arc::new(move |msg: &mut Value| {
+        let Some(items) = msg
+            .get_mut("result")
+            .and_then(|r| r.get_mut(field))
+            .and_then(Value::as_array_mut)
+        else {
+            return;
+        };
+        if kind == Kind::Tool {
+            observed.record(&tenant_id, &server, items);
+        }
+        items.retain(|item| {
+            crate::policy::list_item_visible(&policy, &user_id, &server, kind, item)
+        });
+    }))
+}
+
+/// A short label of the verdict's reason, for the audit line.
+fn why_label(policy_decision: &Decision) -> String {
+    let v = match policy_decision {
+        Decision::Allow(None) => return "server granted".into(),
+        Decision::Allow(Some(v)) | Decision::Deny(v, _) => v,
+    };
+    match v.why {
+        Why::UnknownUser => "unknown user".into(),
+        Why::Inactive => "user deactivated".into(),
+        Why::UnknownServer => "unknown server".into(),
+        Why::NotGranted => "server not granted".into(),
+        Why::NewTool => "tool outside the reviewed catalog".into(),
+        Why::Rule { grant, rule } => format!("grant #{grant} rule {}", rule + 1),
+        Why::OpenGrant { grant } => format!("grant #{grant} (all)"),
+        Why::NoAllowRule => "no allow rule".into(),
     }
 }
 
@@ -65,76 +207,159 @@ impl Policy {
 /// audit work makes it a durable record.
 pub fn audit(a: &Attempt<'_>, decision: &Decision) {
     let outcome = match decision {
-        Decision::Allow => "allowed",
-        Decision::Deny(_) => "denied",
+        Decision::Allow(_) => "allowed",
+        Decision::Deny(..) => "denied",
     };
     let (rpc_method, target) = (a.rpc_method.unwrap_or("-"), a.target.unwrap_or("-"));
+    let why = why_label(decision);
     tracing::info!(audit = true, tenant.id = %a.tenant_id, user.id = %a.user_id,
         server.slug = %a.server, http.method = %a.http_method, mcp.method = rpc_method,
-        mcp.target = target, outcome = outcome, "mcp request");
+        mcp.target = target, outcome = outcome, policy.reason = %why, "mcp request");
 }
 
 /// The tool or prompt name, or resource URI, a JSON-RPC message is about.
-pub fn target_of(message: &serde_json::Value) -> Option<&str> {
+pub fn target_of(message: &Value) -> Option<&str> {
     let params = message.get("params")?;
     params
         .get("name")
         .or_else(|| params.get("uri"))
-        .and_then(serde_json::Value::as_str)
+        .or_else(|| {
+            params
+                .get("ref")
+                .and_then(|r| r.get("name").or_else(|| r.get("uri")))
+        })
+        .and_then(Value::as_str)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{GrantInput, GrantRules, PolicyInputs, ServerInput, Subject, UserInput};
 
-    fn attempt<'a>(server: &'a str, target: Option<&'a str>) -> Attempt<'a> {
+    fn policy(rules: Value) -> TenantPolicy {
+        TenantPolicy::compile(PolicyInputs {
+            users: vec![UserInput {
+                user_id: "u".into(),
+                email: "u@x.test".into(),
+                active: true,
+                groups: vec![],
+            }],
+            groups: vec![],
+            servers: vec![ServerInput {
+                slug: "crm".into(),
+                new_tools_deny: false,
+                catalog: HashMap::new(),
+            }],
+            grants: vec![GrantInput {
+                grant_id: "g".into(),
+                registry_slug: "r".into(),
+                registry_name: "R".into(),
+                servers: vec!["crm".into()],
+                subject: Subject::Everyone,
+                rules: serde_json::from_value::<GrantRules>(json!({ "rules": rules })).unwrap(),
+            }],
+        })
+    }
+
+    fn attempt<'a>(method: &'a str) -> Attempt<'a> {
         Attempt {
             tenant_id: "t",
             user_id: "u",
-            server,
+            server: "crm",
             http_method: &Method::POST,
-            rpc_method: Some("tools/call"),
-            target,
+            rpc_method: Some(method),
+            target: None,
         }
     }
 
     #[test]
-    fn an_empty_policy_allows_and_deny_rules_match_server_and_target() {
+    fn refusals_look_like_missing_things() {
+        let p = policy(json!([
+            {"effect": "deny", "match": "delete_*"},
+            {"effect": "deny", "kind": "resource", "match": "secret://*"},
+            {"effect": "deny", "kind": "prompt", "match": "admin"}
+        ]));
+        let o = Observed::default();
+        let call =
+            json!({"method": "tools/call", "params": {"name": "delete_all", "arguments": {}}});
+        match check(&p, &o, &attempt("tools/call"), Some(&call)) {
+            Decision::Deny(_, e) => {
+                assert_eq!(
+                    e,
+                    json!({"code": -32602, "message": "Unknown tool: delete_all"})
+                )
+            }
+            d => panic!("{d:?}"),
+        }
+        let read = json!({"method": "resources/read", "params": {"uri": "secret://k"}});
+        assert!(matches!(
+            check(&p, &o, &attempt("resources/read"), Some(&read)),
+            Decision::Deny(_, e) if e["code"] == -32002
+        ));
+        let complete = json!({"method": "completion/complete",
+            "params": {"ref": {"type": "ref/prompt", "name": "admin"}, "argument": {"name": "a", "value": ""}}});
+        assert!(matches!(
+            check(&p, &o, &attempt("completion/complete"), Some(&complete)),
+            Decision::Deny(..)
+        ));
+        let ok = json!({"method": "tools/call", "params": {"name": "search"}});
+        assert!(matches!(
+            check(&p, &o, &attempt("tools/call"), Some(&ok)),
+            Decision::Allow(Some(_))
+        ));
+        let list = json!({"method": "tools/list"});
         assert_eq!(
-            Policy::default().authorize(&attempt("crm", Some("x"))),
-            Decision::Allow
+            check(&p, &o, &attempt("tools/list"), Some(&list)),
+            Decision::Allow(None)
         );
-        let p = Policy {
-            deny: vec![DenyRule {
-                server: Some("crm".into()),
-                target: Some("delete_account".into()),
-                reason: "destructive".into(),
-            }],
-        };
+    }
+
+    #[test]
+    fn list_responses_lose_what_the_caller_may_not_use_and_teach_the_hints() {
+        let p = Arc::new(policy(json!([
+            {"effect": "deny", "annotations": {"destructive": true}}
+        ])));
+        let o = Arc::new(Observed::default());
+        let f = list_filter(p.clone(), o.clone(), "t", "u", "crm", "tools/list").unwrap();
+        let mut msg = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
+            {"name": "read", "annotations": {"readOnlyHint": true}},
+            {"name": "wipe"}
+        ], "nextCursor": "c"}});
+        f(&mut msg);
         assert_eq!(
-            p.authorize(&attempt("crm", Some("delete_account"))),
-            Decision::Deny("destructive".into())
+            msg["result"]["tools"],
+            json!([{"name": "read", "annotations": {"readOnlyHint": true}}])
         );
-        assert_eq!(
-            p.authorize(&attempt("crm", Some("read_account"))),
-            Decision::Allow
-        );
-        assert_eq!(
-            p.authorize(&attempt("hr", Some("delete_account"))),
-            Decision::Allow
-        );
-        assert_eq!(p.authorize(&attempt("crm", None)), Decision::Allow);
+        assert_eq!(msg["result"]["nextCursor"], "c");
+        // The hints seen in the list now decide calls to those tools.
+        let call = json!({"method": "tools/call", "params": {"name": "read"}});
+        assert!(matches!(
+            check(&p, &o, &attempt("tools/call"), Some(&call)),
+            Decision::Allow(_)
+        ));
+        assert!(list_filter(p, o, "t", "u", "crm", "ping").is_none());
+        // Errors pass untouched.
+        let mut err = json!({"jsonrpc": "2.0", "id": 1, "error": {"code": 1, "message": "x"}});
+        let before = err.clone();
+        let f = list_filter(
+            Arc::new(policy(json!([]))),
+            Arc::default(),
+            "t",
+            "u",
+            "crm",
+            "prompts/list",
+        )
+        .unwrap();
+        f(&mut err);
+        assert_eq!(err, before);
     }
 
     #[test]
     fn the_target_is_the_name_or_the_uri() {
-        let call = serde_json::json!({"params": {"name": "add", "arguments": {}}});
+        let call = json!({"params": {"name": "add", "arguments": {}}});
         assert_eq!(target_of(&call), Some("add"));
-        let read = serde_json::json!({"params": {"uri": "test://x"}});
+        let read = json!({"params": {"uri": "test://x"}});
         assert_eq!(target_of(&read), Some("test://x"));
-        assert_eq!(
-            target_of(&serde_json::json!({"method": "tools/list"})),
-            None
-        );
+        assert_eq!(target_of(&json!({"method": "tools/list"})), None);
     }
 }

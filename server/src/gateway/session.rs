@@ -82,6 +82,8 @@ pub struct Session {
     get_open: AtomicBool,
     closed: AtomicBool,
     last_active: Mutex<Instant>,
+    /// Policy filters for the responses of list requests (tools/list…), by stream.
+    filters: Mutex<HashMap<u64, super::policy::ResponseFilter>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -110,7 +112,15 @@ impl Session {
             get_open: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             last_active: Mutex::new(Instant::now()),
+            filters: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The response that ends `stream` passes through `filter` before it is logged.
+    pub(super) fn filter_stream(&self, stream: u64, filter: Option<super::policy::ResponseFilter>) {
+        if let Some(f) = filter {
+            lock(&self.filters).insert(stream, f);
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -136,6 +146,16 @@ impl Session {
     /// Logs a message for the client on `stream` (`last`: the response that ends it). A message
     /// for a stream that has already ended goes to the GET stream.
     pub fn push(&self, stream: u64, msg: &Value, last: bool) {
+        let filtered;
+        let msg = match last.then(|| lock(&self.filters).remove(&stream)).flatten() {
+            Some(filter) => {
+                let mut m = msg.clone();
+                filter(&mut m);
+                filtered = m;
+                &filtered
+            }
+            None => msg,
+        };
         {
             let mut log = lock(&self.log);
             let stream = if stream != 0 && !log.open.contains(&stream) {
@@ -285,6 +305,8 @@ pub struct Target<'a> {
     pub user_id: &'a str,
     pub server: &'a str,
     pub transport: &'a Arc<ServerTransport>,
+    /// Applied to the response of this request (a policy-filtered list).
+    pub filter: Option<super::policy::ResponseFilter>,
 }
 
 pub(super) fn random_id() -> String {
@@ -604,6 +626,7 @@ impl Hub {
                     }
                 }
                 let stream = session.new_stream();
+                session.filter_stream(stream, t.filter.clone());
                 if !session.link.request(&session, stream, msg) {
                     session.drop_stream(stream);
                     let why = match session.link.readiness() {
@@ -856,7 +879,9 @@ impl Hub {
 
     /// Ends idle sessions and sessions of servers that were removed or changed, answers
     /// requests that waited too long, and stops upstreams nobody uses.
-    pub fn sweep(&self, current: impl Fn(&str, &str) -> Option<Arc<ServerTransport>>) {
+    /// `current(tenant, user, server)`: the server's transport as the snapshot has it now, if
+    /// the user still reaches it (else their sessions end).
+    pub fn sweep(&self, current: impl Fn(&str, &str, &str) -> Option<Arc<ServerTransport>>) {
         let ended: Vec<Arc<Session>> = {
             let mut sessions = lock(&self.sessions);
             let ended: Vec<String> = sessions
@@ -865,7 +890,8 @@ impl Hub {
                     s.is_closed()
                         || (lock(&s.last_active).elapsed() > SESSION_IDLE
                             && !s.get_open.load(Ordering::Relaxed))
-                        || current(&s.tenant_id, &s.server).is_none_or(|t| t != s.transport)
+                        || current(&s.tenant_id, &s.user_id, &s.server)
+                            .is_none_or(|t| t != s.transport)
                 })
                 .map(|s| s.id.clone())
                 .collect();
@@ -879,7 +905,10 @@ impl Hub {
             let mut gone = Vec::new();
             listeners.retain(|w| match w.upgrade() {
                 Some(s) if s.is_closed() => false,
-                Some(s) if current(&s.tenant_id, &s.server).is_none_or(|t| t != s.transport) => {
+                Some(s)
+                    if current(&s.tenant_id, &s.user_id, &s.server)
+                        .is_none_or(|t| t != s.transport) =>
+                {
                     gone.push(s);
                     false
                 }

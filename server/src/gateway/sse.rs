@@ -18,6 +18,30 @@ const MAX_EVENT: usize = 16 * 1024 * 1024;
 pub struct SseEvent {
     pub event: String,
     pub data: String,
+    /// The `id:` and `retry:` fields, kept so that a re-encoded event still resumes.
+    pub id: Option<String>,
+    pub retry: Option<String>,
+}
+
+impl SseEvent {
+    /// The event in wire form (ends with the blank line).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Some(id) = &self.id {
+            out.push_str(&format!("id: {id}\n"));
+        }
+        if let Some(r) = &self.retry {
+            out.push_str(&format!("retry: {r}\n"));
+        }
+        if self.event != "message" {
+            out.push_str(&format!("event: {}\n", self.event));
+        }
+        for line in self.data.split('\n') {
+            out.push_str(&format!("data: {line}\n"));
+        }
+        out.push('\n');
+        out
+    }
 }
 
 /// Incremental `text/event-stream` parser (the WHATWG rules the MCP transports use: `event:`,
@@ -27,6 +51,8 @@ pub struct SseParser {
     buf: Vec<u8>,
     event: String,
     data: Vec<String>,
+    id: Option<String>,
+    retry: Option<String>,
 }
 
 impl SseParser {
@@ -39,7 +65,11 @@ impl SseParser {
             let line = String::from_utf8_lossy(&line);
             let line = line.trim_end_matches(['\n', '\r']);
             if line.is_empty() {
-                if !self.data.is_empty() || !self.event.is_empty() {
+                if !self.data.is_empty()
+                    || !self.event.is_empty()
+                    || self.id.is_some()
+                    || self.retry.is_some()
+                {
                     out.push(SseEvent {
                         event: if self.event.is_empty() {
                             "message".into()
@@ -47,6 +77,8 @@ impl SseParser {
                             std::mem::take(&mut self.event)
                         },
                         data: std::mem::take(&mut self.data).join("\n"),
+                        id: self.id.take(),
+                        retry: self.retry.take(),
                     });
                     self.event.clear();
                 }
@@ -62,6 +94,8 @@ impl SseParser {
             match field {
                 "event" => self.event = value.to_owned(),
                 "data" => self.data.push(value.to_owned()),
+                "id" => self.id = Some(value.to_owned()),
+                "retry" => self.retry = Some(value.to_owned()),
                 _ => {}
             }
         }
@@ -212,14 +246,31 @@ mod tests {
             vec![
                 SseEvent {
                     event: "endpoint".into(),
-                    data: "/messages?s=1".into()
+                    data: "/messages?s=1".into(),
+                    ..Default::default()
                 },
                 SseEvent {
                     event: "message".into(),
-                    data: "{\"a\":1}\nx".into()
+                    data: "{\"a\":1}\nx".into(),
+                    ..Default::default()
                 },
             ]
         );
+    }
+
+    #[test]
+    fn events_keep_their_ids_when_re_encoded() {
+        let mut p = SseParser::default();
+        let ev = p
+            .feed(b"id: 7_1\nretry: 500\ndata: \n\nid: 7_2\ndata: {}\n\n")
+            .unwrap();
+        assert_eq!(ev.len(), 2, "a priming event (id, empty data) is kept");
+        assert_eq!(ev[0].encode(), "id: 7_1\nretry: 500\ndata: \n\n");
+        assert_eq!(ev[1].encode(), "id: 7_2\ndata: {}\n\n");
+        let again = SseParser::default()
+            .feed(ev[1].encode().as_bytes())
+            .unwrap();
+        assert_eq!(again[0], ev[1]);
     }
 
     #[test]

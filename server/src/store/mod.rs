@@ -99,8 +99,11 @@ macro_rules! tenant_tx {
     };
 }
 
+mod identity;
 mod servers;
 mod session;
+
+pub use identity::{CatalogRow, CatalogTool, GrantRow, GroupRow, RegistryRow, UserListRow};
 
 pub use servers::{LiveToken, ServerRow};
 
