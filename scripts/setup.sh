@@ -88,10 +88,14 @@ if [ "$(readlink tests/fixtures/node_modules 2>/dev/null)" != "$PORTCULLIS_TOOLS
   rm -rf tests/fixtures/node_modules
   ln -s "$PORTCULLIS_TOOLS/node_modules" tests/fixtures/node_modules
 fi
-# 5. Python venv with the official MCP SDK (a real MCP server and client for the gateway tests).
-if ! "$PORTCULLIS_PYTHON" -c 'import mcp, httpx2' >/dev/null 2>&1; then
-  log "installing the MCP Python SDK into $PORTCULLIS_VENV"
-  python3 -m venv "$PORTCULLIS_VENV"
+# 5. Python venv with the official MCP SDK (a real MCP server and client for the gateway tests)
+#    and the SCIM compliance checker; reinstalled when tools/requirements.txt changes.
+req_sum=$(sha256sum tools/requirements.txt | cut -d' ' -f1)
+if ! "$PORTCULLIS_PYTHON" -c 'import mcp, httpx2' >/dev/null 2>&1 \
+  || [ "$(cat "$PORTCULLIS_VENV/.requirements.sha256" 2>/dev/null)" != "$req_sum" ]; then
+  log "installing the Python test tools (MCP SDK, scim2-cli) into $PORTCULLIS_VENV"
+  [ -x "$PORTCULLIS_VENV/bin/pip" ] || python3 -m venv "$PORTCULLIS_VENV"
   "$PORTCULLIS_VENV/bin/pip" install -q --disable-pip-version-check -r tools/requirements.txt
+  echo "$req_sum" > "$PORTCULLIS_VENV/.requirements.sha256"
 fi
 log "ready"

@@ -452,7 +452,15 @@ fn kind_and_name(q: &ExplainQuery) -> Result<(Kind, String)> {
     }
 }
 
-pub fn explain(p: &TenantPolicy, q: &ExplainQuery) -> Result<ExplainView> {
+/// Tool hints the gateway saw in `tools/list` answers (server, tool) → hints; the CLI has none
+/// and decides with the reviewed catalog alone.
+pub type ObservedHints<'a> = &'a dyn Fn(&str, &str) -> Option<Hints>;
+
+pub fn explain(
+    p: &TenantPolicy,
+    q: &ExplainQuery,
+    observed: ObservedHints<'_>,
+) -> Result<ExplainView> {
     let (kind, name) = kind_and_name(q)?;
     if q.arguments.as_ref().is_some_and(|a| !a.is_object()) {
         return Err(AccessError::Invalid(
@@ -461,7 +469,7 @@ pub fn explain(p: &TenantPolicy, q: &ExplainQuery) -> Result<ExplainView> {
     }
     let user_id = p.user_by_email(&q.user).unwrap_or("").to_owned();
     let hints = if kind == Kind::Tool {
-        p.hints(&q.server, &name, None)
+        p.hints(&q.server, &name, observed(&q.server, &name))
     } else {
         Hints::default()
     };
@@ -493,9 +501,15 @@ pub struct WhoCan {
 }
 
 /// Every active user and whether they could use `name` on `server` (some call of it).
-pub fn who_can(p: &TenantPolicy, server: &str, kind: Kind, name: &str) -> Vec<WhoCan> {
+pub fn who_can(
+    p: &TenantPolicy,
+    server: &str,
+    kind: Kind,
+    name: &str,
+    observed: ObservedHints<'_>,
+) -> Vec<WhoCan> {
     let hints = if kind == Kind::Tool {
-        p.hints(server, name, None)
+        p.hints(server, name, observed(server, name))
     } else {
         Hints::default()
     };

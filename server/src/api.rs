@@ -64,6 +64,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/policy/explain", axum::routing::post(explain))
         .route("/api/v1/policy/who-can", get(who_can))
         .route("/api/v1/policy/reach", get(reach))
+        .route("/api/v1/scim/token", axum::routing::post(rotate_scim_token))
 }
 
 /// JSON bodies that fail to parse become a 400 in our envelope, not axum's plain text.
@@ -509,7 +510,9 @@ async fn explain(
 ) -> Result<Json<access::ExplainView>, ApiError> {
     let q = body(json)?;
     let policy = state.gateway.tenant_policy(&admin.tenant.tenant_id);
-    Ok(Json(access::explain(&policy, &q)?))
+    let tid = admin.tenant.tenant_id.clone();
+    let observed = |server: &str, tool: &str| state.gateway.observed_hints(&tid, server, tool);
+    Ok(Json(access::explain(&policy, &q, &observed)?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -541,7 +544,9 @@ async fn who_can(
         }
     };
     let policy = state.gateway.tenant_policy(&admin.tenant.tenant_id);
-    let users = access::who_can(&policy, &q.server, kind, &name);
+    let tid = admin.tenant.tenant_id.clone();
+    let observed = |server: &str, tool: &str| state.gateway.observed_hints(&tid, server, tool);
+    let users = access::who_can(&policy, &q.server, kind, &name, &observed);
     Ok(Json(serde_json::json!({
         "server": q.server, "kind": kind, "name": name, "users": users,
     })))
@@ -565,4 +570,20 @@ async fn reach(
     Ok(Json(serde_json::json!({
         "user": q.user, "servers": access::reach(&policy, &q.user),
     })))
+}
+
+/// Generates (or replaces) the tenant's SCIM token; shown once. The old token stops working.
+async fn rotate_scim_token(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<impl IntoResponse, ApiError> {
+    let token = crate::scim::rotate_token(&state.store, &admin.tenant.tenant_id).await?;
+    tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, "SCIM token rotated through the API");
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "token": token.expose_secret(),
+            "scim_base_url": format!("{}/scim/v2", state.urls.tenant(&admin.tenant.slug)),
+        })),
+    ))
 }

@@ -11,9 +11,11 @@
 //! - `platform rotate-token --json`: `{"platform_token": "pct_platform_…"}`
 //! - `registry add --json`: `{"registry": {slug, name, description, servers, grants: [{id, subject, rules, rules_text}], created_at}}`
 //! - `registry list --json`: `{"registries": [ … ]}`
+//! - `scim token --json`: `{"token": "pct_scim_…"}`
 //! - `policy explain --json`: `{"user", "server", "kind", "name", "decision": "allow"|"deny", "reason", "rule": {grant_id, registry, subject, number, rule}|null, "chain": [ … ]}`
 
 use crate::access;
+use crate::config::ScimCommand;
 use crate::config::{
     PlatformCommand, PolicyCommand, RegistryCommand, RemoteTransport, ServerCommand, StoreConfig,
     TenantCommand, TokenCommand,
@@ -366,6 +368,7 @@ pub async fn policy(store_cfg: &StoreConfig, cmd: PolicyCommand) -> Result<ExitC
                     resource: None,
                     arguments,
                 },
+                &|_: &str, _: &str| None,
             )?;
             if json {
                 println!("{}", serde_json::json!(view));
@@ -374,6 +377,27 @@ pub async fn policy(store_cfg: &StoreConfig, cmd: PolicyCommand) -> Result<ExitC
                 for step in &view.explanation.chain {
                     println!("  {step}");
                 }
+            }
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn scim(store_cfg: &StoreConfig, cmd: ScimCommand) -> Result<ExitCode, CliError> {
+    let store = Store::open(&store_cfg.database).await?;
+    match cmd {
+        ScimCommand::Token { tenant, json } => {
+            let tid = tenant_id(&store, &tenant).await?;
+            let token = crate::scim::rotate_token(&store, &tid).await?;
+            if json {
+                println!("{}", serde_json::json!({ "token": token.expose_secret() }));
+            } else {
+                println!(
+                    "SCIM token for tenant {tenant} (shown once; the old one no longer works):"
+                );
+                println!("  {}", token.expose_secret());
+                println!("Give it to your identity provider with the tenant's /scim/v2 URL.");
             }
         }
     }

@@ -66,6 +66,21 @@ pub enum Command {
     /// The access policy: explain a decision.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// SCIM provisioning.
+    #[command(subcommand)]
+    Scim(ScimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScimCommand {
+    /// Generate or rotate the tenant's SCIM bearer token (for the IdP); prints it once. The old
+    /// token stops working.
+    Token {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod keys;
 pub mod ops;
 pub mod policy;
+pub mod scim;
 pub mod servers;
 pub mod startup;
 pub mod state;

@@ -61,6 +61,10 @@ async fn run(args: Cli) -> Result<ExitCode, cli::CliError> {
             let store = StoreConfig::resolve(&args.global)?;
             cli::policy(&store, cmd).await
         }
+        Command::Scim(cmd) => {
+            let store = StoreConfig::resolve(&args.global)?;
+            cli::scim(&store, cmd).await
+        }
     }
 }
 

@@ -389,6 +389,11 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
                 MAX_BODY_BYTES,
             )),
         )
+        .merge(
+            crate::scim::router().layer(tower_http::limit::RequestBodyLimitLayer::new(
+                MAX_BODY_BYTES,
+            )),
+        )
         .merge(crate::gateway::router())
         .merge(console.layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_BODY_BYTES,

@@ -26,12 +26,12 @@ pub(crate) fn fixture_path(name: &str) -> String {
 }
 
 /// The fixture MCP server on a free port, killed when dropped.
-struct Fixture {
-    port: u16,
+pub(crate) struct Fixture {
+    pub(crate) port: u16,
     _child: tokio::process::Child,
 }
 
-async fn start_fixture() -> Fixture {
+pub(crate) async fn start_fixture() -> Fixture {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -4,6 +4,7 @@
 // A failed assumption in a test is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
 mod cli;
 mod conformance;
 mod console;
@@ -12,5 +13,6 @@ mod gateway_sessions;
 mod helpers;
 mod ops;
 mod real_clients;
+mod scim;
 mod servers;
 mod tenancy;

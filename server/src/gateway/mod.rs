@@ -258,6 +258,16 @@ impl Gateway {
         tg.servers.get(slug).cloned()
     }
 
+    /// Hints this replica saw for a tool in `tools/list` answers (for the simulator).
+    pub fn observed_hints(
+        &self,
+        tenant_id: &str,
+        server: &str,
+        tool: &str,
+    ) -> Option<crate::policy::Hints> {
+        self.observed.get(tenant_id, server, tool)
+    }
+
     /// The tenant's compiled policy as the snapshot has it now (for the simulator and portal).
     pub fn tenant_policy(&self, tenant_id: &str) -> Arc<crate::policy::TenantPolicy> {
         self.policy(tenant_id)

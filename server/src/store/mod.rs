@@ -100,11 +100,13 @@ macro_rules! tenant_tx {
 }
 
 mod identity;
+mod scim;
 mod servers;
 mod session;
 
 pub use identity::{CatalogRow, CatalogTool, GrantRow, GroupRow, RegistryRow, UserListRow};
 
+pub use scim::{ScimGroupRow, ScimGroupWrite, ScimUserRow, ScimUserWrite};
 pub use servers::{LiveToken, ServerRow};
 
 /// Where the data lives, parsed from `DATABASE_URL` or the data directory.
