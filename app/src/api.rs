@@ -99,6 +99,163 @@ pub enum Reveal {
     Tenant(CreatedTenant),
     Token(IssuedToken),
     Discovery(DiscoveryView),
+    /// A new SCIM token (admin console) or gateway token (portal), shown once.
+    Secret(String),
+    Simulation(SimulationView),
+}
+
+/// Identity and access as the admin console shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityView {
+    pub sso: Option<SsoView>,
+    /// The redirect URI to register at the IdP.
+    pub redirect_uri: String,
+    pub scim_enabled: bool,
+    pub scim_base_url: String,
+    pub users: Vec<UserSummary>,
+    pub groups: Vec<GroupSummary>,
+    pub registries: Vec<RegistrySummary>,
+    /// Servers × groups: what each group may call on each server.
+    pub matrix: Matrix,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsoView {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_set: bool,
+    pub scopes: String,
+    pub groups_claim: String,
+    pub allowed_domains: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub id: String,
+    pub email: String,
+    pub source: String,
+    pub groups: Vec<String>,
+    pub active: bool,
+    pub admin: bool,
+    pub last_seen: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSummary {
+    pub name: String,
+    pub source: String,
+    pub members: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrySummary {
+    pub slug: String,
+    pub name: String,
+    pub servers: Vec<String>,
+    /// (subject, its rules in words; empty: everything on the registry's servers).
+    pub grants: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Matrix {
+    pub groups: Vec<String>,
+    /// (server, one cell per group: what the group may call there, "—" for nothing).
+    pub rows: Vec<(String, Vec<String>)>,
+}
+
+/// The simulator's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimulationView {
+    pub question: String,
+    pub decision: String,
+    pub reason: String,
+    pub chain: Vec<String>,
+}
+
+/// Every identity/access form of the console and portal: `op` says which, the other fields
+/// are that form's (absent ones are empty).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityForm {
+    /// save_sso, disable_sso, rotate_scim, set_active, create_registry, delete_registry,
+    /// simulate, portal_token.
+    pub op: String,
+    #[serde(default)]
+    pub issuer: String,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: String,
+    #[serde(default)]
+    pub scopes: String,
+    #[serde(default)]
+    pub groups_claim: String,
+    #[serde(default)]
+    pub allowed_domains: String,
+    #[serde(default)]
+    pub user_id: String,
+    #[serde(default)]
+    pub active: String,
+    #[serde(default)]
+    pub slug: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub servers: String,
+    #[serde(default)]
+    pub grants: String,
+    #[serde(default)]
+    pub rules: String,
+    #[serde(default)]
+    pub user: String,
+    #[serde(default)]
+    pub server: String,
+    #[serde(default)]
+    pub tool: String,
+    #[serde(default)]
+    pub arguments: String,
+    #[serde(default)]
+    pub label: String,
+}
+
+/// The user portal at `/` on a tenant host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalState {
+    pub tenant_name: String,
+    pub csrf: String,
+    pub flash: Option<Flash>,
+    pub sso_enabled: bool,
+    /// `None` until the user signs in.
+    pub user: Option<PortalUser>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalUser {
+    pub email: String,
+    pub is_admin: bool,
+    pub servers: Vec<PortalServer>,
+    pub tokens: Vec<TokenSummary>,
+    /// A token just issued, shown once.
+    pub new_token: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortalServer {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub endpoint: String,
+    /// The tools policy lets this user call (those the gateway knows of).
+    pub tools: Vec<String>,
+    /// (client, where the configuration goes, the configuration).
+    pub snippets: Vec<(String, String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSummary {
+    pub label: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub expires_at: String,
 }
 
 /// The state of the tenant console for this browser session.
@@ -115,6 +272,11 @@ pub struct ConsoleState {
     pub issued_token: Option<IssuedToken>,
     /// The result of the last "test connection".
     pub discovery: Option<DiscoveryView>,
+    /// Identity and access (when signed in).
+    pub identity: Option<IdentityView>,
+    /// A secret made by the last form (the SCIM token), shown once.
+    pub secret: Option<String>,
+    pub simulation: Option<SimulationView>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +380,14 @@ mod backend {
             name: &str,
         ) -> Result<(), BackendError>;
         async fn platform_state(&self, parts: &Parts) -> Result<PlatformState, BackendError>;
+        async fn portal_state(&self, parts: &Parts) -> Result<PortalState, BackendError>;
+        /// Any identity/access form; `Ok(false)` when the input was refused (flash says why).
+        async fn identity_action(
+            &self,
+            parts: &Parts,
+            csrf: &str,
+            form: IdentityForm,
+        ) -> Result<bool, BackendError>;
         async fn platform_sign_in(
             &self,
             parts: &Parts,
@@ -253,7 +423,7 @@ mod backend {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HomeState {
     Platform(PlatformState),
-    Portal { tenant_name: String },
+    Portal(PortalState),
 }
 
 /// Everything `/` needs in one round trip (one resource, fetched once per render).
@@ -266,7 +436,11 @@ pub async fn load_home() -> Result<HomeState, ServerFnError> {
             .await
             .map(HomeState::Platform)
             .map_err(to_sfn),
-        HostKind::Tenant { name, .. } => Ok(HomeState::Portal { tenant_name: name }),
+        HostKind::Tenant { .. } => backend
+            .portal_state(&parts)
+            .await
+            .map(HomeState::Portal)
+            .map_err(to_sfn),
     }
 }
 
@@ -385,6 +559,16 @@ pub async fn platform_create_tenant(
     let (backend, parts) = backend_and_parts()?;
     backend
         .platform_create_tenant(&parts, &csrf, &slug, &name, &admin_email)
+        .await
+        .map_err(to_sfn)
+}
+
+/// Identity and access forms (console and portal).
+#[server(prefix = "/_console")]
+pub async fn identity_action(csrf: String, form: IdentityForm) -> Result<bool, ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend
+        .identity_action(&parts, &csrf, form)
         .await
         .map_err(to_sfn)
 }

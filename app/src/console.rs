@@ -18,6 +18,7 @@ pub(crate) struct Section {
 }
 
 pub(crate) const SECTIONS: &[Section] = &[
+    Section { slug: "identity", title: "Identity provider", purpose: "Single sign-on (OpenID Connect) and SCIM provisioning." },
     Section { slug: "servers", title: "Servers", purpose: "Upstream MCP servers: transports, connection tests, discovered tools, resources and prompts." },
     Section { slug: "registries", title: "Registries", purpose: "Named registries of servers, mapped to identity-provider groups: who can reach what." },
     Section { slug: "groups", title: "Users & groups", purpose: "Users and groups from single sign-on and SCIM provisioning, and their effective access." },
@@ -40,6 +41,7 @@ pub fn AdminPage() -> impl IntoView {
         delete_server: ServerAction::new(),
         issue_token: ServerAction::new(),
         test_server: ServerAction::new(),
+        identity: ServerAction::new(),
     };
     let params = use_params_map();
     let section = move || params.read().get("section").unwrap_or_default();
@@ -57,8 +59,8 @@ pub fn AdminPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match state.await {
-                    Ok(ConsoleState { csrf, flash, console: Some(console), servers, issued_token, discovery }) => view! {
-                        <ConsoleLayout console csrf flash section=section() actions servers issued_token discovery/>
+                    Ok(ConsoleState { csrf, flash, console: Some(console), servers, issued_token, discovery, identity, secret, simulation }) => view! {
+                        <ConsoleLayout console csrf flash section=section() actions servers issued_token discovery identity secret simulation/>
                     }.into_any(),
                     Ok(ConsoleState { csrf, flash, console: None, .. }) => view! {
                         <SignInForm csrf flash sign_in/>
@@ -79,11 +81,13 @@ struct ConsoleActions {
     delete_server: ServerAction<DeleteServer>,
     issue_token: ServerAction<IssueToken>,
     test_server: ServerAction<TestServer>,
+    identity: ServerAction<api::IdentityAction>,
 }
 
 impl ConsoleActions {
-    fn version(&self) -> [usize; 6] {
+    fn version(&self) -> [usize; 7] {
         [
+            self.identity.version().get(),
             self.sign_out.version().get(),
             self.rename.version().get(),
             self.add_server.version().get(),
@@ -132,6 +136,9 @@ fn ConsoleLayout(
     servers: Vec<ServerSummary>,
     issued_token: Option<IssuedToken>,
     discovery: Option<DiscoveryView>,
+    identity: Option<api::IdentityView>,
+    secret: Option<String>,
+    simulation: Option<api::SimulationView>,
 ) -> impl IntoView {
     let ConsoleActions {
         sign_out,
@@ -140,7 +147,18 @@ fn ConsoleLayout(
         delete_server,
         issue_token,
         test_server,
+        identity: identity_action,
     } = actions;
+    let identity = identity.unwrap_or_else(|| api::IdentityView {
+        sso: None,
+        redirect_uri: String::new(),
+        scim_enabled: false,
+        scim_base_url: String::new(),
+        users: Vec::new(),
+        groups: Vec::new(),
+        registries: Vec::new(),
+        matrix: Default::default(),
+    });
     let nav_open = RwSignal::new(false);
     let current = SECTIONS.iter().find(|s| s.slug == section);
     let title = current.map(|s| s.title).unwrap_or("Overview");
@@ -153,9 +171,21 @@ fn ConsoleLayout(
             <Servers servers csrf=csrf.clone() add_server delete_server test_server discovery/>
         }
         .into_any(),
-        ("groups", Some(s)) => view! {
-            <Placeholder title=s.title purpose=s.purpose/>
+        ("identity", _) => view! {
+            <crate::identity::IdentitySettings identity=identity.clone() csrf=csrf.clone() action=identity_action secret/>
+        }
+        .into_any(),
+        ("groups", _) => view! {
+            <crate::identity::UsersAndGroups identity=identity.clone() csrf=csrf.clone() action=identity_action/>
             <Tokens csrf=csrf.clone() issue_token issued_token/>
+        }
+        .into_any(),
+        ("registries", _) => view! {
+            <crate::identity::Registries identity=identity.clone() csrf=csrf.clone() action=identity_action/>
+        }
+        .into_any(),
+        ("policies", _) => view! {
+            <crate::identity::Simulator csrf=csrf.clone() action=identity_action simulation/>
         }
         .into_any(),
         (_, Some(s)) => view! { <Placeholder title=s.title purpose=s.purpose/> }.into_any(),

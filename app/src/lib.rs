@@ -5,6 +5,7 @@
 
 pub mod api;
 mod console;
+mod identity;
 mod platform;
 
 use leptos::prelude::*;
@@ -70,37 +71,21 @@ pub fn App() -> impl IntoView {
 #[component]
 fn Home() -> impl IntoView {
     let actions = platform::PlatformActions::new();
-    let state = Resource::new(move || actions.version(), |_| api::load_home());
+    let portal = ServerAction::<api::IdentityAction>::new();
+    let state = Resource::new(
+        move || (actions.version(), portal.version().get()),
+        |_| api::load_home(),
+    );
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match state.await {
                     Ok(api::HomeState::Platform(s)) => view! { <platform::PlatformConsole state=s actions/> }.into_any(),
-                    Ok(api::HomeState::Portal { tenant_name }) => view! { <Portal name=tenant_name/> }.into_any(),
+                    Ok(api::HomeState::Portal(s)) => view! { <identity::Portal state=s action=portal/> }.into_any(),
                     Err(e) => view! { <main class="centered"><ErrorBox message=e.to_string()/></main> }.into_any(),
                 }
             })}
         </Suspense>
-    }
-}
-
-/// The user portal. Single sign-on arrives with the identity work; until then it points admins
-/// at the console.
-#[component]
-fn Portal(name: String) -> impl IntoView {
-    view! {
-        <Title text=format!("{name} · Portcullis")/>
-        <main class="centered">
-            <section class="card narrow">
-                <p class="brand">"Portcullis"</p>
-                <h1>{name}</h1>
-                <p>
-                    "This is your organisation's MCP portal. Signing in with your company account "
-                    "(single sign-on) is not configured for this tenant yet."
-                </p>
-                <p><a class="button" href="/admin">"Administrator sign-in"</a></p>
-            </section>
-        </main>
     }
 }
 

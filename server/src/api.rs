@@ -65,6 +65,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/policy/who-can", get(who_can))
         .route("/api/v1/policy/reach", get(reach))
         .route("/api/v1/scim/token", axum::routing::post(rotate_scim_token))
+        .route("/api/v1/sso", get(get_sso).put(put_sso).delete(delete_sso))
 }
 
 /// JSON bodies that fail to parse become a 400 in our envelope, not axum's plain text.
@@ -586,4 +587,35 @@ async fn rotate_scim_token(
             "scim_base_url": format!("{}/scim/v2", state.urls.tenant(&admin.tenant.slug)),
         })),
     ))
+}
+
+async fn get_sso(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let v = crate::sso::settings(&state, &admin.tenant).await?;
+    Ok(Json(serde_json::json!({
+        "enabled": v.is_some(),
+        "settings": v,
+        "redirect_uri": crate::sso::redirect_uri(&state, &admin.tenant.slug),
+    })))
+}
+
+async fn put_sso(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    json: Result<Json<crate::sso::IdpSettings>, JsonRejection>,
+) -> Result<Json<crate::sso::IdpView>, ApiError> {
+    let req = body(json)?;
+    let v = crate::sso::save(&state, &admin.tenant, req).await?;
+    tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, "SSO settings changed through the API");
+    Ok(Json(v))
+}
+
+async fn delete_sso(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<StatusCode, ApiError> {
+    crate::sso::disable(&state, &admin.tenant).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -107,6 +107,9 @@ impl FromRequestParts<AppState> for TenantAdmin {
             .admin_by_token(&tenant.tenant_id, &hash)
             .await?
             .ok_or(ApiError::Unauthorized)?;
+        // Admin tokens are the break-glass path beside SSO: every use is on the record.
+        tracing::info!(audit = true, tenant.id = %tenant.tenant_id, user.id = %user.user_id,
+            method = %parts.method, path = %parts.uri.path(), "admin token used");
         Ok(Self { tenant, user })
     }
 }

@@ -22,6 +22,8 @@ use secrecy::ExposeSecret;
 use std::sync::Arc;
 use tower_sessions::Session;
 
+mod identity;
+
 pub struct Backend {
     pub state: AppState,
 }
@@ -228,6 +230,9 @@ impl ConsoleBackend for Backend {
         let mut servers = Vec::new();
         let mut issued_token = None;
         let mut discovery = None;
+        let mut identity = None;
+        let mut secret = None;
+        let mut simulation = None;
         let console = match self.signed_in_admin(&session, &tenant).await? {
             None => None,
             Some(user) => {
@@ -248,8 +253,11 @@ impl ConsoleBackend for Backend {
                 {
                     Some(Reveal::Token(t)) => issued_token = Some(t),
                     Some(Reveal::Discovery(d)) => discovery = Some(d),
+                    Some(Reveal::Secret(t)) => secret = Some(t),
+                    Some(Reveal::Simulation(v)) => simulation = Some(v),
                     _ => {}
                 }
+                identity = Some(self.identity_view(&tenant).await?);
                 let counts = self
                     .state
                     .store
@@ -277,7 +285,23 @@ impl ConsoleBackend for Backend {
             servers,
             issued_token,
             discovery,
+            identity,
+            secret,
+            simulation,
         })
+    }
+
+    async fn portal_state(&self, parts: &Parts) -> Result<app::api::PortalState, BackendError> {
+        self.portal(parts).await
+    }
+
+    async fn identity_action(
+        &self,
+        parts: &Parts,
+        csrf: &str,
+        form: app::api::IdentityForm,
+    ) -> Result<bool, BackendError> {
+        self.identity(parts, csrf, form).await
     }
 
     async fn add_server(
@@ -485,7 +509,7 @@ impl ConsoleBackend for Backend {
                 )
                 .await
                 .map_err(internal)?;
-                tracing::info!(tenant.id = %tenant.tenant_id, user.id = %user.user_id, "admin signed in with an admin token");
+                tracing::info!(audit = true, tenant.id = %tenant.tenant_id, user.id = %user.user_id, "admin signed in with an admin token");
             }
             None => {
                 tracing::warn!(tenant.id = %tenant.tenant_id, "admin sign-in refused: invalid token");

@@ -98,6 +98,15 @@ impl From<crate::access::AccessError> for ApiError {
     }
 }
 
+impl From<crate::sso::SsoError> for ApiError {
+    fn from(e: crate::sso::SsoError) -> Self {
+        match e {
+            crate::sso::SsoError::Invalid(m) => ApiError::Invalid(m),
+            crate::sso::SsoError::Store(s) => s.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();

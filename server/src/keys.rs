@@ -64,6 +64,64 @@ impl MasterKey {
         (Self(SecretBox::new(Box::new(arr))), text)
     }
 
+    /// Encrypts a small secret (an IdP client secret) under a key derived from the master key
+    /// for `context` (which also binds the ciphertext as associated data: a sealed value moved
+    /// to another tenant or setting does not open). XChaCha20-Poly1305, random 192-bit nonce;
+    /// the result is `v1:` + base64(nonce ‖ ciphertext).
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> String {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let cipher = chacha20poly1305::XChaCha20Poly1305::new(&self.derive(context).into());
+        let mut nonce = [0u8; 24];
+        rand::rng().fill_bytes(&mut nonce);
+        let sealed = cipher
+            .encrypt(
+                (&nonce).into(),
+                Payload {
+                    msg: plaintext,
+                    aad: context.as_bytes(),
+                },
+            )
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        format!(
+            "v1:{}",
+            base64::engine::general_purpose::STANDARD.encode(out)
+        )
+    }
+
+    /// Decrypts what [`seal`](Self::seal) made for the same `context`; `None` when it was made
+    /// for another context or key, or was altered.
+    pub fn open(&self, context: &str, sealed: &str) -> Option<Vec<u8>> {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(sealed.strip_prefix("v1:")?)
+            .ok()?;
+        if bytes.len() < 24 + 16 {
+            return None;
+        }
+        let (nonce, ct) = bytes.split_at(24);
+        let cipher = chacha20poly1305::XChaCha20Poly1305::new(&self.derive(context).into());
+        cipher
+            .decrypt(
+                nonce.into(),
+                Payload {
+                    msg: ct,
+                    aad: context.as_bytes(),
+                },
+            )
+            .ok()
+    }
+
+    /// A per-purpose key: SHA-256 over a domain separator, the master key and the context.
+    fn derive(&self, context: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"portcullis seal key v1\0");
+        h.update(self.0.expose_secret());
+        h.update(context.as_bytes());
+        h.finalize().into()
+    }
+
     /// A non-secret identifier of the key (domain-separated hash, 16 hex chars), safe to show
     /// admins and to store.
     pub fn fingerprint(&self) -> String {
@@ -157,6 +215,28 @@ mod tests {
     #[test]
     fn malformed_keys_are_refused() {
         assert!(MasterKey::decode("not base64!").is_none());
+        let (k, _) = MasterKey::generate();
+        let sealed = k.seal("tenant-1/oidc", b"s3cret");
+        assert!(!sealed.contains("s3cret"));
+        assert_eq!(
+            k.open("tenant-1/oidc", &sealed).as_deref(),
+            Some(&b"s3cret"[..])
+        );
+        assert_eq!(
+            k.open("tenant-2/oidc", &sealed),
+            None,
+            "bound to its context"
+        );
+        let (other, _) = MasterKey::generate();
+        assert_eq!(
+            other.open("tenant-1/oidc", &sealed),
+            None,
+            "bound to its key"
+        );
+        let mut tampered = sealed.clone();
+        tampered.pop();
+        tampered.push('A');
+        assert_eq!(k.open("tenant-1/oidc", &tampered), None);
         assert!(MasterKey::decode("c2hvcnQ=").is_none());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(KEY_FILE);

@@ -16,6 +16,7 @@ pub mod ops;
 pub mod policy;
 pub mod scim;
 pub mod servers;
+pub mod sso;
 pub mod startup;
 pub mod state;
 pub mod store;

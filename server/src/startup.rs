@@ -81,13 +81,15 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let store = Store::open(&settings.store.database).await?;
         let postgres = matches!(settings.store.database, DatabaseLocation::Postgres(_));
-        keys::load_or_create(
-            settings.master_key.as_ref(),
-            &settings.store.data_dir,
-            postgres,
-            &store,
-        )
-        .await?;
+        let master_key = Arc::new(
+            keys::load_or_create(
+                settings.master_key.as_ref(),
+                &settings.store.data_dir,
+                postgres,
+                &store,
+            )
+            .await?,
+        );
         let mut first_start = FirstStart {
             platform_token: ensure_platform_token(&store).await?,
             demo_token: None,
@@ -159,6 +161,8 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             reveals: Arc::new(Reveals::default()),
             secure_cookies,
+            keys: master_key,
+            sso: Arc::default(),
         };
         let router = build_router(state.clone(), &settings.site_root);
         let (shutdown, _) = watch::channel(false);
@@ -377,6 +381,7 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
             let options = state.leptos_options.clone();
             move || app::shell(options.clone())
         })
+        .merge(crate::sso::router())
         .layer(session_layer)
         .layer(from_fn_with_state(RENDER_DEADLINE, render_watchdog));
 

@@ -22,6 +22,10 @@ pub struct AppState {
     pub reveals: Arc<Reveals>,
     /// Whether session cookies are marked Secure (https, or a *.localhost base domain).
     pub secure_cookies: bool,
+    /// The master key: seals secrets kept at rest (IdP client secrets).
+    pub keys: Arc<crate::keys::MasterKey>,
+    /// IdP discovery documents and keys, per tenant.
+    pub sso: Arc<crate::sso::SsoCache>,
 }
 
 /// Builds the URLs users and MCP clients reach: `{scheme}://{tenant}.{base}{:port}`.

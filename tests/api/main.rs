@@ -15,4 +15,5 @@ mod ops;
 mod real_clients;
 mod scim;
 mod servers;
+mod sso;
 mod tenancy;

@@ -268,6 +268,11 @@ impl Gateway {
         self.observed.get(tenant_id, server, tool)
     }
 
+    /// Tool names this replica saw in a server's `tools/list` answers (for the portal).
+    pub fn observed_tools(&self, tenant_id: &str, server: &str) -> Vec<String> {
+        self.observed.tools(tenant_id, server)
+    }
+
     /// The tenant's compiled policy as the snapshot has it now (for the simulator and portal).
     pub fn tenant_policy(&self, tenant_id: &str) -> Arc<crate::policy::TenantPolicy> {
         self.policy(tenant_id)

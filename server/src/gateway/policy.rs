@@ -53,6 +53,15 @@ impl Observed {
             .copied()
     }
 
+    /// Tool names seen for a server.
+    pub fn tools(&self, tenant: &str, server: &str) -> Vec<String> {
+        let map = super::lock(&self.0);
+        map.keys()
+            .filter(|(t, s, _)| t == tenant && s == server)
+            .map(|(_, _, n)| n.clone())
+            .collect()
+    }
+
     fn record(&self, tenant: &str, server: &str, tools: &[Value]) {
         let mut map = super::lock(&self.0);
         if map.len() + tools.len() > OBSERVED_CAP {

@@ -722,6 +722,99 @@ impl Store {
         Ok(v)
     }
 
+    pub async fn delete_tenant_setting(&self, tenant_id: &str, name: &str) -> Result<()> {
+        tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query("DELETE FROM tenant_setting WHERE tenant_id = $1 AND name = $2")
+                .bind(tenant_id)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// A successful SSO sign-in: the user with this email (created on first sign-in), their
+    /// display name, and their IdP groups replaced by `groups` (memberships added by SCIM or
+    /// the console stay). `None` when the user exists but is deactivated: no sign-in.
+    pub async fn sso_sign_in(
+        &self,
+        tenant_id: &str,
+        email: &crate::domain::Email,
+        name: Option<&str>,
+        groups: &[String],
+    ) -> Result<Option<super::UserRow>> {
+        let user = tenant_tx!(self, tenant_id, |tx| {
+            let now = now_micros();
+            sqlx::query(
+                "INSERT INTO tenant_user (user_id, tenant_id, email, display_name, is_admin, active, created_at, updated_at, source) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 'sso') ON CONFLICT (tenant_id, email) DO NOTHING",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(tenant_id)
+            .bind(email.as_str())
+            .bind(name)
+            .bind(false)
+            .bind(true)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let user = sqlx::query_as::<_, super::UserRow>(
+                "SELECT user_id, tenant_id, email, is_admin, active FROM tenant_user \
+                 WHERE tenant_id = $1 AND email = $2",
+            )
+            .bind(tenant_id)
+            .bind(email.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if !user.active {
+                return Ok(None);
+            }
+            sqlx::query(
+                "UPDATE tenant_user SET last_seen_at = $1, display_name = COALESCE($2, display_name) \
+                 WHERE tenant_id = $3 AND user_id = $4",
+            )
+            .bind(now)
+            .bind(name)
+            .bind(tenant_id)
+            .bind(&user.user_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM group_member WHERE tenant_id = $1 AND user_id = $2 AND source = 'sso'",
+            )
+            .bind(tenant_id)
+            .bind(&user.user_id)
+            .execute(&mut *tx)
+            .await?;
+            for g in groups {
+                sqlx::query(
+                    "INSERT INTO user_group (group_id, tenant_id, name, source, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'sso', $4, $4) ON CONFLICT (tenant_id, name) DO NOTHING",
+                )
+                .bind(uuid::Uuid::now_v7().to_string())
+                .bind(tenant_id)
+                .bind(g)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO group_member (tenant_id, group_id, user_id, source, added_at) \
+                     SELECT $1, group_id, $2, 'sso', $3 FROM user_group WHERE tenant_id = $1 AND name = $4 \
+                     ON CONFLICT (group_id, user_id) DO NOTHING",
+                )
+                .bind(tenant_id)
+                .bind(&user.user_id)
+                .bind(now)
+                .bind(g)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(BUMP_IDENTITY).execute(&mut *tx).await?;
+            Some(user)
+        });
+        Ok(user)
+    }
+
     pub async fn set_tenant_setting(&self, tenant_id: &str, name: &str, value: &str) -> Result<()> {
         tenant_tx!(self, tenant_id, |tx| {
             sqlx::query(

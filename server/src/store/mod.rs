@@ -107,7 +107,7 @@ mod session;
 pub use identity::{CatalogRow, CatalogTool, GrantRow, GroupRow, RegistryRow, UserListRow};
 
 pub use scim::{ScimGroupRow, ScimGroupWrite, ScimUserRow, ScimUserWrite};
-pub use servers::{LiveToken, ServerRow};
+pub use servers::{LiveToken, ServerRow, TokenRow};
 
 /// Where the data lives, parsed from `DATABASE_URL` or the data directory.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -34,6 +34,15 @@ pub struct LiveToken {
     pub expires_at: Option<i64>,
 }
 
+/// A gateway token as its owner sees it listed.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct TokenRow {
+    pub label: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
 const SERVER_COLUMNS: &str =
     "server_id, tenant_id, slug, name, description, transport, config, created_at, updated_at";
 
@@ -187,6 +196,21 @@ impl Store {
             .await?;
         });
         Ok(())
+    }
+
+    /// A user's unrevoked gateway tokens (never the tokens themselves: they are not stored).
+    pub async fn list_user_tokens(&self, tenant_id: &str, user_id: &str) -> Result<Vec<TokenRow>> {
+        let rows = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_as::<_, TokenRow>(
+                "SELECT label, created_at, last_used_at, expires_at FROM api_token \
+                 WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL ORDER BY created_at",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?
+        });
+        Ok(rows)
     }
 
     /// Every unrevoked gateway token of the tenant's active users, for the gateway's in-memory

@@ -1,0 +1,456 @@
+//! Identity and access in the UI: the console's identity provider & SCIM settings, users and
+//! groups, registries with the server × group matrix, the policy simulator, and the user portal
+//! at `/` (my servers and tools, client configuration snippets, my gateway tokens).
+//!
+//! Every form posts one server function, `identity_action`, with an `op` naming the form; it
+//! works without JavaScript (the page reloads) and with it (the page state refetches).
+
+use crate::api::{IdentityAction, IdentityView, PortalState, SimulationView};
+use crate::FlashBox;
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+/// A hidden `form[op]` and the CSRF token: the head of every identity form.
+#[component]
+fn FormHead(csrf: String, op: &'static str) -> impl IntoView {
+    view! {
+        <input type="hidden" name="csrf" value=csrf/>
+        <input type="hidden" name="form[op]" value=op/>
+    }
+}
+
+/// Identity provider (SSO) and SCIM provisioning settings.
+#[component]
+pub fn IdentitySettings(
+    identity: IdentityView,
+    csrf: String,
+    action: ServerAction<IdentityAction>,
+    secret: Option<String>,
+) -> impl IntoView {
+    let sso = identity.sso.clone();
+    let configured = sso.is_some();
+    let (issuer, client_id, scopes, claim, domains, secret_set) = match &sso {
+        Some(s) => (
+            s.issuer.clone(),
+            s.client_id.clone(),
+            s.scopes.clone(),
+            s.groups_claim.clone(),
+            s.allowed_domains.clone(),
+            s.client_secret_set,
+        ),
+        None => (
+            String::new(),
+            String::new(),
+            "openid email profile groups".to_owned(),
+            "groups".to_owned(),
+            String::new(),
+            false,
+        ),
+    };
+    let csrf2 = csrf.clone();
+    let csrf3 = csrf.clone();
+    view! {
+        <section class="card">
+            <h2>"Single sign-on (OpenID Connect)"</h2>
+            <p id="sso-status">
+                {if configured {
+                    "Users sign in at the portal with your identity provider."
+                } else {
+                    "Not set up: users cannot sign in yet. The admin token remains the break-glass sign-in."
+                }}
+            </p>
+            <p class="hint">"Register this redirect URI at your identity provider: "
+                <code id="sso-redirect-uri">{identity.redirect_uri.clone()}</code></p>
+            <ActionForm action attr:id="sso-form" attr:class="stacked">
+                <FormHead csrf=csrf.clone() op="save_sso"/>
+                <label for="sso-issuer">"Issuer URL"</label>
+                <input type="url" id="sso-issuer" name="form[issuer]" required value=issuer placeholder="https://login.example.com/oauth2/default"/>
+                <label for="sso-client-id">"Client ID"</label>
+                <input type="text" id="sso-client-id" name="form[client_id]" required value=client_id/>
+                <label for="sso-client-secret">
+                    {if secret_set { "Client secret (stored encrypted; leave empty to keep it)" } else { "Client secret" }}
+                </label>
+                <input type="password" id="sso-client-secret" name="form[client_secret]" autocomplete="off"/>
+                <label for="sso-scopes">"Scopes (space-separated)"</label>
+                <input type="text" id="sso-scopes" name="form[scopes]" value=scopes/>
+                <label for="sso-groups-claim">"Claim that carries groups"</label>
+                <input type="text" id="sso-groups-claim" name="form[groups_claim]" value=claim/>
+                <label for="sso-domains">"Allowed email domains (comma-separated; empty: any)"</label>
+                <input type="text" id="sso-domains" name="form[allowed_domains]" value=domains/>
+                <button type="submit" class="primary" id="sso-save">"Save and check discovery"</button>
+            </ActionForm>
+        </section>
+        <section class="card">
+            <h2>"SCIM provisioning"</h2>
+            <p>"Base URL for your identity provider: " <code id="scim-base-url">{identity.scim_base_url.clone()}</code></p>
+            <p id="scim-status">
+                {if identity.scim_enabled {
+                    "A SCIM token is set. Generating a new one stops the old one at once."
+                } else {
+                    "No SCIM token yet: provisioning is off."
+                }}
+            </p>
+            {secret.map(|t| view! {
+                <div class="created" id="scim-token">
+                    <p>"New SCIM token (shown only once; give it to your identity provider):"</p>
+                    <p><code class="secret" id="scim-token-value">{t}</code></p>
+                </div>
+            })}
+            <ActionForm action attr:class="inline">
+                <FormHead csrf=csrf2 op="rotate_scim"/>
+                <button type="submit" class="primary" id="scim-rotate">
+                    {if identity.scim_enabled { "Generate a new SCIM token" } else { "Turn on SCIM: generate a token" }}
+                </button>
+            </ActionForm>
+            {configured.then(|| view! {
+                <ActionForm action attr:class="inline">
+                    <FormHead csrf=csrf3 op="disable_sso"/>
+                    <button type="submit" class="ghost danger" id="sso-disable">"Turn single sign-on off"</button>
+                </ActionForm>
+            })}
+        </section>
+    }
+}
+
+/// Users (groups, status, last seen) and groups.
+#[component]
+pub fn UsersAndGroups(
+    identity: IdentityView,
+    csrf: String,
+    action: ServerAction<IdentityAction>,
+) -> impl IntoView {
+    let users = identity
+        .users
+        .into_iter()
+        .map(|u| {
+            let csrf = csrf.clone();
+            let button_id = format!("toggle-{}", u.email.replace(['@', '.'], "-"));
+            let (label, next) = if u.active {
+                ("Deactivate", "false")
+            } else {
+                ("Activate", "true")
+            };
+            view! {
+                <tr class:inactive=!u.active>
+                    <td>{u.email.clone()}{u.admin.then(|| view! { " " <span class="badge">"admin"</span> })}</td>
+                    <td>{u.source}</td>
+                    <td>{if u.groups.is_empty() { "—".to_owned() } else { u.groups.join(", ") }}</td>
+                    <td>{if u.active { "active" } else { "deactivated" }}</td>
+                    <td>{if u.last_seen.is_empty() { "never".to_owned() } else { u.last_seen }}</td>
+                    <td>
+                        <ActionForm action attr:class="inline">
+                            <FormHead csrf op="set_active"/>
+                            <input type="hidden" name="form[user_id]" value=u.id/>
+                            <input type="hidden" name="form[active]" value=next/>
+                            <button type="submit" class="ghost" id=button_id>{label}</button>
+                        </ActionForm>
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let groups_empty = identity.groups.is_empty();
+    let groups = identity
+        .groups
+        .into_iter()
+        .map(|g| view! { <tr><td>{g.name}</td><td>{g.source}</td><td>{g.members}</td></tr> })
+        .collect_view();
+    view! {
+        <section class="card">
+            <h2>"Users"</h2>
+            <p class="hint">"Deactivating a user ends their gateway tokens, MCP sessions and console sessions at once."</p>
+            <table class="table" id="user-table">
+                <thead><tr><th>"Email"</th><th>"Source"</th><th>"Groups"</th><th>"Status"</th><th>"Last seen"</th><th></th></tr></thead>
+                <tbody>{users}</tbody>
+            </table>
+        </section>
+        <section class="card">
+            <h2>"Groups"</h2>
+            {if groups_empty {
+                view! { <p id="no-groups">"No groups yet: they arrive with SCIM provisioning and SSO sign-ins, or when a registry is granted to group:NAME."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="table" id="group-table">
+                        <thead><tr><th>"Group"</th><th>"Source"</th><th>"Members"</th></tr></thead>
+                        <tbody>{groups}</tbody>
+                    </table>
+                }.into_any()
+            }}
+        </section>
+    }
+}
+
+/// Registries, their grants, and the server × group matrix.
+#[component]
+pub fn Registries(
+    identity: IdentityView,
+    csrf: String,
+    action: ServerAction<IdentityAction>,
+) -> impl IntoView {
+    let empty = identity.registries.is_empty();
+    let list = identity
+        .registries
+        .into_iter()
+        .map(|r| {
+            let csrf = csrf.clone();
+            let delete_id = format!("delete-registry-{}", r.slug);
+            let grants = r
+                .grants
+                .into_iter()
+                .map(|(subject, rules)| {
+                    view! {
+                        <li>
+                            <strong>{subject}</strong>
+                            {if rules.is_empty() {
+                                view! { " — everything on these servers" }.into_any()
+                            } else {
+                                view! { <ul class="rules">{rules.into_iter().map(|t| view! { <li><code>{t}</code></li> }).collect_view()}</ul> }.into_any()
+                            }}
+                        </li>
+                    }
+                })
+                .collect_view();
+            let article_id = format!("registry-{}", r.slug);
+            view! {
+                <article class="registry" id=article_id>
+                    <h3>{r.name}" " <code>{r.slug.clone()}</code></h3>
+                    <p>"Servers: " {if r.servers.is_empty() { "none".to_owned() } else { r.servers.join(", ") }}</p>
+                    <ul class="grants">{grants}</ul>
+                    <ActionForm action attr:class="inline">
+                        <FormHead csrf op="delete_registry"/>
+                        <input type="hidden" name="form[slug]" value=r.slug/>
+                        <button type="submit" class="ghost danger" id=delete_id>"Delete registry"</button>
+                    </ActionForm>
+                </article>
+            }
+        })
+        .collect_view();
+    let matrix = identity.matrix;
+    let matrix_empty = matrix.rows.is_empty() || matrix.groups.is_empty();
+    let header = matrix
+        .groups
+        .iter()
+        .map(|g| view! { <th>{g.clone()}</th> })
+        .collect_view();
+    let rows = matrix
+        .rows
+        .into_iter()
+        .map(|(server, cells)| {
+            view! {
+                <tr>
+                    <th scope="row"><code>{server}</code></th>
+                    {cells.into_iter().map(|c| view! { <td>{c}</td> }).collect_view()}
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card">
+            {if empty {
+                view! {
+                    <p id="no-registries">
+                        "No registries: this tenant grants nothing to anyone yet. Every MCP server stays "
+                        "invisible until a registry holding it is mapped to a group, a user or everyone."
+                    </p>
+                }.into_any()
+            } else {
+                view! { <div id="registry-list">{list}</div> }.into_any()
+            }}
+        </section>
+        <section class="card">
+            <h2>"Who may call what: servers × groups"</h2>
+            {if matrix_empty {
+                view! { <p class="hint">"Appears once registries map servers to groups or to everyone."</p> }.into_any()
+            } else {
+                view! {
+                    <table class="table matrix" id="access-matrix">
+                        <thead><tr><th>"Server"</th>{header}</tr></thead>
+                        <tbody>{rows}</tbody>
+                    </table>
+                }.into_any()
+            }}
+        </section>
+        <section class="card">
+            <h2>"New registry"</h2>
+            <ActionForm action attr:id="registry-form" attr:class="stacked">
+                <FormHead csrf=csrf.clone() op="create_registry"/>
+                <label for="registry-slug">"Slug"</label>
+                <input type="text" id="registry-slug" name="form[slug]" required maxlength="63"/>
+                <label for="registry-name">"Name"</label>
+                <input type="text" id="registry-name" name="form[name]" maxlength="200" placeholder="Engineering tools"/>
+                <label for="registry-servers">"Servers (slugs, comma-separated)"</label>
+                <input type="text" id="registry-servers" name="form[servers]" placeholder="crm, github"/>
+                <label for="registry-grants">"Granted to (comma-separated: everyone, group:NAME, user:EMAIL)"</label>
+                <input type="text" id="registry-grants" name="form[grants]" placeholder="group:engineering"/>
+                <label for="registry-rules">"Rules for these grants (JSON list; empty: everything)"</label>
+                <textarea id="registry-rules" name="form[rules]" rows="4"
+                    placeholder=r#"[{"effect": "deny", "annotations": {"destructive": true}}]"#></textarea>
+                <button type="submit" class="primary" id="registry-submit">"Create registry"</button>
+            </ActionForm>
+        </section>
+    }
+}
+
+/// The policy simulator.
+#[component]
+pub fn Simulator(
+    csrf: String,
+    action: ServerAction<IdentityAction>,
+    simulation: Option<SimulationView>,
+) -> impl IntoView {
+    view! {
+        <section class="card">
+            <h2>"Policy simulator"</h2>
+            <p class="hint">"Can this user call this tool? The decision, the rule that made it and the chain that led there."</p>
+            <ActionForm action attr:id="simulate-form" attr:class="stacked">
+                <FormHead csrf op="simulate"/>
+                <label for="sim-user">"User's email"</label>
+                <input type="email" id="sim-user" name="form[user]" required/>
+                <label for="sim-server">"Server"</label>
+                <input type="text" id="sim-server" name="form[server]" required/>
+                <label for="sim-tool">"Tool"</label>
+                <input type="text" id="sim-tool" name="form[tool]" required/>
+                <label for="sim-arguments">"Arguments (JSON object, optional)"</label>
+                <input type="text" id="sim-arguments" name="form[arguments]" placeholder=r#"{"region": "EU"}"#/>
+                <button type="submit" class="primary" id="simulate-submit">"Explain"</button>
+            </ActionForm>
+            {simulation.map(|s| view! {
+                <div class="created" id="simulation">
+                    <p>{s.question}</p>
+                    <p><strong id="simulation-decision">{s.decision}</strong>": " <span id="simulation-reason">{s.reason}</span></p>
+                    <ol id="simulation-chain">{s.chain.into_iter().map(|c| view! { <li>{c}</li> }).collect_view()}</ol>
+                </div>
+            })}
+        </section>
+    }
+}
+
+/// The user portal: sign in with SSO; then my servers and tools, how to connect, my tokens.
+#[component]
+pub fn Portal(state: PortalState, action: ServerAction<IdentityAction>) -> impl IntoView {
+    let PortalState {
+        tenant_name,
+        csrf,
+        flash,
+        sso_enabled,
+        user,
+    } = state;
+    let Some(user) = user else {
+        return view! {
+            <Title text=format!("{tenant_name} · Portcullis")/>
+            <main class="centered">
+                <section class="card narrow">
+                    <p class="brand">"Portcullis"</p>
+                    <h1>{tenant_name}</h1>
+                    <FlashBox flash/>
+                    {if sso_enabled {
+                        view! {
+                            <p>"Sign in with your company account to see the MCP servers and tools you may use."</p>
+                            <p><a class="button primary" id="sso-sign-in" href="/auth/login">"Sign in with single sign-on"</a></p>
+                        }.into_any()
+                    } else {
+                        view! {
+                            <p id="sso-not-configured">
+                                "Signing in with your company account (single sign-on) is not configured for this organisation yet."
+                            </p>
+                        }.into_any()
+                    }}
+                    <p><a href="/admin">"Administrator sign-in"</a></p>
+                </section>
+            </main>
+        }
+        .into_any();
+    };
+    let no_servers = user.servers.is_empty();
+    let servers = user
+        .servers
+        .into_iter()
+        .map(|s| {
+            let tools = if s.tools.is_empty() {
+                view! { <p class="hint">"Tools appear here once the gateway has seen them (an administrator's review or any client's tool list)."</p> }.into_any()
+            } else {
+                view! { <ul class="tools">{s.tools.into_iter().map(|t| view! { <li><code>{t}</code></li> }).collect_view()}</ul> }.into_any()
+            };
+            let snippets = s
+                .snippets
+                .into_iter()
+                .map(|(client, file, body)| {
+                    view! {
+                        <details class="snippet">
+                            <summary>{client}</summary>
+                            <p class="hint">{file}</p>
+                            <pre><code>{body}</code></pre>
+                        </details>
+                    }
+                })
+                .collect_view();
+            let article_id = format!("portal-server-{}", s.slug);
+            view! {
+                <article class="card portal-server" id=article_id>
+                    <h2>{s.name}" " <code>{s.slug}</code></h2>
+                    <p>{s.description}</p>
+                    <p>"Connect URL: " <code class="endpoint">{s.endpoint}</code></p>
+                    {tools}
+                    {snippets}
+                </article>
+            }
+        })
+        .collect_view();
+    let tokens_empty = user.tokens.is_empty();
+    let tokens = user
+        .tokens
+        .into_iter()
+        .map(|t| view! { <tr><td>{t.label}</td><td>{t.created_at}</td><td>{t.last_used_at}</td><td>{t.expires_at}</td></tr> })
+        .collect_view();
+    let csrf_out = csrf.clone();
+    view! {
+        <Title text=format!("My MCP servers · {tenant_name} · Portcullis")/>
+        <main class="portal">
+            <header class="topbar">
+                <span class="brand">"Portcullis"</span>
+                <span class="tenant-name">{tenant_name}</span>
+                <span class="spacer"></span>
+                <span class="who" id="portal-user">{user.email}</span>
+                {user.is_admin.then(|| view! { <a href="/admin">"Console"</a> })}
+                <form method="post" action="/auth/logout" class="inline">
+                    <input type="hidden" name="csrf" value=csrf_out/>
+                    <button type="submit" class="ghost" id="portal-sign-out">"Sign out"</button>
+                </form>
+            </header>
+            <FlashBox flash/>
+            <h1>"My servers and tools"</h1>
+            {if no_servers {
+                view! { <p id="portal-no-servers">"No MCP server is granted to you yet. Ask your administrator."</p> }.into_any()
+            } else {
+                view! { <div id="portal-servers">{servers}</div> }.into_any()
+            }}
+            <section class="card">
+                <h2>"My gateway tokens"</h2>
+                <p class="hint">"MCP clients send one of these as a bearer token. Each is shown once, when it is made."</p>
+                {user.new_token.map(|t| view! {
+                    <div class="created" id="portal-new-token">
+                        <p>"Your new token (shown only once):"</p>
+                        <p><code class="secret" id="portal-new-token-value">{t}</code></p>
+                    </div>
+                })}
+                {if tokens_empty {
+                    view! { <p id="portal-no-tokens">"No tokens yet."</p> }.into_any()
+                } else {
+                    view! {
+                        <table class="table" id="portal-tokens">
+                            <thead><tr><th>"Label"</th><th>"Created"</th><th>"Last used"</th><th>"Expires"</th></tr></thead>
+                            <tbody>{tokens}</tbody>
+                        </table>
+                    }.into_any()
+                }}
+                <ActionForm action attr:id="portal-token-form" attr:class="stacked">
+                    <FormHead csrf op="portal_token"/>
+                    <label for="portal-token-label">"Label (where you will use it)"</label>
+                    <input type="text" id="portal-token-label" name="form[label]" maxlength="100" placeholder="laptop: Claude Desktop"/>
+                    <button type="submit" class="primary" id="portal-token-submit">"Create a token"</button>
+                </ActionForm>
+            </section>
+        </main>
+    }
+    .into_any()
+}

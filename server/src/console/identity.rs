@@ -1,0 +1,495 @@
+//! The console's and portal's identity and access forms (`identity_action`), and the data the
+//! identity pages and the portal show. Every change goes through the same services as the API
+//! (`access`, `sso`, `scim`) and refreshes this replica's snapshots before the page reloads.
+
+use super::{flash, internal, session, take_flash, tenant_of, Backend};
+use crate::access;
+use crate::auth::{self, SessionAuth, SESSION_AUTH};
+use crate::tenants::format_time;
+use app::api::{
+    BackendError, FlashKind, GroupSummary, IdentityForm, IdentityView, Matrix, PortalServer,
+    PortalState, PortalUser, RegistrySummary, Reveal, SimulationView, SsoView, TokenSummary,
+    UserSummary,
+};
+use http::request::Parts;
+use secrecy::ExposeSecret;
+use std::collections::BTreeSet;
+
+fn list(raw: &str) -> Vec<String> {
+    raw.split([',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Configuration snippets for the clients people use, for one gateway endpoint.
+fn snippets(slug: &str, endpoint: &str) -> Vec<(String, String, String)> {
+    let claude = serde_json::json!({
+        "mcpServers": { slug: {
+            "command": "npx",
+            "args": ["-y", "mcp-remote", endpoint, "--header", "Authorization: Bearer ${PORTCULLIS_TOKEN}"],
+            "env": { "PORTCULLIS_TOKEN": "<your gateway token>" }
+        }}
+    });
+    let cursor = serde_json::json!({
+        "mcpServers": { slug: {
+            "url": endpoint,
+            "headers": { "Authorization": "Bearer <your gateway token>" }
+        }}
+    });
+    let vscode = serde_json::json!({
+        "servers": { slug: {
+            "type": "http",
+            "url": endpoint,
+            "headers": { "Authorization": "Bearer ${input:portcullis-token}" }
+        }},
+        "inputs": [{
+            "type": "promptString", "id": "portcullis-token",
+            "description": "Portcullis gateway token", "password": true
+        }]
+    });
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    vec![
+        (
+            "Claude Desktop".into(),
+            "claude_desktop_config.json (Settings → Developer → Edit Config)".into(),
+            pretty(&claude),
+        ),
+        (
+            "Cursor".into(),
+            "~/.cursor/mcp.json (or .cursor/mcp.json in a project)".into(),
+            pretty(&cursor),
+        ),
+        (
+            "VS Code".into(),
+            ".vscode/mcp.json in your workspace".into(),
+            pretty(&vscode),
+        ),
+    ]
+}
+
+impl Backend {
+    /// Identity and access for the console's pages.
+    pub(super) async fn identity_view(
+        &self,
+        tenant: &crate::tenancy::Tenant,
+    ) -> Result<IdentityView, BackendError> {
+        let st = &self.state;
+        let tid = &tenant.tenant_id;
+        let sso = crate::sso::settings(st, tenant).await.map_err(internal)?;
+        let users = access::list_users(&st.store, tid).await.map_err(internal)?;
+        let groups = access::list_groups(&st.store, tid)
+            .await
+            .map_err(internal)?;
+        let registries = access::list_registries(&st.store, tid)
+            .await
+            .map_err(internal)?;
+        // The matrix: for each server, what each group (and everyone) may call there.
+        let mut columns: Vec<String> = vec!["everyone".into()];
+        columns.extend(groups.iter().map(|g| format!("group:{}", g.name)));
+        let servers: BTreeSet<String> = registries
+            .iter()
+            .flat_map(|r| r.servers.iter().cloned())
+            .collect();
+        let rows = servers
+            .into_iter()
+            .map(|server| {
+                let cells = columns
+                    .iter()
+                    .map(|col| {
+                        let mut parts = Vec::new();
+                        for r in registries.iter().filter(|r| r.servers.contains(&server)) {
+                            for g in r.grants.iter().filter(|g| &g.subject == col) {
+                                if g.rules_text.is_empty() {
+                                    parts.push(format!("all ({})", r.slug));
+                                } else {
+                                    parts.push(format!("{} ({})", g.rules_text.join("; "), r.slug));
+                                }
+                            }
+                        }
+                        if parts.is_empty() {
+                            "—".to_owned()
+                        } else {
+                            parts.join(" · ")
+                        }
+                    })
+                    .collect();
+                (server, cells)
+            })
+            .collect();
+        Ok(IdentityView {
+            redirect_uri: crate::sso::redirect_uri(st, &tenant.slug),
+            sso: sso.map(|s| SsoView {
+                issuer: s.issuer,
+                client_id: s.client_id,
+                client_secret_set: s.client_secret_set,
+                scopes: s.scopes.join(" "),
+                groups_claim: s.groups_claim,
+                allowed_domains: s.allowed_domains.join(", "),
+            }),
+            scim_enabled: crate::scim::token_configured(&st.store, tid)
+                .await
+                .map_err(internal)?,
+            scim_base_url: format!("{}/scim/v2", st.urls.tenant(&tenant.slug)),
+            users: users
+                .into_iter()
+                .map(|u| UserSummary {
+                    id: u.id,
+                    email: u.email,
+                    source: u.source,
+                    groups: u.groups,
+                    active: u.active,
+                    admin: u.admin,
+                    last_seen: u.last_seen_at.unwrap_or_default(),
+                })
+                .collect(),
+            groups: groups
+                .into_iter()
+                .map(|g| GroupSummary {
+                    name: g.name,
+                    source: g.source,
+                    members: g.members,
+                })
+                .collect(),
+            registries: registries
+                .into_iter()
+                .map(|r| RegistrySummary {
+                    slug: r.slug,
+                    name: r.name,
+                    servers: r.servers,
+                    grants: r
+                        .grants
+                        .into_iter()
+                        .map(|g| (g.subject, g.rules_text))
+                        .collect(),
+                })
+                .collect(),
+            matrix: Matrix {
+                groups: columns,
+                rows,
+            },
+        })
+    }
+
+    /// The portal: who is signed in (any active user of the tenant), what they may use.
+    pub(super) async fn portal(&self, parts: &Parts) -> Result<PortalState, BackendError> {
+        let tenant = tenant_of(parts)?;
+        let session = session(parts)?;
+        let csrf = auth::csrf_token(&session).await.map_err(internal)?;
+        let flash = take_flash(&session).await?;
+        let st = &self.state;
+        let sso_enabled = crate::sso::enabled(&st.store, &tenant.tenant_id).await;
+        let user = match self.signed_in_user(&session, &tenant).await? {
+            None => None,
+            Some(u) => {
+                let policy = st.gateway.tenant_policy(&tenant.tenant_id);
+                let rows = st
+                    .store
+                    .list_servers(&tenant.tenant_id)
+                    .await
+                    .map_err(internal)?;
+                let mut servers = Vec::new();
+                for row in rows {
+                    if !policy.reaches(&u.user_id, &row.slug) {
+                        continue;
+                    }
+                    // The tools the gateway knows of for this server (reviewed catalog and
+                    // tool lists it has seen), as policy lets this user use them.
+                    let mut names: BTreeSet<String> = policy
+                        .catalog(&row.slug)
+                        .into_iter()
+                        .map(|(n, _)| n)
+                        .collect();
+                    names.extend(st.gateway.observed_tools(&tenant.tenant_id, &row.slug));
+                    let tools = names
+                        .into_iter()
+                        .filter(|name| {
+                            let hints = policy.hints(
+                                &row.slug,
+                                name,
+                                st.gateway
+                                    .observed_hints(&tenant.tenant_id, &row.slug, name),
+                            );
+                            policy
+                                .decide(
+                                    &u.user_id,
+                                    &row.slug,
+                                    &crate::policy::Ask {
+                                        kind: crate::policy::Kind::Tool,
+                                        name,
+                                        hints,
+                                        arguments: None,
+                                    },
+                                )
+                                .allowed
+                        })
+                        .collect();
+                    let endpoint = format!("{}{}", st.urls.tenant_gateway(&tenant.slug), row.slug);
+                    servers.push(PortalServer {
+                        snippets: snippets(&row.slug, &endpoint),
+                        slug: row.slug,
+                        name: row.name,
+                        description: row.description,
+                        endpoint,
+                        tools,
+                    });
+                }
+                let tokens = st
+                    .store
+                    .list_user_tokens(&tenant.tenant_id, &u.user_id)
+                    .await
+                    .map_err(internal)?
+                    .into_iter()
+                    .map(|t| TokenSummary {
+                        label: t.label,
+                        created_at: format_time(t.created_at),
+                        last_used_at: t
+                            .last_used_at
+                            .map(format_time)
+                            .unwrap_or_else(|| "never".into()),
+                        expires_at: t
+                            .expires_at
+                            .map(format_time)
+                            .unwrap_or_else(|| "never".into()),
+                    })
+                    .collect();
+                let new_token = match session.id().and_then(|id| st.reveals.take(&id.to_string())) {
+                    Some(Reveal::Secret(t)) => Some(t),
+                    _ => None,
+                };
+                Some(PortalUser {
+                    email: u.email,
+                    is_admin: u.is_admin,
+                    servers,
+                    tokens,
+                    new_token,
+                })
+            }
+        };
+        Ok(PortalState {
+            tenant_name: tenant.name.clone(),
+            csrf,
+            flash,
+            sso_enabled,
+            user,
+        })
+    }
+
+    /// The session's signed-in user of this tenant (admin or not), if still active.
+    async fn signed_in_user(
+        &self,
+        session: &tower_sessions::Session,
+        tenant: &crate::tenancy::Tenant,
+    ) -> Result<Option<crate::store::UserRow>, BackendError> {
+        let Some(SessionAuth::Tenant { tenant_id, user_id }) = session
+            .get::<SessionAuth>(SESSION_AUTH)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        if tenant_id != tenant.tenant_id {
+            return Ok(None);
+        }
+        match self
+            .state
+            .store
+            .user(&tenant.tenant_id, &user_id)
+            .await
+            .map_err(internal)?
+        {
+            Some(u) if u.active => Ok(Some(u)),
+            _ => {
+                session.remove_value(SESSION_AUTH).await.map_err(internal)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn reveal(&self, session: &tower_sessions::Session, r: Reveal) -> Result<(), BackendError> {
+        let id = session.id().ok_or_else(|| internal("session without id"))?;
+        self.state.reveals.put(id.to_string(), r);
+        Ok(())
+    }
+
+    pub(super) async fn identity(
+        &self,
+        parts: &Parts,
+        csrf: &str,
+        form: IdentityForm,
+    ) -> Result<bool, BackendError> {
+        // The portal's one form: any signed-in user makes a gateway token for themselves.
+        if form.op == "portal_token" {
+            let tenant = tenant_of(parts)?;
+            let session = session(parts)?;
+            super::require_csrf(&session, csrf).await?;
+            let user = self
+                .signed_in_user(&session, &tenant)
+                .await?
+                .ok_or(BackendError::SignedOut)?;
+            let label = form.label.trim();
+            let label = if label.is_empty() { "portal" } else { label };
+            let (_, token) = crate::servers::create_user_token(
+                &self.state.store,
+                &tenant.tenant_id,
+                &user.email,
+                label,
+            )
+            .await
+            .map_err(internal)?;
+            self.state.refresh_snapshots().await.map_err(internal)?;
+            self.reveal(&session, Reveal::Secret(token.expose_secret().to_owned()))?;
+            return Ok(true);
+        }
+        let (tenant, session, admin) = self.admin_form(parts, csrf).await?;
+        let st = &self.state;
+        let tid = tenant.tenant_id.clone();
+        let result: Result<String, String> = match form.op.as_str() {
+            "save_sso" => {
+                let settings = crate::sso::IdpSettings {
+                    issuer: form.issuer.clone(),
+                    client_id: form.client_id.clone(),
+                    client_secret: Some(form.client_secret.clone()),
+                    scopes: form.scopes.split_whitespace().map(str::to_owned).collect(),
+                    groups_claim: if form.groups_claim.trim().is_empty() {
+                        "groups".into()
+                    } else {
+                        form.groups_claim.clone()
+                    },
+                    allowed_domains: list(&form.allowed_domains),
+                };
+                match crate::sso::save(st, &tenant, settings).await {
+                    Ok(_) => Ok(
+                        "Single sign-on saved: the identity provider answered discovery.".into(),
+                    ),
+                    Err(crate::sso::SsoError::Invalid(m)) => Err(format!("Not saved: {m}.")),
+                    Err(e) => return Err(internal(e)),
+                }
+            }
+            "disable_sso" => match crate::sso::disable(st, &tenant).await {
+                Ok(()) => Ok("Single sign-on is off.".into()),
+                Err(e) => return Err(internal(e)),
+            },
+            "rotate_scim" => {
+                let token = crate::scim::rotate_token(&st.store, &tid)
+                    .await
+                    .map_err(internal)?;
+                self.reveal(&session, Reveal::Secret(token.expose_secret().to_owned()))?;
+                Ok("New SCIM token generated; the old one no longer works.".into())
+            }
+            "set_active" => {
+                let active = form.active == "true";
+                if form.user_id == admin.user_id && !active {
+                    Err("You cannot deactivate yourself.".into())
+                } else {
+                    match st.store.set_user_active(&tid, &form.user_id, active).await {
+                        Ok(()) => {
+                            tracing::info!(audit = true, tenant.id = %tid, user.id = %admin.user_id,
+                                target.user.id = %form.user_id, active, "user status changed in the console");
+                            Ok(if active {
+                                "User activated."
+                            } else {
+                                "User deactivated: their tokens and sessions ended."
+                            }
+                            .into())
+                        }
+                        Err(crate::store::StoreError::NotFound) => Err("No such user.".into()),
+                        Err(e) => return Err(internal(e)),
+                    }
+                }
+            }
+            "create_registry" => {
+                let rules: Result<Vec<crate::policy::Rule>, String> =
+                    if form.rules.trim().is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        serde_json::from_str(&form.rules)
+                            .map_err(|e| format!("the rules are not a JSON list of rules ({e})"))
+                    };
+                match rules {
+                    Err(m) => Err(format!("Not created: {m}.")),
+                    Ok(rules) => {
+                        let new = access::NewRegistry {
+                            slug: form.slug.clone(),
+                            name: (!form.name.trim().is_empty()).then(|| form.name.clone()),
+                            description: None,
+                            servers: list(&form.servers),
+                            grants: list(&form.grants)
+                                .into_iter()
+                                .map(|subject| access::NewGrant {
+                                    subject,
+                                    rules: rules.clone(),
+                                })
+                                .collect(),
+                        };
+                        match access::create_registry(&st.store, &tid, new).await {
+                            Ok(v) => Ok(format!("Registry {} created.", v.slug)),
+                            Err(access::AccessError::Store(e)) => return Err(internal(e)),
+                            Err(e) => Err(format!("Not created: {e}.")),
+                        }
+                    }
+                }
+            }
+            "delete_registry" => match access::delete_registry(&st.store, &tid, &form.slug).await {
+                Ok(()) => Ok(format!("Registry {} deleted.", form.slug)),
+                Err(access::AccessError::Store(e)) => return Err(internal(e)),
+                Err(e) => Err(format!("Not deleted: {e}.")),
+            },
+            "simulate" => {
+                let arguments = if form.arguments.trim().is_empty() {
+                    Ok(None)
+                } else {
+                    serde_json::from_str(&form.arguments).map(Some)
+                };
+                match arguments {
+                    Err(e) => Err(format!("The arguments are not JSON ({e}).")),
+                    Ok(arguments) => {
+                        let policy = st.gateway.tenant_policy(&tid);
+                        let observed = |server: &str, tool: &str| {
+                            st.gateway.observed_hints(&tid, server, tool)
+                        };
+                        let q = access::ExplainQuery {
+                            user: form.user.trim().to_owned(),
+                            server: form.server.trim().to_owned(),
+                            tool: Some(form.tool.trim().to_owned()),
+                            prompt: None,
+                            resource: None,
+                            arguments,
+                        };
+                        match access::explain(&policy, &q, &observed) {
+                            Ok(v) => {
+                                self.reveal(
+                                    &session,
+                                    Reveal::Simulation(SimulationView {
+                                        question: format!(
+                                            "Can {} call {} on {}?",
+                                            v.user, v.name, v.server
+                                        ),
+                                        decision: v.explanation.decision,
+                                        reason: v.explanation.reason,
+                                        chain: v.explanation.chain,
+                                    }),
+                                )?;
+                                return Ok(true);
+                            }
+                            Err(e) => Err(format!("{e}.")),
+                        }
+                    }
+                }
+            }
+            other => Err(format!("Unknown form {other:?}.")),
+        };
+        st.refresh_snapshots().await.map_err(internal)?;
+        match result {
+            Ok(m) => {
+                flash(&session, FlashKind::Info, m).await?;
+                Ok(true)
+            }
+            Err(m) => {
+                flash(&session, FlashKind::Error, m).await?;
+                Ok(false)
+            }
+        }
+    }
+}
