@@ -25,9 +25,23 @@ for _ in $(seq 150); do
   sleep 0.2
 done
 [ -n "$PORT" ] || { cat "$DATA/stderr" >&2; echo "server did not start" >&2; exit 1; }
+# A real OpenID Provider (panva's oidc-provider) for the SSO sign-in through the browser.
+NODE22=$PORTCULLIS_TOOLS/node_modules/node/bin/node
+IDP_REDIRECT_URIS="http://demo.localhost:$PORT/auth/callback" IDP_WATCH_STDIN=0 \
+  "$NODE22" tests/fixtures/idp.mjs </dev/null >"$DATA/idp.out" 2>"$DATA/idp.err" &
+IDP_PID=$!
+cleanup() { kill "$PID" "$IDP_PID" 2>/dev/null || true; wait "$PID" "$IDP_PID" 2>/dev/null || true; rm -rf "$DATA"; }
+IDP_URL=""
+for _ in $(seq 150); do
+  IDP_URL=$(sed -n 's/^LISTENING \(.*\)$/\1/p' "$DATA/idp.out")
+  [ -n "$IDP_URL" ] && break
+  kill -0 "$IDP_PID" 2>/dev/null || { cat "$DATA/idp.err" >&2; echo "the IdP exited" >&2; exit 1; }
+  sleep 0.2
+done
+[ -n "$IDP_URL" ] || { cat "$DATA/idp.err" >&2; echo "the IdP did not start" >&2; exit 1; }
 set +e
 PORT=$PORT DEMO_TOKEN=$(cat "$DATA/demo-admin-token") PLATFORM_TOKEN=$(cat "$DATA/platform-admin-token") \
-  SHOT_DIR=$SHOT_DIR node end2end/test.mjs
+  IDP_URL=$IDP_URL SHOT_DIR=$SHOT_DIR node end2end/test.mjs
 rc=$?
 set -e
 if [ $rc -ne 0 ]; then echo "--- server log ---" >&2; tail -50 "$DATA/stderr" >&2; fi

@@ -29,7 +29,9 @@ const check = (name, ok, detail = '') => {
 function watch(page) {
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  // A failed load is reported by the response listener below, with its URL (the IdP's pages
+  // have no favicon, for one).
+  page.on('console', (m) => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) errors.push(m.text()); });
   page.on('response', (r) => { if (r.status() >= 400 && !r.url().endsWith('/favicon.ico')) errors.push(`${r.status()} ${r.url()}`); });
   return errors;
 }
@@ -147,6 +149,118 @@ await test('with JavaScript', async () => {
   await page.waitForSelector('#sign-in-form', { timeout: 15000 });
   check('sign-out returns to the sign-in form', true);
   check('no errors in the browser (JS)', errors.length === 0, JSON.stringify(errors));
+  await ctx.close();
+});
+
+await test('identity: SSO, registries, portal, simulator', async () => {
+  const idp = process.env.IDP_URL;
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  const errors = watch(page);
+  await page.goto(`${demo}/admin`);
+  await hydrated(page);
+  await page.fill('#admin-token', demoToken);
+  await page.click('#sign-in-submit');
+  await page.waitForSelector('#signed-in-as', { timeout: 15000 });
+
+  // Identity provider settings: saved only once discovery answers.
+  await page.click('a[href="/admin/identity"]');
+  await page.waitForSelector('#sso-form');
+  const redirect = (await page.textContent('#sso-redirect-uri')).trim();
+  check('the console shows the redirect URI to register', redirect === `${demo}/auth/callback`, redirect);
+  await page.fill('#sso-issuer', idp);
+  await page.fill('#sso-client-id', 'portcullis');
+  await page.fill('#sso-client-secret', 'secret-for-tests');
+  await page.fill('#sso-scopes', 'openid email profile groups');
+  await page.click('#sso-save');
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('Single sign-on saved'), null, { timeout: 15000 });
+  check('SSO settings are saved after a discovery check', true);
+  await page.click('#scim-rotate');
+  await page.waitForSelector('#scim-token-value', { timeout: 15000 });
+  const scim = (await page.textContent('#scim-token-value')).trim();
+  check('a SCIM token is generated and shown once', scim.startsWith('pct_scim_'), scim.slice(0, 10));
+  await page.screenshot({ path: `${shots}/identity.png`, fullPage: true });
+
+  // A registry: the fixture server for the IdP's "sales" group, no destructive tools.
+  await page.click('a[href="/admin/registries"]');
+  await page.waitForSelector('#registry-form');
+  check('an empty tenant says it grants nothing', await page.isVisible('#no-registries'));
+  await page.fill('#registry-slug', 'sales-tools');
+  await page.fill('#registry-name', 'Sales tools');
+  await page.fill('#registry-servers', 'fixture');
+  await page.fill('#registry-grants', 'group:sales');
+  await page.fill('#registry-rules', '[{"effect": "deny", "annotations": {"destructive": true}}]');
+  await page.click('#registry-submit');
+  await page.waitForSelector('#registry-sales-tools', { timeout: 15000 });
+  const cell = (await page.textContent('#access-matrix tbody tr')).trim();
+  check('the matrix shows what sales may call on the fixture', cell.includes('where destructive'), cell);
+  await page.screenshot({ path: `${shots}/registries.png`, fullPage: true });
+
+  // Bob signs in with SSO in his own browser: the IdP's login page, then the portal.
+  const bobCtx = await browser.newContext();
+  const bob = await bobCtx.newPage();
+  const bobErrors = watch(bob);
+  await bob.goto(`${demo}/`);
+  await hydrated(bob);
+  await bob.click('#sso-sign-in');
+  await bob.waitForSelector('input[name=login]', { timeout: 15000 }).catch(async (e) => {
+    throw new Error(`${e.message} at ${bob.url()}: ${(await bob.content()).slice(0, 600)}`);
+  });
+  await bob.fill('input[name=login]', 'bob');
+  await bob.click('#login-submit');
+  await bob.waitForSelector('#portal-user', { timeout: 15000 }).catch(async (e) => {
+    throw new Error(`${e.message} at ${bob.url()}: ${(await bob.content()).slice(0, 600)}`);
+  });
+  const who = (await bob.textContent('#portal-user')).trim();
+  check('SSO sign-in through the browser reaches the portal', who === 'bob@acme.test', who);
+  check('the portal shows the server policy grants bob', await bob.isVisible('#portal-server-fixture'));
+  await hydrated(bob);
+  await bob.fill('#portal-token-label', 'laptop');
+  await bob.click('#portal-token-submit');
+  await bob.waitForSelector('#portal-new-token-value', { timeout: 15000 });
+  const t = (await bob.textContent('#portal-new-token-value')).trim();
+  check('the portal issues bob a gateway token, shown once', t.startsWith('pct_user_'), t.slice(0, 10));
+  await bob.screenshot({ path: `${shots}/portal.png`, fullPage: true });
+  check('no errors in the browser (portal)', bobErrors.length === 0, JSON.stringify(bobErrors));
+  await bobCtx.close();
+
+  // Review the fixture's tools: their annotations become what policy trusts.
+  await page.click('a[href="/admin/servers"]');
+  await page.waitForSelector('#catalog-fixture');
+  await page.click('#catalog-fixture');
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('reviewed catalog of fixture'), null, { timeout: 30000 });
+  check('an admin records a server\'s reviewed tool catalog', true);
+
+  // The simulator explains: bob (sales) may call echo (read-only) but not crash (destructive).
+  await page.click('a[href="/admin/policies"]');
+  await page.waitForSelector('#simulate-form');
+  for (const [tool, want] of [['echo', 'allow'], ['crash', 'deny']]) {
+    await page.fill('#sim-user', 'bob@acme.test');
+    await page.fill('#sim-server', 'fixture');
+    await page.fill('#sim-tool', tool);
+    await page.click('#simulate-submit');
+    await page.waitForFunction((tl) => document.querySelector('#simulation')?.textContent.includes(` ${tl} `), tool, { timeout: 15000 });
+    const decision = (await page.textContent('#simulation-decision')).trim();
+    check(`the simulator decides ${tool}`, decision === want, decision);
+  }
+  const chain = await page.textContent('#simulation-chain');
+  check('the simulator shows the chain group → registry → rule', chain.includes('group sales') && chain.includes('sales-tools'), chain);
+  await page.fill('#reach-user', 'bob@acme.test');
+  await page.click('#reach-submit');
+  await page.waitForFunction(() => document.querySelector('#simulation')?.textContent.includes('What can bob@acme.test reach?'), null, { timeout: 15000 });
+  const reach = await page.textContent('#simulation-chain');
+  check('"what can bob reach?" lists the fixture with echo and not crash', reach.includes('fixture: may call') && reach.includes('echo') && reach.includes('not crash'), reach);
+  await page.screenshot({ path: `${shots}/simulator.png`, fullPage: true });
+
+  // Users & groups: bob came from SSO with his IdP groups; deactivating him works.
+  await page.click('a[href="/admin/groups"]');
+  await page.waitForSelector('#user-table');
+  const row = await page.$$eval('#user-table tbody tr', (rows) => rows.map((r) => r.textContent).find((t) => t.includes('bob@acme.test')));
+  check('users list bob with source and groups', row?.includes('sso') && row?.includes('sales'), row);
+  await page.click('#toggle-bob-acme-test');
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('deactivated'), null, { timeout: 15000 });
+  check('an admin deactivates a user from the console', true);
+  check('no errors in the browser (identity)', errors.length === 0, JSON.stringify(errors));
   await ctx.close();
 });
 

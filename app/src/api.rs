@@ -177,7 +177,7 @@ pub struct SimulationView {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityForm {
     /// save_sso, disable_sso, rotate_scim, set_active, create_registry, delete_registry,
-    /// simulate, portal_token.
+    /// record_catalog, simulate, who_can, reach, portal_token.
     pub op: String,
     #[serde(default)]
     pub issuer: String,

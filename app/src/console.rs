@@ -168,7 +168,7 @@ fn ConsoleLayout(
             view! { <Settings console=console.clone() csrf=csrf.clone() rename/> }.into_any()
         }
         ("servers", _) => view! {
-            <Servers servers csrf=csrf.clone() add_server delete_server test_server discovery/>
+            <Servers servers csrf=csrf.clone() add_server delete_server test_server discovery identity_action/>
         }
         .into_any(),
         ("identity", _) => view! {
@@ -328,6 +328,7 @@ fn Servers(
     delete_server: ServerAction<DeleteServer>,
     test_server: ServerAction<TestServer>,
     discovery: Option<DiscoveryView>,
+    identity_action: ServerAction<api::IdentityAction>,
 ) -> impl IntoView {
     let empty = servers.is_empty();
     let form_ref = NodeRef::<leptos::html::Form>::new();
@@ -344,8 +345,10 @@ fn Servers(
         .map(|s| {
             let csrf = csrf.clone();
             let csrf_test = csrf.clone();
-            let (slug_delete, slug_test) = (s.slug.clone(), s.slug.clone());
+            let csrf_catalog = csrf.clone();
+            let (slug_delete, slug_test, slug_catalog) = (s.slug.clone(), s.slug.clone(), s.slug.clone());
             let (delete_id, test_id) = (format!("delete-{}", s.slug), format!("test-{}", s.slug));
+            let catalog_id = format!("catalog-{}", s.slug);
             view! {
                 <tr>
                     <td><code>{s.slug.clone()}</code></td>
@@ -363,6 +366,15 @@ fn Servers(
                             <input type="hidden" name="csrf" value=csrf_test/>
                             <input type="hidden" name="slug" value=slug_test/>
                             <button type="submit" class="ghost" id=test_id>"Test connection"</button>
+                        </ActionForm>
+                        <ActionForm action=identity_action attr:class="inline">
+                            <input type="hidden" name="csrf" value=csrf_catalog/>
+                            <input type="hidden" name="form[op]" value="record_catalog"/>
+                            <input type="hidden" name="form[slug]" value=slug_catalog/>
+                            <button type="submit" class="ghost" id=catalog_id
+                                title="Record the server's current tools and their annotations as reviewed: policy trusts these annotations, and a server that denies new tools allows only these.">
+                                "Review tools"
+                            </button>
                         </ActionForm>
                     </td>
                 </tr>

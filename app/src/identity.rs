@@ -298,6 +298,7 @@ pub fn Simulator(
     action: ServerAction<IdentityAction>,
     simulation: Option<SimulationView>,
 ) -> impl IntoView {
+    let (csrf_who, csrf_reach) = (csrf.clone(), csrf.clone());
     view! {
         <section class="card">
             <h2>"Policy simulator"</h2>
@@ -314,6 +315,24 @@ pub fn Simulator(
                 <input type="text" id="sim-arguments" name="form[arguments]" placeholder=r#"{"region": "EU"}"#/>
                 <button type="submit" class="primary" id="simulate-submit">"Explain"</button>
             </ActionForm>
+            <div class="grid">
+                <ActionForm action attr:id="who-can-form" attr:class="stacked">
+                    <FormHead csrf=csrf_who op="who_can"/>
+                    <h3>"Who can call…"</h3>
+                    <label for="who-server">"Server"</label>
+                    <input type="text" id="who-server" name="form[server]" required/>
+                    <label for="who-tool">"Tool"</label>
+                    <input type="text" id="who-tool" name="form[tool]" required/>
+                    <button type="submit" class="ghost" id="who-can-submit">"Who can?"</button>
+                </ActionForm>
+                <ActionForm action attr:id="reach-form" attr:class="stacked">
+                    <FormHead csrf=csrf_reach op="reach"/>
+                    <h3>"What can … reach?"</h3>
+                    <label for="reach-user">"User's email"</label>
+                    <input type="email" id="reach-user" name="form[user]" required/>
+                    <button type="submit" class="ghost" id="reach-submit">"What can they reach?"</button>
+                </ActionForm>
+            </div>
             {simulation.map(|s| view! {
                 <div class="created" id="simulation">
                     <p>{s.question}</p>
@@ -346,7 +365,7 @@ pub fn Portal(state: PortalState, action: ServerAction<IdentityAction>) -> impl 
                     {if sso_enabled {
                         view! {
                             <p>"Sign in with your company account to see the MCP servers and tools you may use."</p>
-                            <p><a class="button primary" id="sso-sign-in" href="/auth/login">"Sign in with single sign-on"</a></p>
+                            <p><a class="button primary" id="sso-sign-in" href="/auth/login" rel="external">"Sign in with single sign-on"</a></p>
                         }.into_any()
                     } else {
                         view! {

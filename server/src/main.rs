@@ -90,6 +90,9 @@ fn print_banner(app: &Application, demo: bool) {
             "  MCP clients: {}<server> (bearer: `portcullis token create --tenant {DEMO_SLUG} --user EMAIL`)",
             urls.tenant_gateway(DEMO_SLUG)
         );
+        println!(
+            "  a new tenant grants nothing: map servers to users with `portcullis registry add --tenant {DEMO_SLUG} --slug all --server S --grant everyone`"
+        );
     }
     if let Some(slug) = app.loopback_tenant() {
         println!(

@@ -213,7 +213,11 @@ impl Application {
             shutdown.subscribe(),
         ));
         let sweeper = tokio::spawn(sweep_sessions(state.store.clone(), shutdown.subscribe()));
-        let janitor = tokio::spawn(gateway_janitor(state.gateway.clone(), shutdown.subscribe()));
+        let janitor = tokio::spawn(gateway_janitor(
+            state.gateway.clone(),
+            state.store.clone(),
+            shutdown.subscribe(),
+        ));
         // Graceful, but bounded: after the signal, in-flight requests get SHUTDOWN_GRACE to
         // finish; a client that holds a connection open beyond that does not keep us alive.
         let signalled = Arc::new(tokio::sync::Notify::new());
@@ -283,12 +287,25 @@ pub async fn shutdown_signal() {
 
 async fn gateway_janitor(
     gateway: Arc<crate::gateway::Gateway>,
+    store: Store,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n: u64 = 0;
     loop {
         tokio::select! {
-            _ = tick.tick() => gateway.sweep(),
+            _ = tick.tick() => {
+                gateway.sweep();
+                n += 1;
+                // Users' "last seen" (gateway use), written every 30 s, not per request.
+                if n.is_multiple_of(30) {
+                    for (tenant, users) in gateway.take_seen() {
+                        if let Err(e) = store.touch_users_seen(&tenant, &users).await {
+                            tracing::warn!(error = %e, "recording users' last use failed");
+                        }
+                    }
+                }
+            }
             _ = shutdown.changed() => return,
         }
     }

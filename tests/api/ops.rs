@@ -92,6 +92,19 @@ async fn openapi_document_lists_the_api(engine: Engine) {
         "/api/v1/servers/{slug}",
         "/api/v1/servers/{slug}/test",
         "/api/v1/tokens",
+        "/api/v1/servers/{slug}/catalog",
+        "/api/v1/registries",
+        "/api/v1/registries/{slug}",
+        "/api/v1/registries/{slug}/grants",
+        "/api/v1/registries/{slug}/grants/{grant}",
+        "/api/v1/users",
+        "/api/v1/users/{id}",
+        "/api/v1/groups",
+        "/api/v1/policy/explain",
+        "/api/v1/policy/who-can",
+        "/api/v1/policy/reach",
+        "/api/v1/scim/token",
+        "/api/v1/sso",
     ] {
         assert!(v["paths"][path].is_object(), "{path} documented");
     }

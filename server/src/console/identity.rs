@@ -431,6 +431,43 @@ impl Backend {
                     }
                 }
             }
+            "record_catalog" => {
+                let row = match crate::domain::ServerSlug::parse(&form.slug) {
+                    Ok(slug) => st
+                        .store
+                        .server_by_slug(&tid, &slug)
+                        .await
+                        .map_err(internal)?,
+                    Err(_) => None,
+                };
+                match row.map(|r| (r.upstream(), r.slug)) {
+                    None => Err("No such server.".into()),
+                    Some((Err(e), _)) => return Err(internal(e)),
+                    Some((Ok(upstream), slug)) => {
+                        match crate::gateway::discovery::discover(
+                            &st.gateway,
+                            &upstream,
+                            Default::default(),
+                        )
+                        .await
+                        {
+                            Err(e) => Err(format!(
+                                "Not recorded: the server could not be reached ({e})."
+                            )),
+                            Ok(d) => {
+                                let tools: Vec<serde_json::Value> =
+                                    d.tools.iter().map(access::tool_value).collect();
+                                match access::record_catalog(&st.store, &tid, &slug, &tools).await {
+                                    Ok(n) => Ok(format!(
+                                        "Recorded {n} tools as the reviewed catalog of {slug}."
+                                    )),
+                                    Err(e) => return Err(internal(e)),
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             "delete_registry" => match access::delete_registry(&st.store, &tid, &form.slug).await {
                 Ok(()) => Ok(format!("Registry {} deleted.", form.slug)),
                 Err(access::AccessError::Store(e)) => return Err(internal(e)),
@@ -477,6 +514,73 @@ impl Backend {
                         }
                     }
                 }
+            }
+            "who_can" => {
+                let policy = st.gateway.tenant_policy(&tid);
+                let observed =
+                    |server: &str, tool: &str| st.gateway.observed_hints(&tid, server, tool);
+                let (server, tool) = (form.server.trim(), form.tool.trim());
+                let users =
+                    access::who_can(&policy, server, crate::policy::Kind::Tool, tool, &observed);
+                let allowed: Vec<String> = users
+                    .iter()
+                    .filter(|u| u.allowed)
+                    .map(|u| u.email.clone())
+                    .collect();
+                self.reveal(
+                    &session,
+                    Reveal::Simulation(SimulationView {
+                        question: format!("Who can call {tool} on {server}?"),
+                        decision: format!("{} of {} users", allowed.len(), users.len()),
+                        reason: if allowed.is_empty() {
+                            "nobody".into()
+                        } else {
+                            allowed.join(", ")
+                        },
+                        chain: users
+                            .into_iter()
+                            .map(|u| format!("{}: {}", u.email, u.reason))
+                            .collect(),
+                    }),
+                )?;
+                return Ok(true);
+            }
+            "reach" => {
+                let policy = st.gateway.tenant_policy(&tid);
+                let user = form.user.trim();
+                let reach = access::reach(&policy, user);
+                self.reveal(
+                    &session,
+                    Reveal::Simulation(SimulationView {
+                        question: format!("What can {user} reach?"),
+                        decision: format!("{} servers", reach.len()),
+                        reason: reach
+                            .iter()
+                            .map(|r| r.server.clone())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        chain: reach
+                            .into_iter()
+                            .map(|r| {
+                                format!(
+                                    "{}: may call {}{}",
+                                    r.server,
+                                    if r.tools.is_empty() {
+                                        "no reviewed tool".to_owned()
+                                    } else {
+                                        r.tools.join(", ")
+                                    },
+                                    if r.denied_tools.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!("; not {}", r.denied_tools.join(", "))
+                                    }
+                                )
+                            })
+                            .collect(),
+                    }),
+                )?;
+                return Ok(true);
             }
             other => Err(format!("Unknown form {other:?}.")),
         };

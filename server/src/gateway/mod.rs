@@ -91,6 +91,8 @@ pub struct Gateway {
     version: std::sync::Mutex<Option<(i64, i64, i64, i64)>>,
     /// Tool annotations seen in list responses (for tools outside a reviewed catalog).
     observed: Arc<policy::Observed>,
+    /// Who used the gateway since the last flush: (tenant, user) → when (µs).
+    seen: std::sync::Mutex<HashMap<(String, String), i64>>,
     client: reqwest::Client,
     /// Sessions and upstream links of stdio and SSE servers.
     pub hub: session::Hub,
@@ -167,6 +169,7 @@ impl Gateway {
             tenants: ArcSwap::from_pointee(HashMap::new()),
             version: std::sync::Mutex::new(None),
             observed: Arc::default(),
+            seen: std::sync::Mutex::default(),
             client,
         };
         g.refresh(store, tenancy).await?;
@@ -266,6 +269,16 @@ impl Gateway {
         tool: &str,
     ) -> Option<crate::policy::Hints> {
         self.observed.get(tenant_id, server, tool)
+    }
+
+    /// The users seen since the last call, by tenant: (user id, when).
+    pub fn take_seen(&self) -> HashMap<String, Vec<(String, i64)>> {
+        let seen = std::mem::take(&mut *lock(&self.seen));
+        let mut out: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+        for ((tenant, user), at) in seen {
+            out.entry(tenant).or_default().push((user, at));
+        }
+        out
     }
 
     /// Tool names this replica saw in a server's `tools/list` answers (for the portal).
@@ -527,6 +540,10 @@ async fn endpoint(
             }
             Lookup::Found(c, s, p) => (c, s, p),
         };
+    lock(&state.gateway.seen).insert(
+        (tenant.tenant_id.clone(), caller.user_id.clone()),
+        now_micros(),
+    );
     let url = match upstream.as_ref() {
         ServerTransport::StreamableHttp { url } => Some(url.as_str().to_owned()),
         // stdio and legacy SSE: the gateway's own session layer (session.rs).
