@@ -104,6 +104,20 @@ impl Backend {
         session: &Session,
         tenant: &Tenant,
     ) -> Result<Option<crate::store::UserRow>, BackendError> {
+        // A signed-in user who is not an admin stays signed in (to the portal).
+        Ok(self
+            .signed_in_user(session, tenant)
+            .await?
+            .filter(|u| u.is_admin))
+    }
+
+    /// The session's signed-in user of this tenant (admin or not), if still active; a session
+    /// whose user was deactivated or deleted is signed out here, on its next request.
+    async fn signed_in_user(
+        &self,
+        session: &Session,
+        tenant: &Tenant,
+    ) -> Result<Option<crate::store::UserRow>, BackendError> {
         let Some(SessionAuth::Tenant { tenant_id, user_id }) = session
             .get::<SessionAuth>(SESSION_AUTH)
             .await
@@ -114,14 +128,14 @@ impl Backend {
         if tenant_id != tenant.tenant_id {
             return Ok(None);
         }
-        let user = self
+        match self
             .state
             .store
             .user(&tenant.tenant_id, &user_id)
             .await
-            .map_err(internal)?;
-        match user {
-            Some(u) if u.active && u.is_admin => Ok(Some(u)),
+            .map_err(internal)?
+        {
+            Some(u) if u.active => Ok(Some(u)),
             _ => {
                 session.remove_value(SESSION_AUTH).await.map_err(internal)?;
                 Ok(None)

@@ -4,7 +4,7 @@
 
 use super::{flash, internal, session, take_flash, tenant_of, Backend};
 use crate::access;
-use crate::auth::{self, SessionAuth, SESSION_AUTH};
+use crate::auth;
 use crate::tenants::format_time;
 use app::api::{
     BackendError, FlashKind, GroupSummary, IdentityForm, IdentityView, Matrix, PortalServer,
@@ -274,37 +274,6 @@ impl Backend {
             sso_enabled,
             user,
         })
-    }
-
-    /// The session's signed-in user of this tenant (admin or not), if still active.
-    async fn signed_in_user(
-        &self,
-        session: &tower_sessions::Session,
-        tenant: &crate::tenancy::Tenant,
-    ) -> Result<Option<crate::store::UserRow>, BackendError> {
-        let Some(SessionAuth::Tenant { tenant_id, user_id }) = session
-            .get::<SessionAuth>(SESSION_AUTH)
-            .await
-            .map_err(internal)?
-        else {
-            return Ok(None);
-        };
-        if tenant_id != tenant.tenant_id {
-            return Ok(None);
-        }
-        match self
-            .state
-            .store
-            .user(&tenant.tenant_id, &user_id)
-            .await
-            .map_err(internal)?
-        {
-            Some(u) if u.active => Ok(Some(u)),
-            _ => {
-                session.remove_value(SESSION_AUTH).await.map_err(internal)?;
-                Ok(None)
-            }
-        }
     }
 
     fn reveal(&self, session: &tower_sessions::Session, r: Reveal) -> Result<(), BackendError> {

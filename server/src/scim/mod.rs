@@ -113,28 +113,8 @@ fn search_query(body: &Bytes) -> ScimResult<ListQuery> {
 /// A search at the service provider root: users and groups together.
 async fn search_all(State(state): State<AppState>, c: ScimClient, body: Bytes) -> ScimResult {
     let q = search_query(&body)?;
-    let tid = &c.tenant.tenant_id;
-    let (by_user, by_group) = memberships(&state.store, tid).await?;
-    let mut resources: Vec<Value> = state
-        .store
-        .scim_users(tid)
-        .await?
-        .iter()
-        .map(|u| {
-            user_resource(
-                &c.base,
-                u,
-                by_user.get(&u.user_id).map(Vec::as_slice).unwrap_or(&[]),
-            )
-        })
-        .collect();
-    resources.extend(state.store.scim_groups(tid).await?.iter().map(|g| {
-        group_resource(
-            &c.base,
-            g,
-            by_group.get(&g.group_id).map(Vec::as_slice).unwrap_or(&[]),
-        )
-    }));
+    let mut resources = all_users(&state.store, &c).await?;
+    resources.extend(all_groups(&state.store, &c).await?);
     list_response(resources, &q)
 }
 
@@ -614,24 +594,57 @@ async fn refreshed(state: &AppState) -> ScimResult<()> {
     Ok(())
 }
 
+/// Every user of the tenant, as SCIM resources.
+async fn all_users(store: &Store, c: &ScimClient) -> ScimResult<Vec<Value>> {
+    let (by_user, _) = memberships(store, &c.tenant.tenant_id).await?;
+    Ok(store
+        .scim_users(&c.tenant.tenant_id)
+        .await?
+        .iter()
+        .map(|u| {
+            let groups = by_user.get(&u.user_id).map(Vec::as_slice).unwrap_or(&[]);
+            user_resource(&c.base, u, groups)
+        })
+        .collect())
+}
+
+/// Every group of the tenant, as SCIM resources.
+async fn all_groups(store: &Store, c: &ScimClient) -> ScimResult<Vec<Value>> {
+    let (_, by_group) = memberships(store, &c.tenant.tenant_id).await?;
+    Ok(store
+        .scim_groups(&c.tenant.tenant_id)
+        .await?
+        .iter()
+        .map(|g| {
+            let members = by_group.get(&g.group_id).map(Vec::as_slice).unwrap_or(&[]);
+            group_resource(&c.base, g, members)
+        })
+        .collect())
+}
+
+/// One resource, projected per `attributes`/`excludedAttributes`.
+fn projected(r: &Value, q: &ProjectQuery) -> Response {
+    scim_json(
+        StatusCode::OK,
+        &attrs::project(r, q.attributes.as_deref(), q.excluded_attributes.as_deref()),
+    )
+}
+
+/// 201 with the new resource and its `Location`.
+fn created(r: &Value, location: String) -> Response {
+    let mut res = scim_json(StatusCode::CREATED, r);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        res.headers_mut().insert(http::header::LOCATION, v);
+    }
+    res
+}
+
 async fn list_users(
     State(state): State<AppState>,
     c: ScimClient,
     Query(q): Query<ListQuery>,
 ) -> ScimResult {
-    let rows = state.store.scim_users(&c.tenant.tenant_id).await?;
-    let (by_user, _) = memberships(&state.store, &c.tenant.tenant_id).await?;
-    let resources = rows
-        .iter()
-        .map(|u| {
-            user_resource(
-                &c.base,
-                u,
-                by_user.get(&u.user_id).map(Vec::as_slice).unwrap_or(&[]),
-            )
-        })
-        .collect();
-    list_response(resources, &q)
+    list_response(all_users(&state.store, &c).await?, &q)
 }
 
 async fn get_user(
@@ -640,15 +653,7 @@ async fn get_user(
     Path(id): Path<String>,
     Query(q): Query<ProjectQuery>,
 ) -> ScimResult {
-    let r = load_user(&state.store, &c, &id).await?;
-    Ok(scim_json(
-        StatusCode::OK,
-        &attrs::project(
-            &r,
-            q.attributes.as_deref(),
-            q.excluded_attributes.as_deref(),
-        ),
-    ))
+    Ok(projected(&load_user(&state.store, &c, &id).await?, &q))
 }
 
 async fn create_user(State(state): State<AppState>, c: ScimClient, body: Bytes) -> ScimResult {
@@ -661,11 +666,7 @@ async fn create_user(State(state): State<AppState>, c: ScimClient, body: Bytes) 
     refreshed(&state).await?;
     tracing::info!(audit = true, tenant.id = %c.tenant.tenant_id, user.id = %id, active = w.active, "SCIM: user provisioned");
     let r = load_user(&state.store, &c, &id).await?;
-    let mut res = scim_json(StatusCode::CREATED, &r);
-    if let Ok(v) = HeaderValue::from_str(&format!("{}/Users/{id}", c.base)) {
-        res.headers_mut().insert(http::header::LOCATION, v);
-    }
-    Ok(res)
+    Ok(created(&r, format!("{}/Users/{id}", c.base)))
 }
 
 async fn write_user(state: &AppState, c: &ScimClient, id: &str, resource: &Value) -> ScimResult {
@@ -806,19 +807,7 @@ async fn list_groups(
     c: ScimClient,
     Query(q): Query<ListQuery>,
 ) -> ScimResult {
-    let rows = state.store.scim_groups(&c.tenant.tenant_id).await?;
-    let (_, by_group) = memberships(&state.store, &c.tenant.tenant_id).await?;
-    let resources = rows
-        .iter()
-        .map(|g| {
-            group_resource(
-                &c.base,
-                g,
-                by_group.get(&g.group_id).map(Vec::as_slice).unwrap_or(&[]),
-            )
-        })
-        .collect();
-    list_response(resources, &q)
+    list_response(all_groups(&state.store, &c).await?, &q)
 }
 
 async fn get_group(
@@ -827,15 +816,7 @@ async fn get_group(
     Path(id): Path<String>,
     Query(q): Query<ProjectQuery>,
 ) -> ScimResult {
-    let r = load_group(&state.store, &c, &id).await?;
-    Ok(scim_json(
-        StatusCode::OK,
-        &attrs::project(
-            &r,
-            q.attributes.as_deref(),
-            q.excluded_attributes.as_deref(),
-        ),
-    ))
+    Ok(projected(&load_group(&state.store, &c, &id).await?, &q))
 }
 
 async fn create_group(State(state): State<AppState>, c: ScimClient, body: Bytes) -> ScimResult {
@@ -849,11 +830,7 @@ async fn create_group(State(state): State<AppState>, c: ScimClient, body: Bytes)
     refreshed(&state).await?;
     tracing::info!(audit = true, tenant.id = %c.tenant.tenant_id, group.id = %id, group.name = %w.name, "SCIM: group provisioned");
     let r = load_group(&state.store, &c, &id).await?;
-    let mut res = scim_json(StatusCode::CREATED, &r);
-    if let Ok(v) = HeaderValue::from_str(&format!("{}/Groups/{id}", c.base)) {
-        res.headers_mut().insert(http::header::LOCATION, v);
-    }
-    Ok(res)
+    Ok(created(&r, format!("{}/Groups/{id}", c.base)))
 }
 
 async fn write_group(state: &AppState, c: &ScimClient, id: &str, resource: &Value) -> ScimResult {
@@ -892,19 +869,12 @@ async fn patch_group(
     let mut resource = load_group(&state.store, &c, &id).await?;
     patch::apply(&mut resource, &ops)?;
     let res = write_group(&state, &c, &id, &resource).await?;
-    // Entra asks for no body (excludedAttributes=members is common): 204 when asked for none.
+    // The whole group unless the IdP asked for less (`excludedAttributes=members`, common with
+    // large groups).
     if q.attributes.is_none() && q.excluded_attributes.is_none() {
         return Ok(res);
     }
-    let r = load_group(&state.store, &c, &id).await?;
-    Ok(scim_json(
-        StatusCode::OK,
-        &attrs::project(
-            &r,
-            q.attributes.as_deref(),
-            q.excluded_attributes.as_deref(),
-        ),
-    ))
+    Ok(projected(&load_group(&state.store, &c, &id).await?, &q))
 }
 
 async fn delete_group(
