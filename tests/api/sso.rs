@@ -310,7 +310,10 @@ async fn users_sign_in_with_sso_and_see_what_policy_grants_them(engine: Engine) 
         "SSO users are not admins by default"
     );
     let page = bob.get(&app_url(&app, "/")).await.text().await.unwrap();
-    assert!(page.contains("bob@acme.test"), "visiting /admin keeps his portal session");
+    assert!(
+        page.contains("bob@acme.test"),
+        "visiting /admin keeps his portal session"
+    );
 
     // Carol has no groups: signed in, but nothing is granted to her.
     let mut carol = Agent::new(&app);
