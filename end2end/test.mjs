@@ -194,6 +194,12 @@ await test('identity: SSO, registries, portal, simulator', async () => {
   await page.waitForSelector('#registry-sales-tools', { timeout: 15000 });
   const cell = (await page.textContent('#access-matrix tbody tr')).trim();
   check('the matrix shows what sales may call on the fixture', cell.includes('where destructive'), cell);
+  await page.fill('#registry-sales-tools input[name="form[grants]"]', 'user:carol@other.test');
+  await page.click('#registry-sales-tools button:has-text("Add grant")');
+  await page.waitForSelector('#remove-grant-sales-tools-user-carol-other-test', { timeout: 15000 });
+  await page.click('#remove-grant-sales-tools-user-carol-other-test');
+  await page.waitForFunction(() => !document.querySelector('#remove-grant-sales-tools-user-carol-other-test'), null, { timeout: 15000 });
+  check('a grant is added to a registry and removed again in the console', true);
   await page.screenshot({ path: `${shots}/registries.png`, fullPage: true });
 
   // Bob signs in with SSO in his own browser: the IdP's login page, then the portal.

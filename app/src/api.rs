@@ -152,8 +152,16 @@ pub struct RegistrySummary {
     pub slug: String,
     pub name: String,
     pub servers: Vec<String>,
-    /// (subject, its rules in words; empty: everything on the registry's servers).
-    pub grants: Vec<(String, Vec<String>)>,
+    pub grants: Vec<GrantSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantSummary {
+    pub id: String,
+    /// `everyone`, `group:NAME` or `user:EMAIL`.
+    pub subject: String,
+    /// Its rules in words (empty: everything on the registry's servers).
+    pub rules: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,7 +185,8 @@ pub struct SimulationView {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityForm {
     /// save_sso, disable_sso, rotate_scim, set_active, create_registry, delete_registry,
-    /// record_catalog, simulate, who_can, reach, portal_token.
+    /// update_registry, add_grant, delete_grant, record_catalog, simulate, who_can, reach,
+    /// portal_token.
     pub op: String,
     #[serde(default)]
     pub issuer: String,
@@ -215,6 +224,8 @@ pub struct IdentityForm {
     pub arguments: String,
     #[serde(default)]
     pub label: String,
+    #[serde(default)]
+    pub grant_id: String,
 }
 
 /// The user portal at `/` on a tenant host.

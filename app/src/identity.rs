@@ -192,33 +192,57 @@ pub fn Registries(
         .registries
         .into_iter()
         .map(|r| {
-            let csrf = csrf.clone();
+            let article_id = format!("registry-{}", r.slug);
+            let (csrf_servers, csrf_grant, csrf_delete) = (csrf.clone(), csrf.clone(), csrf.clone());
+            let (slug_servers, slug_grant, slug_delete) = (r.slug.clone(), r.slug.clone(), r.slug.clone());
             let delete_id = format!("delete-registry-{}", r.slug);
+            let servers_id = format!("registry-servers-{}", r.slug);
             let grants = r
                 .grants
                 .into_iter()
-                .map(|(subject, rules)| {
+                .map(|g| {
+                    let csrf = csrf.clone();
+                    let slug = r.slug.clone();
+                    let remove_id = format!("remove-grant-{}-{}", r.slug, g.subject.replace([':', '@', '.'], "-"));
                     view! {
                         <li>
-                            <strong>{subject}</strong>
-                            {if rules.is_empty() {
+                            <strong>{g.subject}</strong>
+                            {if g.rules.is_empty() {
                                 view! { " — everything on these servers" }.into_any()
                             } else {
-                                view! { <ul class="rules">{rules.into_iter().map(|t| view! { <li><code>{t}</code></li> }).collect_view()}</ul> }.into_any()
+                                view! { <ul class="rules">{g.rules.into_iter().map(|t| view! { <li><code>{t}</code></li> }).collect_view()}</ul> }.into_any()
                             }}
+                            <ActionForm action attr:class="inline">
+                                <FormHead csrf op="delete_grant"/>
+                                <input type="hidden" name="form[slug]" value=slug/>
+                                <input type="hidden" name="form[grant_id]" value=g.id/>
+                                <button type="submit" class="ghost danger" id=remove_id>"Remove grant"</button>
+                            </ActionForm>
                         </li>
                     }
                 })
                 .collect_view();
-            let article_id = format!("registry-{}", r.slug);
             view! {
                 <article class="registry" id=article_id>
                     <h3>{r.name}" " <code>{r.slug.clone()}</code></h3>
-                    <p>"Servers: " {if r.servers.is_empty() { "none".to_owned() } else { r.servers.join(", ") }}</p>
+                    <ActionForm action attr:class="inline">
+                        <FormHead csrf=csrf_servers op="update_registry"/>
+                        <input type="hidden" name="form[slug]" value=slug_servers/>
+                        <label for=servers_id.clone()>"Servers "</label>
+                        <input type="text" id=servers_id name="form[servers]" value=r.servers.join(", ")/>
+                        <button type="submit" class="ghost">"Save servers"</button>
+                    </ActionForm>
                     <ul class="grants">{grants}</ul>
                     <ActionForm action attr:class="inline">
-                        <FormHead csrf op="delete_registry"/>
-                        <input type="hidden" name="form[slug]" value=r.slug/>
+                        <FormHead csrf=csrf_grant op="add_grant"/>
+                        <input type="hidden" name="form[slug]" value=slug_grant/>
+                        <input type="text" name="form[grants]" required placeholder="group:NAME, user:EMAIL or everyone" aria-label="Grant to"/>
+                        <input type="text" name="form[rules]" placeholder="rules (JSON, optional)" aria-label="Rules"/>
+                        <button type="submit" class="ghost">"Add grant"</button>
+                    </ActionForm>
+                    <ActionForm action attr:class="inline">
+                        <FormHead csrf=csrf_delete op="delete_registry"/>
+                        <input type="hidden" name="form[slug]" value=slug_delete/>
                         <button type="submit" class="ghost danger" id=delete_id>"Delete registry"</button>
                     </ActionForm>
                 </article>

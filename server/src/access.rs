@@ -247,6 +247,52 @@ pub async fn registry(store: &Store, tenant_id: &str, slug: &str) -> Result<Regi
         .ok_or(AccessError::NotFound)
 }
 
+/// A change to a registry: any field left out stays as it is; `servers` replaces the list.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryChange {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub servers: Option<Vec<String>>,
+}
+
+pub async fn update_registry(
+    store: &Store,
+    tenant_id: &str,
+    slug: &str,
+    change: RegistryChange,
+) -> Result<RegistryView> {
+    registry(store, tenant_id, slug).await?;
+    let name = change.name.as_deref().map(str::trim);
+    if name.is_some_and(|n| n.is_empty() || n.len() > 200) {
+        return Err(AccessError::Invalid(
+            "name must be 1 to 200 characters".into(),
+        ));
+    }
+    if change.description.as_ref().is_some_and(|d| d.len() > 2000) {
+        return Err(AccessError::Invalid(
+            "description is limited to 2000 characters".into(),
+        ));
+    }
+    let ids = match &change.servers {
+        Some(slugs) => Some(server_ids(store, tenant_id, slugs).await?),
+        None => None,
+    };
+    store
+        .update_registry(
+            tenant_id,
+            slug,
+            name,
+            change.description.as_deref(),
+            ids.as_deref(),
+        )
+        .await?;
+    registry(store, tenant_id, slug).await
+}
+
 pub async fn delete_registry(store: &Store, tenant_id: &str, slug: &str) -> Result<()> {
     store.delete_registry(tenant_id, slug).await?;
     Ok(())

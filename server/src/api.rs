@@ -48,7 +48,9 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/api/v1/registries/{slug}",
-            get(get_registry).delete(delete_registry),
+            get(get_registry)
+                .delete(delete_registry)
+                .patch(patch_registry),
         )
         .route(
             "/api/v1/registries/{slug}/grants",
@@ -396,6 +398,19 @@ async fn get_registry(
     Ok(Json(
         access::registry(&state.store, &admin.tenant.tenant_id, &slug).await?,
     ))
+}
+
+async fn patch_registry(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+    json: Result<Json<access::RegistryChange>, JsonRejection>,
+) -> Result<Json<access::RegistryView>, ApiError> {
+    let req = body(json)?;
+    let view = access::update_registry(&state.store, &admin.tenant.tenant_id, &slug, req).await?;
+    state.refresh_snapshots().await?;
+    tracing::info!(audit = true, tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, registry = %slug, servers = ?view.servers, "registry changed");
+    Ok(Json(view))
 }
 
 async fn delete_registry(

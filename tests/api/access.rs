@@ -372,6 +372,39 @@ async fn bad_registries_are_refused_and_change_nothing(engine: Engine) {
     assert_eq!(status, StatusCode::CREATED);
     let (status, _) = post(json!({"slug": "r", "servers": ["crm"]})).await;
     assert_eq!(status, StatusCode::CONFLICT);
+    // Changing a registry: an unknown server is refused and nothing changes; a good change
+    // replaces the server list.
+    let patch = |body: Value| {
+        api(
+            &app,
+            admin,
+            reqwest::Method::PATCH,
+            "/api/v1/registries/r",
+            Some(body),
+        )
+    };
+    let (status, v) = patch(json!({"servers": ["crm", "nope"], "name": "Renamed"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (_, v) = api(
+        &app,
+        admin,
+        reqwest::Method::GET,
+        "/api/v1/registries/r",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (v["servers"].clone(), v["name"].clone()),
+        (json!(["crm"]), json!("r"))
+    );
+    let (status, v) = patch(json!({"servers": [], "name": "Renamed"})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["servers"].clone(), v["name"].clone()),
+        (json!([]), json!("Renamed"))
+    );
+    let (status, _) = patch(json!({"servers": ["crm"]})).await;
+    assert_eq!(status, StatusCode::OK);
     // Grants: a bad one is refused, a good one listed, replaced and removed.
     let (status, _) = api(
         &app,

@@ -7,9 +7,9 @@ use crate::access;
 use crate::auth;
 use crate::tenants::format_time;
 use app::api::{
-    BackendError, FlashKind, GroupSummary, IdentityForm, IdentityView, Matrix, PortalServer,
-    PortalState, PortalUser, RegistrySummary, Reveal, SimulationView, SsoView, TokenSummary,
-    UserSummary,
+    BackendError, FlashKind, GrantSummary, GroupSummary, IdentityForm, IdentityView, Matrix,
+    PortalServer, PortalState, PortalUser, RegistrySummary, Reveal, SimulationView, SsoView,
+    TokenSummary, UserSummary,
 };
 use http::request::Parts;
 use secrecy::ExposeSecret;
@@ -161,7 +161,11 @@ impl Backend {
                     grants: r
                         .grants
                         .into_iter()
-                        .map(|g| (g.subject, g.rules_text))
+                        .map(|g| GrantSummary {
+                            id: g.id,
+                            subject: g.subject,
+                            rules: g.rules_text,
+                        })
                         .collect(),
                 })
                 .collect(),
@@ -435,6 +439,57 @@ impl Backend {
                             }
                         }
                     }
+                }
+            }
+            "update_registry" => {
+                let change = access::RegistryChange {
+                    servers: Some(list(&form.servers)),
+                    ..Default::default()
+                };
+                match access::update_registry(&st.store, &tid, &form.slug, change).await {
+                    Ok(v) => Ok(format!(
+                        "Registry {} now holds {}.",
+                        v.slug,
+                        if v.servers.is_empty() {
+                            "no servers".to_owned()
+                        } else {
+                            v.servers.join(", ")
+                        }
+                    )),
+                    Err(access::AccessError::Store(e)) => return Err(internal(e)),
+                    Err(e) => Err(format!("Not changed: {e}.")),
+                }
+            }
+            "add_grant" => {
+                let rules: Result<Vec<crate::policy::Rule>, String> =
+                    if form.rules.trim().is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        serde_json::from_str(&form.rules)
+                            .map_err(|e| format!("the rules are not a JSON list of rules ({e})"))
+                    };
+                match rules {
+                    Err(m) => Err(format!("Not granted: {m}.")),
+                    Ok(rules) => {
+                        let g = access::NewGrant {
+                            subject: form.grants.trim().to_owned(),
+                            rules,
+                        };
+                        match access::add_grant(&st.store, &tid, &form.slug, g).await {
+                            Ok(v) => {
+                                Ok(format!("Registry {} granted to {}.", form.slug, v.subject))
+                            }
+                            Err(access::AccessError::Store(e)) => return Err(internal(e)),
+                            Err(e) => Err(format!("Not granted: {e}.")),
+                        }
+                    }
+                }
+            }
+            "delete_grant" => {
+                match access::delete_grant(&st.store, &tid, &form.slug, &form.grant_id).await {
+                    Ok(()) => Ok("Grant removed.".into()),
+                    Err(access::AccessError::Store(e)) => return Err(internal(e)),
+                    Err(e) => Err(format!("Not removed: {e}.")),
                 }
             }
             "delete_registry" => match access::delete_registry(&st.store, &tid, &form.slug).await {

@@ -521,6 +521,62 @@ impl Store {
         Ok(rows)
     }
 
+    /// Changes a registry's name, description and (when given) its servers, in one transaction.
+    pub async fn update_registry(
+        &self,
+        tenant_id: &str,
+        slug: &str,
+        name: Option<&str>,
+        description: Option<&str>,
+        server_ids: Option<&[String]>,
+    ) -> Result<()> {
+        tenant_tx!(self, tenant_id, |tx| {
+            let registry_id: Option<String> = sqlx::query_scalar(
+                "SELECT registry_id FROM registry WHERE tenant_id = $1 AND slug = $2",
+            )
+            .bind(tenant_id)
+            .bind(slug)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(registry_id) = registry_id else {
+                return Err(StoreError::NotFound);
+            };
+            sqlx::query(
+                "UPDATE registry SET name = COALESCE($1, name), description = COALESCE($2, description), \
+                 updated_at = $3 WHERE tenant_id = $4 AND registry_id = $5",
+            )
+            .bind(name)
+            .bind(description)
+            .bind(now_micros())
+            .bind(tenant_id)
+            .bind(&registry_id)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(ids) = server_ids {
+                sqlx::query(
+                    "DELETE FROM registry_server WHERE tenant_id = $1 AND registry_id = $2",
+                )
+                .bind(tenant_id)
+                .bind(&registry_id)
+                .execute(&mut *tx)
+                .await?;
+                for server_id in ids {
+                    sqlx::query(
+                        "INSERT INTO registry_server (tenant_id, registry_id, server_id) VALUES ($1, $2, $3) \
+                         ON CONFLICT (registry_id, server_id) DO NOTHING",
+                    )
+                    .bind(tenant_id)
+                    .bind(&registry_id)
+                    .bind(server_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            sqlx::query(BUMP_IDENTITY).execute(&mut *tx).await?;
+        });
+        Ok(())
+    }
+
     pub async fn delete_registry(&self, tenant_id: &str, slug: &str) -> Result<()> {
         let n = tenant_tx!(self, tenant_id, |tx| {
             let n = sqlx::query("DELETE FROM registry WHERE tenant_id = $1 AND slug = $2")
