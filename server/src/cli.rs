@@ -5,6 +5,7 @@
 //! `--json` output is a contract that operators and checks script against:
 //! - `tenant create --json`: `{"tenant": {slug, name, created_at, console_url}, "admin_email", "admin_token"}`
 //! - `tenant list --json`: `{"tenants": [{slug, name, created_at}]}`
+//! - `tenant admin-token --json`: `{"admin_email", "admin_token": "pct_admin_…"}`
 //! - `server add --json`: `{"server": {slug, name, description, upstream, created_at}}`
 //! - `server list --json`: `{"servers": [ … ]}`
 //! - `token create --json`: `{"token": "pct_user_…", "user": EMAIL}`
@@ -104,6 +105,28 @@ pub async fn tenant(store_cfg: &StoreConfig, cmd: TenantCommand) -> Result<ExitC
                         format_time(r.created_at)
                     );
                 }
+            }
+            ExitCode::SUCCESS
+        }
+        TenantCommand::AdminToken { slug, email, json } => {
+            let tid = tenant_id(&store, &slug).await?;
+            let email = crate::domain::Email::parse(&email).map_err(|e| CliError(e.0))?;
+            let token = crate::domain::NewToken::generate(crate::domain::TokenKind::TenantAdmin);
+            store
+                .recover_admin(&tid, &email, &token.hash, "break-glass (CLI)")
+                .await?;
+            tracing::info!(audit = true, tenant.id = %tid, "break-glass admin token issued by the operator CLI");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "admin_email": email.as_str(), "admin_token": token.plaintext.expose_secret() })
+                );
+            } else {
+                println!(
+                    "Admin token for {} on {slug} (shown once, store it now):",
+                    email.as_str()
+                );
+                println!("  {}", token.plaintext.expose_secret());
             }
             ExitCode::SUCCESS
         }

@@ -275,6 +275,16 @@ pub enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Break-glass recovery: make EMAIL an active admin of the tenant (created if missing,
+    /// reactivated if deactivated) and issue a new admin token; prints it once.
+    AdminToken {
+        /// The tenant's slug.
+        slug: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]

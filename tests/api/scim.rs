@@ -553,5 +553,29 @@ async fn removal_in_the_idp_ends_access_on_the_next_request(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // Break-glass: the operator gives the tenant an admin again, from the CLI.
+    let out = app.cli(&[
+        "tenant",
+        "admin-token",
+        "acme",
+        "--email",
+        "admin@acme.example.com",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let recovered = v["admin_token"].as_str().unwrap();
+    assert!(recovered.starts_with("pct_admin_"));
+    let res = app
+        .get(&app.host(Some("acme")), "/api/v1/tenant")
+        .bearer_auth(recovered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
     app.stop().await;
 }

@@ -651,23 +651,31 @@ async fn endpoint(
         let body = serde_json::json!({ "jsonrpc": "2.0", "id": request_id, "error": error });
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
-    // A list request (one message): its response loses what the caller may not use.
-    let filter = match messages.as_slice() {
-        [one] => one
-            .get("method")
-            .and_then(serde_json::Value::as_str)
-            .filter(|_| one.get("id").is_some())
-            .and_then(|m| {
-                policy::list_filter(
-                    tenant_policy.clone(),
-                    state.gateway.observed.clone(),
-                    &tenant.tenant_id,
-                    &caller.user_id,
-                    &server,
-                    m,
-                )
-            }),
-        _ => None,
+    // List requests: their responses lose what the caller may not use. In a batch (the
+    // 2025-03-26 era, proxied as sent) each response is matched to its request by id.
+    let mut filters: Vec<(serde_json::Value, policy::ResponseFilter)> = Vec::new();
+    for m in &messages {
+        let (Some(id), Some(method)) = (
+            m.get("id"),
+            m.get("method").and_then(serde_json::Value::as_str),
+        ) else {
+            continue;
+        };
+        if let Some(f) = policy::list_filter(
+            tenant_policy.clone(),
+            state.gateway.observed.clone(),
+            &tenant.tenant_id,
+            &caller.user_id,
+            &server,
+            method,
+        ) {
+            filters.push((id.clone(), f));
+        }
+    }
+    let filter: Option<policy::ResponseFilter> = match filters.len() {
+        0 => None,
+        1 if messages.len() == 1 => filters.pop().map(|(_, f)| f),
+        _ => Some(policy::by_id(filters)),
     };
     drop(attempts);
     let Some(url) = url else {

@@ -194,6 +194,17 @@ pub fn list_filter(
     }))
 }
 
+/// One filter for the responses of a batch: each response goes through its request's filter,
+/// matched by JSON-RPC id; responses to other requests pass untouched.
+pub fn by_id(filters: Vec<(Value, ResponseFilter)>) -> ResponseFilter {
+    Arc::new(move |msg: &mut Value| {
+        let id = msg.get("id").cloned();
+        if let Some((_, f)) = filters.iter().find(|(i, _)| Some(i) == id.as_ref()) {
+            f(msg);
+        }
+    })
+}
+
 /// A short label of the verdict's reason, for the audit line.
 fn why_label(policy_decision: &Decision) -> String {
     let v = match policy_decision {
@@ -361,6 +372,27 @@ mod tests {
         .unwrap();
         f(&mut err);
         assert_eq!(err, before);
+    }
+
+    #[test]
+    fn a_batch_filters_each_list_response_by_its_request_id() {
+        let p = Arc::new(policy(json!([{"effect": "deny", "match": "secret*"}])));
+        let o = Arc::new(Observed::default());
+        let tools = list_filter(p.clone(), o.clone(), "t", "u", "crm", "tools/list").unwrap();
+        let prompts = list_filter(p, o, "t", "u", "crm", "prompts/list").unwrap();
+        let f = by_id(vec![(json!(1), tools), (json!("b"), prompts)]);
+        let mut batch = json!([
+            {"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "secret_x"}, {"name": "ok"}]}},
+            {"jsonrpc": "2.0", "id": "b", "result": {"prompts": [{"name": "p"}]}},
+            {"jsonrpc": "2.0", "id": 3, "result": {"tools": [{"name": "secret_y"}]}}
+        ]);
+        for m in batch.as_array_mut().unwrap() {
+            f(m);
+        }
+        assert_eq!(batch[0]["result"]["tools"], json!([{"name": "ok"}]));
+        assert_eq!(batch[1]["result"]["prompts"], json!([{"name": "p"}]));
+        // Not a list request of this batch: untouched.
+        assert_eq!(batch[2]["result"]["tools"], json!([{"name": "secret_y"}]));
     }
 
     #[test]

@@ -778,6 +778,58 @@ impl Store {
         Ok(v)
     }
 
+    /// Break-glass: `email` becomes an active admin of the tenant (created if missing) with a
+    /// new admin token, in one transaction.
+    pub async fn recover_admin(
+        &self,
+        tenant_id: &str,
+        email: &crate::domain::Email,
+        hash: &crate::domain::TokenHash,
+        label: &str,
+    ) -> Result<()> {
+        tenant_tx!(self, tenant_id, |tx| {
+            let now = now_micros();
+            sqlx::query(
+                "INSERT INTO tenant_user (user_id, tenant_id, email, is_admin, active, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $4, $5, $5) \
+                 ON CONFLICT (tenant_id, email) DO UPDATE SET is_admin = $4, active = $4, updated_at = $5",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(tenant_id)
+            .bind(email.as_str())
+            .bind(true)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let user_id: String = sqlx::query_scalar(
+                "SELECT user_id FROM tenant_user WHERE tenant_id = $1 AND email = $2",
+            )
+            .bind(tenant_id)
+            .bind(email.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO admin_token (admin_token_id, tenant_id, user_id, token_hash, label, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(tenant_id)
+            .bind(&user_id)
+            .bind(hash.as_str())
+            .bind(label)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(BUMP_IDENTITY).execute(&mut *tx).await?;
+            sqlx::query(
+                "UPDATE change_counter SET version = version + 1 WHERE topic = 'api_tokens'",
+            )
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(())
+    }
+
     pub async fn delete_tenant_setting(&self, tenant_id: &str, name: &str) -> Result<()> {
         tenant_tx!(self, tenant_id, |tx| {
             sqlx::query("DELETE FROM tenant_setting WHERE tenant_id = $1 AND name = $2")
