@@ -853,7 +853,7 @@ impl Store {
     ) -> Result<Option<super::UserRow>> {
         let user = tenant_tx!(self, tenant_id, |tx| {
             let now = now_micros();
-            sqlx::query(
+            let created = sqlx::query(
                 "INSERT INTO tenant_user (user_id, tenant_id, email, display_name, is_admin, active, created_at, updated_at, source) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $7, 'sso') ON CONFLICT (tenant_id, email) DO NOTHING",
             )
@@ -865,7 +865,9 @@ impl Store {
             .bind(true)
             .bind(now)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected()
+                > 0;
             let user = sqlx::query_as::<_, super::UserRow>(
                 "SELECT user_id, tenant_id, email, is_admin, active FROM tenant_user \
                  WHERE tenant_id = $1 AND email = $2",
@@ -887,14 +889,30 @@ impl Store {
             .bind(&user.user_id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "DELETE FROM group_member WHERE tenant_id = $1 AND user_id = $2 AND source = 'sso'",
+            // The usual sign-in changes no group: then nothing is recompiled anywhere.
+            let mut current: Vec<String> = sqlx::query_scalar(
+                "SELECT g.name FROM group_member m JOIN user_group g ON g.group_id = m.group_id \
+                 WHERE m.tenant_id = $1 AND m.user_id = $2 AND m.source = 'sso'",
             )
             .bind(tenant_id)
             .bind(&user.user_id)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-            for g in groups {
+            current.sort();
+            let mut wanted = groups.to_vec();
+            wanted.sort();
+            wanted.dedup();
+            let changed = created || current != wanted;
+            if changed {
+                sqlx::query(
+                    "DELETE FROM group_member WHERE tenant_id = $1 AND user_id = $2 AND source = 'sso'",
+                )
+                .bind(tenant_id)
+                .bind(&user.user_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            for g in groups.iter().filter(|_| changed) {
                 sqlx::query(
                     "INSERT INTO user_group (group_id, tenant_id, name, source, created_at, updated_at) \
                      VALUES ($1, $2, $3, 'sso', $4, $4) ON CONFLICT (tenant_id, name) DO NOTHING",
@@ -917,7 +935,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             }
-            sqlx::query(BUMP_IDENTITY).execute(&mut *tx).await?;
+            if changed {
+                sqlx::query(BUMP_IDENTITY).execute(&mut *tx).await?;
+            }
             Some(user)
         });
         Ok(user)
