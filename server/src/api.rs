@@ -68,6 +68,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/policy/reach", get(reach))
         .route("/api/v1/scim/token", axum::routing::post(rotate_scim_token))
         .route("/api/v1/sso", get(get_sso).put(put_sso).delete(delete_sso))
+        .route("/api/v1/audit", get(search_audit))
+        .route("/api/v1/audit/verify", get(verify_audit))
 }
 
 /// JSON bodies that fail to parse become a 400 in our envelope, not axum's plain text.
@@ -213,6 +215,14 @@ async fn add_server(
     let input = body(json)?;
     let row = servers::add(&state.store, &admin.tenant.tenant_id, input).await?;
     state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "server.add",
+        &row.slug,
+        serde_json::json!({"transport": row.transport}),
+    )
+    .await;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, server.slug = %row.slug, "server added");
     Ok((
         StatusCode::CREATED,
@@ -263,6 +273,14 @@ async fn patch_server(
         .set_new_tools(&admin.tenant.tenant_id, &row.slug, deny)
         .await?;
     state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "server.new_tools",
+        &row.slug,
+        serde_json::json!({"new_tools": req.new_tools}),
+    )
+    .await;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, server.slug = %row.slug, new_tools = %req.new_tools, "server access default changed");
     Ok(Json(
         serde_json::json!({ "slug": row.slug, "new_tools": req.new_tools }),
@@ -289,6 +307,14 @@ async fn delete_server(
 ) -> Result<StatusCode, ApiError> {
     servers::remove(&state.store, &admin.tenant.tenant_id, &slug).await?;
     state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "server.delete",
+        &slug,
+        serde_json::json!({}),
+    )
+    .await;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, server.slug = %slug, "server deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -315,6 +341,14 @@ async fn create_token(
     )
     .await?;
     state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "token.issue",
+        &user.email,
+        serde_json::json!({"kind": "gateway"}),
+    )
+    .await;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({
@@ -364,6 +398,14 @@ async fn record_catalog(
     let n =
         access::record_catalog(&state.store, &admin.tenant.tenant_id, &row.slug, &tools).await?;
     state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "server.catalog",
+        &row.slug,
+        serde_json::json!({"tools": n}),
+    )
+    .await;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, server.slug = %row.slug, tools = n, "tool catalog recorded");
     Ok(Json(
         serde_json::json!({ "server": row.slug, "tools": tools }),
@@ -386,6 +428,7 @@ async fn create_registry(
     let req = body(json)?;
     let view = access::create_registry(&state.store, &admin.tenant.tenant_id, req).await?;
     state.refresh_snapshots().await?;
+    audited(&state, &admin, "registry.create", &view.slug, serde_json::json!({"servers": view.servers, "grants": view.grants.iter().map(|g| &g.subject).collect::<Vec<_>>()})).await;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, registry = %view.slug, "registry created");
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -409,6 +452,14 @@ async fn patch_registry(
     let req = body(json)?;
     let view = access::update_registry(&state.store, &admin.tenant.tenant_id, &slug, req).await?;
     state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "registry.change",
+        &slug,
+        serde_json::json!({"servers": view.servers, "name": view.name}),
+    )
+    .await;
     tracing::info!(audit = true, tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, registry = %slug, servers = ?view.servers, "registry changed");
     Ok(Json(view))
 }
@@ -420,6 +471,14 @@ async fn delete_registry(
 ) -> Result<StatusCode, ApiError> {
     access::delete_registry(&state.store, &admin.tenant.tenant_id, &slug).await?;
     state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "registry.delete",
+        &slug,
+        serde_json::json!({}),
+    )
+    .await;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, registry = %slug, "registry deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -433,6 +492,14 @@ async fn add_grant(
     let req = body(json)?;
     let view = access::add_grant(&state.store, &admin.tenant.tenant_id, &slug, req).await?;
     state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "grant.add",
+        &slug,
+        serde_json::json!({"grant": view.id, "subject": view.subject, "rules": view.rules_text}),
+    )
+    .await;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, registry = %slug, grant.id = %view.id, "grant added");
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -459,6 +526,14 @@ async fn put_grant(
     )
     .await?;
     state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "grant.rules",
+        &slug,
+        serde_json::json!({"grant": grant, "rules": view.rules_text}),
+    )
+    .await;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, registry = %slug, grant.id = %grant, "grant rules replaced");
     Ok(Json(view))
 }
@@ -470,6 +545,14 @@ async fn delete_grant(
 ) -> Result<StatusCode, ApiError> {
     access::delete_grant(&state.store, &admin.tenant.tenant_id, &slug, &grant).await?;
     state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "grant.delete",
+        &slug,
+        serde_json::json!({"grant": grant}),
+    )
+    .await;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, registry = %slug, grant.id = %grant, "grant deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -507,6 +590,18 @@ async fn patch_user(
         .set_user_active(&admin.tenant.tenant_id, &id, req.active)
         .await?;
     state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        if req.active {
+            "user.activate"
+        } else {
+            "user.deactivate"
+        },
+        &id,
+        serde_json::json!({}),
+    )
+    .await;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, target.user.id = %id, active = req.active, "user status changed");
     Ok(Json(serde_json::json!({ "id": id, "active": req.active })))
 }
@@ -594,6 +689,14 @@ async fn rotate_scim_token(
     admin: TenantAdmin,
 ) -> Result<impl IntoResponse, ApiError> {
     let token = crate::scim::rotate_token(&state.store, &admin.tenant.tenant_id).await?;
+    audited(
+        &state,
+        &admin,
+        "scim.token_rotate",
+        "scim",
+        serde_json::json!({}),
+    )
+    .await;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, "SCIM token rotated through the API");
     Ok((
         StatusCode::CREATED,
@@ -623,6 +726,7 @@ async fn put_sso(
 ) -> Result<Json<crate::sso::IdpView>, ApiError> {
     let req = body(json)?;
     let v = crate::sso::save(&state, &admin.tenant, req).await?;
+    audited(&state, &admin, "sso.settings", &v.issuer, serde_json::json!({"client_id": v.client_id, "scopes": v.scopes, "groups_claim": v.groups_claim, "allowed_domains": v.allowed_domains})).await;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, "SSO settings changed through the API");
     Ok(Json(v))
 }
@@ -632,5 +736,98 @@ async fn delete_sso(
     admin: TenantAdmin,
 ) -> Result<StatusCode, ApiError> {
     crate::sso::disable(&state, &admin.tenant).await?;
+    audited(&state, &admin, "sso.disable", "sso", serde_json::json!({})).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Records an admin action in the durable audit log, once it has taken effect.
+async fn audited(
+    state: &AppState,
+    admin: &TenantAdmin,
+    action: &str,
+    target: &str,
+    detail: serde_json::Value,
+) {
+    let e = crate::audit::Event::new(
+        &admin.tenant.tenant_id,
+        crate::audit::Category::Admin,
+        action,
+        "ok",
+    )
+    .by(&admin.user.user_id, &admin.user.email)
+    .target(target)
+    .detail(detail);
+    state.audit.note(e).await;
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSearch {
+    category: Option<String>,
+    action: Option<String>,
+    actor: Option<String>,
+    server: Option<String>,
+    /// RFC 3339 times.
+    since: Option<String>,
+    until: Option<String>,
+    /// The `next` of the previous page.
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+fn micros_of(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
+    v.map(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map(|d| i64::try_from(d.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX))
+            .map_err(|_| ApiError::Invalid(format!("{name} must be an RFC 3339 time")))
+    })
+    .transpose()
+}
+
+/// Audit events of the tenant, newest first, by keyset pages.
+async fn search_audit(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    axum::extract::Query(q): axum::extract::Query<AuditSearch>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let query = crate::store::AuditQuery {
+        since: micros_of("since", q.since.as_deref())?,
+        until: micros_of("until", q.until.as_deref())?,
+        category: q.category,
+        action: q.action,
+        actor: q.actor,
+        server: q.server,
+        before_seq: q.before,
+        limit,
+    };
+    let rows = state
+        .store
+        .search_audit(&admin.tenant.tenant_id, &query)
+        .await?;
+    let next = if rows.len() as i64 == limit {
+        rows.last().map(|r| r.seq)
+    } else {
+        None
+    };
+    let events: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.event_id, "seq": r.seq, "at": format_time(r.at), "category": r.category,
+                "action": r.action, "actor": r.actor, "actor_id": r.actor_id, "server": r.server,
+                "target": r.target, "outcome": r.outcome,
+                "detail": serde_json::from_str::<serde_json::Value>(&r.detail).unwrap_or_default(),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "events": events, "next": next })))
+}
+
+async fn verify_audit(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<crate::audit::Verification>, ApiError> {
+    let rows = state.store.audit_chain(&admin.tenant.tenant_id).await?;
+    Ok(Json(crate::audit::verify(&rows)))
 }

@@ -110,6 +110,15 @@ impl FromRequestParts<AppState> for TenantAdmin {
         // Admin tokens are the break-glass path beside SSO: every use is on the record.
         tracing::info!(audit = true, tenant.id = %tenant.tenant_id, user.id = %user.user_id,
             method = %parts.method, path = %parts.uri.path(), "admin token used");
+        let e = crate::audit::Event::new(
+            &tenant.tenant_id,
+            crate::audit::Category::Security,
+            "admin_token.use",
+            "ok",
+        )
+        .by(&user.user_id, &user.email)
+        .detail(serde_json::json!({ "method": parts.method.as_str(), "path": parts.uri.path() }));
+        state.audit.note(e).await;
         Ok(Self { tenant, user })
     }
 }

@@ -13,10 +13,11 @@
 //! - `registry add --json`: `{"registry": {slug, name, description, servers, grants: [{id, subject, rules, rules_text}], created_at}}`
 //! - `registry list --json`: `{"registries": [ … ]}`
 //! - `scim token --json`: `{"token": "pct_scim_…"}`
+//! - `audit verify --json`: `{"tenant", "records", "ok", "first_break": {seq, event_id, problem}|null}` (exit 1 when broken)
 //! - `policy explain --json`: `{"user", "server", "kind", "name", "decision": "allow"|"deny", "reason", "rule": {grant_id, registry, subject, number, rule}|null, "chain": [ … ]}`
 
 use crate::access;
-use crate::config::ScimCommand;
+use crate::config::{AuditCommand, ScimCommand};
 use crate::config::{
     PlatformCommand, PolicyCommand, RegistryCommand, RemoteTransport, ServerCommand, StoreConfig,
     TenantCommand, TokenCommand,
@@ -116,6 +117,7 @@ pub async fn tenant(store_cfg: &StoreConfig, cmd: TenantCommand) -> Result<ExitC
                 .recover_admin(&tid, &email, &token.hash, "break-glass (CLI)")
                 .await?;
             tracing::info!(audit = true, tenant.id = %tid, "break-glass admin token issued by the operator CLI");
+            audited(&store, &tid, "admin_token.break_glass", email.as_str()).await?;
             if json {
                 println!(
                     "{}",
@@ -314,6 +316,7 @@ pub async fn registry(store_cfg: &StoreConfig, cmd: RegistryCommand) -> Result<E
                     .collect(),
             };
             let view = access::create_registry(&store, &tid, new).await?;
+            audited(&store, &tid, "registry.create", &view.slug).await?;
             if json {
                 println!("{}", serde_json::json!({ "registry": view }));
             } else {
@@ -413,6 +416,7 @@ pub async fn scim(store_cfg: &StoreConfig, cmd: ScimCommand) -> Result<ExitCode,
         ScimCommand::Token { tenant, json } => {
             let tid = tenant_id(&store, &tenant).await?;
             let token = crate::scim::rotate_token(&store, &tid).await?;
+            audited(&store, &tid, "scim.token_rotate", "scim").await?;
             if json {
                 println!("{}", serde_json::json!({ "token": token.expose_secret() }));
             } else {
@@ -426,4 +430,47 @@ pub async fn scim(store_cfg: &StoreConfig, cmd: ScimCommand) -> Result<ExitCode,
     }
     store.close().await;
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn audit(store_cfg: &StoreConfig, cmd: AuditCommand) -> Result<ExitCode, CliError> {
+    let store = Store::open(&store_cfg.database).await?;
+    let code = match cmd {
+        AuditCommand::Verify { tenant, json } => {
+            let tid = tenant_id(&store, &tenant).await?;
+            let v = crate::audit::verify(&store.audit_chain(&tid).await?);
+            if json {
+                let mut out = serde_json::to_value(&v).unwrap_or_default();
+                out["tenant"] = serde_json::json!(tenant);
+                println!("{out}");
+            } else if let Some(b) = &v.first_break {
+                println!(
+                    "BROKEN: {} records; the chain first breaks at seq {} (event {}): {}",
+                    v.records, b.seq, b.event_id, b.problem
+                );
+            } else {
+                println!("OK: {} records, the chain holds", v.records);
+            }
+            if v.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    };
+    store.close().await;
+    Ok(code)
+}
+
+/// Records an operator's change made from the CLI.
+async fn audited(
+    store: &Store,
+    tenant_id: &str,
+    action: &str,
+    target: &str,
+) -> Result<(), CliError> {
+    let mut e = crate::audit::Event::new(tenant_id, crate::audit::Category::Admin, action, "ok")
+        .target(target);
+    e.actor = Some("operator (CLI)".into());
+    crate::audit::record_direct(store, &e).await?;
+    Ok(())
 }

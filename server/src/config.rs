@@ -69,6 +69,21 @@ pub enum Command {
     /// SCIM provisioning.
     #[command(subcommand)]
     Scim(ScimCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Checks the tenant's audit hash chain; exits 0 only when it holds, else names the first
+    /// broken link (a modified, deleted or inserted record).
+    Verify {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -524,6 +524,15 @@ impl ConsoleBackend for Backend {
                 .await
                 .map_err(internal)?;
                 tracing::info!(audit = true, tenant.id = %tenant.tenant_id, user.id = %user.user_id, "admin signed in with an admin token");
+                let e = crate::audit::Event::new(
+                    &tenant.tenant_id,
+                    crate::audit::Category::Security,
+                    "console.sign_in",
+                    "ok",
+                )
+                .by(&user.user_id, &user.email)
+                .detail(serde_json::json!({ "with": "admin token" }));
+                self.state.audit.note(e).await;
             }
             None => {
                 tracing::warn!(tenant.id = %tenant.tenant_id, "admin sign-in refused: invalid token");

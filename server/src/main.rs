@@ -65,6 +65,10 @@ async fn run(args: Cli) -> Result<ExitCode, cli::CliError> {
             let store = StoreConfig::resolve(&args.global)?;
             cli::scim(&store, cmd).await
         }
+        Command::Audit(cmd) => {
+            let store = StoreConfig::resolve(&args.global)?;
+            cli::audit(&store, cmd).await
+        }
     }
 }
 

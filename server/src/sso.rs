@@ -491,8 +491,16 @@ struct CallbackQuery {
     error: Option<String>,
 }
 
-fn refuse(tenant: &Tenant, why: &str) -> Response {
+async fn refuse(state: &AppState, tenant: &Tenant, why: &str) -> Response {
     tracing::warn!(audit = true, tenant.id = %tenant.tenant_id, reason = why, "SSO sign-in refused");
+    let e = crate::audit::Event::new(
+        &tenant.tenant_id,
+        crate::audit::Category::Security,
+        "sso.sign_in",
+        "refused",
+    )
+    .detail(serde_json::json!({ "reason": why }));
+    state.audit.note(e).await;
     problem(StatusCode::BAD_REQUEST, why)
 }
 
@@ -511,12 +519,14 @@ async fn callback(
     let pending: Option<Pending> = session.remove(SESSION_PENDING).await.ok().flatten();
     let Some(pending) = pending else {
         return refuse(
+            &state,
             &tenant,
             "no sign-in was started in this browser (or it was already used)",
-        );
+        )
+        .await;
     };
     if now_unix().saturating_sub(pending.started_unix) > PENDING_TTL.as_secs() {
-        return refuse(&tenant, "the sign-in took too long; start again");
+        return refuse(&state, &tenant, "the sign-in took too long; start again").await;
     }
     let state_ok = q
         .state
@@ -524,9 +534,11 @@ async fn callback(
         .is_some_and(|s| bool::from(s.as_bytes().ct_eq(pending.state.as_bytes())));
     if !state_ok {
         return refuse(
+            &state,
             &tenant,
             "the sign-in response does not match this browser's sign-in (state)",
-        );
+        )
+        .await;
     }
     if let Some(e) = q.error.as_deref() {
         let e: String = e
@@ -535,19 +547,21 @@ async fn callback(
             .take(64)
             .collect();
         return refuse(
+            &state,
             &tenant,
             &format!("the identity provider refused the sign-in ({e})"),
-        );
+        )
+        .await;
     }
     let Some(code) = q.code else {
-        return refuse(&tenant, "the identity provider sent no code");
+        return refuse(&state, &tenant, "the identity provider sent no code").await;
     };
     let Some(verifier) = state
         .keys
         .open(&format!("sso-pkce/{}", tenant.tenant_id), &pending.verifier)
         .and_then(|b| String::from_utf8(b).ok())
     else {
-        return refuse(&tenant, "the sign-in state is damaged; start again");
+        return refuse(&state, &tenant, "the sign-in state is damaged; start again").await;
     };
     let http = state.gateway.client();
     let md = match state
@@ -577,7 +591,14 @@ async fn callback(
     let client = build(md);
     let exchange = match client.exchange_code(AuthorizationCode::new(code)) {
         Ok(r) => r,
-        Err(_) => return refuse(&tenant, "the identity provider has no token endpoint"),
+        Err(_) => {
+            return refuse(
+                &state,
+                &tenant,
+                "the identity provider has no token endpoint",
+            )
+            .await
+        }
     };
     let token = match exchange
         .set_pkce_verifier(PkceCodeVerifier::new(verifier))
@@ -588,13 +609,20 @@ async fn callback(
         Err(e) => {
             tracing::warn!(tenant.id = %tenant.tenant_id, error = %error_chain(&e), "code exchange failed");
             return refuse(
+                &state,
                 &tenant,
                 "the sign-in code was refused by the identity provider (expired or already used)",
-            );
+            )
+            .await;
         }
     };
     let Some(id_token) = token.id_token() else {
-        return refuse(&tenant, "the identity provider returned no ID token");
+        return refuse(
+            &state,
+            &tenant,
+            "the identity provider returned no ID token",
+        )
+        .await;
     };
     let nonce = Nonce::new(pending.nonce.clone());
     let verifier = client.id_token_verifier();
@@ -608,7 +636,7 @@ async fn callback(
                 .metadata(&tenant.tenant_id, &c.idp.issuer, http, true)
                 .await
             else {
-                return refuse(&tenant, "the ID token could not be checked");
+                return refuse(&state, &tenant, "the ID token could not be checked").await;
             };
             let client = build(md);
             let verifier = client.id_token_verifier();
@@ -617,7 +645,7 @@ async fn callback(
                 Ok(cl) => cl,
                 Err(_) => {
                     tracing::warn!(tenant.id = %tenant.tenant_id, error = %first, "ID token refused");
-                    return refuse(&tenant, "the ID token is not valid for this sign-in (signature, issuer, audience, expiry or nonce)");
+                    return refuse(&state, &tenant, "the ID token is not valid for this sign-in (signature, issuer, audience, expiry or nonce)").await;
                 }
             }
         }
@@ -627,26 +655,32 @@ async fn callback(
         .map(|e| e.as_str().trim().to_ascii_lowercase())
     else {
         return refuse(
+            &state,
             &tenant,
             "the identity provider sent no email address (add the email scope)",
-        );
+        )
+        .await;
     };
     if claims.email_verified() == Some(false) {
         return refuse(
+            &state,
             &tenant,
             "the email address is not verified at the identity provider",
-        );
+        )
+        .await;
     }
     let Ok(email_parsed) = crate::domain::Email::parse(&email) else {
-        return refuse(&tenant, "the email address is not valid");
+        return refuse(&state, &tenant, "the email address is not valid").await;
     };
     if !c.idp.allowed_domains.is_empty() {
         let domain = email.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
         if !c.idp.allowed_domains.iter().any(|d| d == domain) {
             return refuse(
+                &state,
                 &tenant,
                 &format!("email domain {domain} is not allowed to sign in here"),
-            );
+            )
+            .await;
         }
     }
     // The groups claim: read from the (now verified) ID token's payload.
@@ -661,7 +695,7 @@ async fn callback(
         .await
     {
         Ok(Some(u)) => u,
-        Ok(None) => return refuse(&tenant, "this account is deactivated"),
+        Ok(None) => return refuse(&state, &tenant, "this account is deactivated").await,
         Err(e) => {
             tracing::error!(error = %e, "SSO sign-in could not be recorded");
             return problem(StatusCode::SERVICE_UNAVAILABLE, "try again shortly");
@@ -684,6 +718,15 @@ async fn callback(
     }
     tracing::info!(audit = true, tenant.id = %tenant.tenant_id, user.id = %user.user_id,
         groups = groups.len(), "signed in with SSO");
+    let e = crate::audit::Event::new(
+        &tenant.tenant_id,
+        crate::audit::Category::Security,
+        "sso.sign_in",
+        "ok",
+    )
+    .by(&user.user_id, &user.email)
+    .detail(serde_json::json!({ "groups": groups }));
+    state.audit.note(e).await;
     Redirect::to(&pending.return_to).into_response()
 }
 

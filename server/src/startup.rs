@@ -152,6 +152,7 @@ impl Application {
             .site_pkg_dir("pkg")
             .site_addr(local)
             .build();
+        let (audit, _audit_writer) = crate::audit::Audit::start(store.clone());
         let state = AppState {
             store,
             tenancy,
@@ -163,6 +164,7 @@ impl Application {
             secure_cookies,
             keys: master_key,
             sso: Arc::default(),
+            audit,
         };
         let router = build_router(state.clone(), &settings.site_root);
         let (shutdown, _) = watch::channel(false);

@@ -26,6 +26,8 @@ pub struct AppState {
     pub keys: Arc<crate::keys::MasterKey>,
     /// IdP discovery documents and keys, per tenant.
     pub sso: Arc<crate::sso::SsoCache>,
+    /// The durable audit log's writer.
+    pub audit: crate::audit::Audit,
 }
 
 /// Builds the URLs users and MCP clients reach: `{scheme}://{tenant}.{base}{:port}`.

@@ -611,6 +611,20 @@ impl Backend {
         st.refresh_snapshots().await.map_err(internal)?;
         match result {
             Ok(m) => {
+                let e = crate::audit::Event::new(
+                    &tid,
+                    crate::audit::Category::Admin,
+                    &format!("console.{}", form.op),
+                    "ok",
+                )
+                .by(&admin.user_id, &admin.email)
+                .target(if form.slug.is_empty() {
+                    form.user_id.clone()
+                } else {
+                    form.slug.clone()
+                })
+                .detail(serde_json::json!({ "message": m }));
+                st.audit.note(e).await;
                 flash(&session, FlashKind::Info, m).await?;
                 Ok(true)
             }

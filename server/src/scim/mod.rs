@@ -594,6 +594,20 @@ async fn refreshed(state: &AppState) -> ScimResult<()> {
     Ok(())
 }
 
+/// Records a provisioning change in the durable audit log (the actor is the IdP).
+async fn recorded(state: &AppState, c: &ScimClient, action: &str, target: &str, detail: Value) {
+    let mut e = crate::audit::Event::new(
+        &c.tenant.tenant_id,
+        crate::audit::Category::Admin,
+        action,
+        "ok",
+    )
+    .target(target)
+    .detail(detail);
+    e.actor = Some("scim".into());
+    state.audit.note(e).await;
+}
+
 /// Every user of the tenant, as SCIM resources.
 async fn all_users(store: &Store, c: &ScimClient) -> ScimResult<Vec<Value>> {
     let (by_user, _) = memberships(store, &c.tenant.tenant_id).await?;
@@ -664,6 +678,14 @@ async fn create_user(State(state): State<AppState>, c: ScimClient, body: Bytes) 
         .scim_create_user(&c.tenant.tenant_id, &w)
         .await?;
     refreshed(&state).await?;
+    recorded(
+        &state,
+        &c,
+        "scim.user.create",
+        &id,
+        json!({"userName": w.user_name, "active": w.active}),
+    )
+    .await;
     tracing::info!(audit = true, tenant.id = %c.tenant.tenant_id, user.id = %id, active = w.active, "SCIM: user provisioned");
     let r = load_user(&state.store, &c, &id).await?;
     Ok(created(&r, format!("{}/Users/{id}", c.base)))
@@ -677,7 +699,20 @@ async fn write_user(state: &AppState, c: &ScimClient, id: &str, resource: &Value
         .scim_replace_user(&c.tenant.tenant_id, id, &w)
         .await?;
     refreshed(state).await?;
-    if before.is_some_and(|b| b.active && !w.active) {
+    let deactivated = before.as_ref().is_some_and(|b| b.active && !w.active);
+    recorded(
+        state,
+        c,
+        if deactivated {
+            "scim.user.deactivate"
+        } else {
+            "scim.user.update"
+        },
+        id,
+        json!({"userName": w.user_name, "active": w.active}),
+    )
+    .await;
+    if deactivated {
         tracing::info!(audit = true, tenant.id = %c.tenant.tenant_id, user.id = %id, "SCIM: user deactivated; their tokens and sessions ended");
     } else {
         tracing::info!(audit = true, tenant.id = %c.tenant.tenant_id, user.id = %id, active = w.active, "SCIM: user updated");
@@ -723,6 +758,7 @@ async fn delete_user(
             e => e.into(),
         })?;
     refreshed(&state).await?;
+    recorded(&state, &c, "scim.user.delete", &id, json!({})).await;
     tracing::info!(audit = true, tenant.id = %c.tenant.tenant_id, user.id = %id, "SCIM: user deleted; their tokens and sessions ended");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -828,6 +864,14 @@ async fn create_group(State(state): State<AppState>, c: ScimClient, body: Bytes)
         .scim_create_group(&c.tenant.tenant_id, &w)
         .await?;
     refreshed(&state).await?;
+    recorded(
+        &state,
+        &c,
+        "scim.group.create",
+        &id,
+        json!({"displayName": w.name, "members": w.members}),
+    )
+    .await;
     tracing::info!(audit = true, tenant.id = %c.tenant.tenant_id, group.id = %id, group.name = %w.name, "SCIM: group provisioned");
     let r = load_group(&state.store, &c, &id).await?;
     Ok(created(&r, format!("{}/Groups/{id}", c.base)))
@@ -841,6 +885,14 @@ async fn write_group(state: &AppState, c: &ScimClient, id: &str, resource: &Valu
         .scim_replace_group(&c.tenant.tenant_id, id, &w)
         .await?;
     refreshed(state).await?;
+    recorded(
+        state,
+        c,
+        "scim.group.update",
+        id,
+        json!({"displayName": w.name, "members": w.members}),
+    )
+    .await;
     tracing::info!(audit = true, tenant.id = %c.tenant.tenant_id, group.id = %id, group.name = %w.name,
         members = w.members.as_ref().map_or(0, Vec::len), "SCIM: group updated");
     let r = load_group(&state.store, c, id).await?;
@@ -891,6 +943,7 @@ async fn delete_group(
             e => e.into(),
         })?;
     refreshed(&state).await?;
+    recorded(&state, &c, "scim.group.delete", &id, json!({})).await;
     tracing::info!(audit = true, tenant.id = %c.tenant.tenant_id, group.id = %id, "SCIM: group deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

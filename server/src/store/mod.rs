@@ -99,11 +99,13 @@ macro_rules! tenant_tx {
     };
 }
 
+mod audit;
 mod identity;
 mod scim;
 mod servers;
 mod session;
 
+pub use audit::{AuditQuery, AuditRow};
 pub use identity::{CatalogRow, CatalogTool, GrantRow, GroupRow, RegistryRow, UserListRow};
 
 pub use scim::{ScimGroupRow, ScimGroupWrite, ScimUserRow, ScimUserWrite};
