@@ -97,6 +97,8 @@ type Pending = (Event, oneshot::Sender<Result<(), String>>);
 #[derive(Clone, Debug)]
 pub struct Audit {
     tx: mpsc::Sender<Pending>,
+    /// Set while writes fail, cleared by the next success.
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The fields an event's hash covers, in this order.
@@ -140,7 +142,14 @@ impl Audit {
     /// Starts the writer on `store`; it ends when every handle is dropped.
     pub fn start(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel::<Pending>(4096);
-        (Self { tx }, tokio::spawn(writer(store, rx)))
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        (
+            Self {
+                tx,
+                failing: failing.clone(),
+            },
+            tokio::spawn(writer(store, rx, failing)),
+        )
     }
 
     /// Records an event; returns once it is durable.
@@ -153,6 +162,30 @@ impl Audit {
         done.await
             .map_err(|_| AuditError("the writer has stopped".into()))?
             .map_err(AuditError)
+    }
+
+    /// Records several events (one request's messages); returns once all are durable.
+    pub async fn record_many(&self, events: Vec<Event>) -> Result<(), AuditError> {
+        let mut waiting = Vec::with_capacity(events.len());
+        for e in events {
+            let (ack, done) = oneshot::channel();
+            self.tx
+                .send((e, ack))
+                .await
+                .map_err(|_| AuditError("the writer has stopped".into()))?;
+            waiting.push(done);
+        }
+        for done in waiting {
+            done.await
+                .map_err(|_| AuditError("the writer has stopped".into()))?
+                .map_err(AuditError)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the last write succeeded (for `/readyz`).
+    pub fn healthy(&self) -> bool {
+        !self.failing.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Records an event that follows a change already made: a failure is logged (the change
@@ -178,7 +211,11 @@ pub async fn record_direct(store: &Store, e: &Event) -> Result<(), AuditError> {
     Err(AuditError(last))
 }
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>) {
+async fn writer(
+    store: Store,
+    mut rx: mpsc::Receiver<Pending>,
+    failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < GROUP {
@@ -210,6 +247,7 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Pending>) {
             if let Err(e) = &result {
                 tracing::error!(tenant.id = %tenant, error = %e, events = pending.len(), "audit events could not be written");
             }
+            failing.store(result.is_err(), std::sync::atomic::Ordering::Relaxed);
             for (_, ack) in pending {
                 let _ = ack.send(result.clone());
             }

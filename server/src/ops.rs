@@ -80,6 +80,11 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
+        Ok(()) if !state.audit.healthy() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the audit log cannot be written (gateway calls are refused)\n",
+        )
+            .into_response(),
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed: database unreachable");

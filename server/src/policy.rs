@@ -615,6 +615,13 @@ impl TenantPolicy {
         }
     }
 
+    /// A grant's id and its registry's slug, by the index a `Why` names.
+    pub fn grant_ref(&self, grant: u32) -> Option<(&str, &str)> {
+        self.grants
+            .get(grant as usize)
+            .map(|g| (g.input.grant_id.as_str(), g.input.registry_slug.as_str()))
+    }
+
     /// The user id of an email address (case-insensitive).
     pub fn user_by_email(&self, email: &str) -> Option<&str> {
         self.by_email.get(&email.to_lowercase()).map(String::as_str)

@@ -2,14 +2,18 @@
 //! hash chain, are searchable by keyset pages, and `portcullis audit verify` (and the API) find
 //! a modified, inserted or deleted row.
 
-use crate::gateway::add_server_ungranted;
+use crate::gateway::{add_server_ungranted, user_token};
+use crate::gateway_sessions::{stdio_fixture, Mcp};
 use crate::helpers::{spawn_app, Engine, TestApp};
 use crate::on_both_engines;
 use reqwest::header::HOST;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-on_both_engines!(admin_and_security_events_form_a_chain_that_finds_tampering);
+on_both_engines!(
+    admin_and_security_events_form_a_chain_that_finds_tampering,
+    mcp_requests_are_recorded_before_they_are_carried_out,
+);
 
 async fn get(app: &TestApp, admin: &str, path: &str) -> Value {
     let res = app
@@ -162,5 +166,102 @@ async fn admin_and_security_events_form_a_chain_that_finds_tampering(engine: Eng
     assert!(!ok);
     assert_eq!(v["first_break"]["seq"], 2, "{v}");
     assert_eq!(v["first_break"]["event_id"], "fake", "{v}");
+    app.stop().await;
+}
+
+async fn mcp_requests_are_recorded_before_they_are_carried_out(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    let tag = uuid::Uuid::new_v4().to_string();
+    add_server_ungranted(&app, "acme", admin, "fx", stdio_fixture(&tag)).await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/registries"))
+        .header(HOST, app.host(Some("acme")))
+        .bearer_auth(admin)
+        .json(
+            &json!({"slug": "fx", "servers": ["fx"], "grants": [{"subject": "everyone",
+            "rules": [{"effect": "deny", "match": "crash"}]}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let token = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let mut mcp = Mcp::new(&app, "acme", "fx", &token);
+    mcp.initialize().await;
+    mcp.request(json!(1), "tools/list", json!({})).await;
+    assert_eq!(
+        mcp.call_text(2, "echo", json!({"message": "hi"})).await,
+        "Echo: hi"
+    );
+    assert_eq!(
+        mcp.call_text(3, "crash", json!({})).await,
+        "error: Unknown tool: crash"
+    );
+
+    let v = get(&app, admin, "/api/v1/audit?category=mcp&limit=1000").await;
+    let events = v["events"].as_array().unwrap();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "initialize",
+        "notifications/initialized",
+        "tools/list",
+        "tools/call",
+    ] {
+        assert!(actions.contains(&a), "{a} recorded: {actions:?}");
+    }
+    let call = |target: &str| {
+        events
+            .iter()
+            .find(|e| e["action"] == "tools/call" && e["target"] == target)
+            .unwrap_or_else(|| panic!("no tools/call {target}: {v}"))
+    };
+    let echo = call("echo");
+    assert_eq!(echo["outcome"], "allowed");
+    assert_eq!(echo["actor"], "dev@acme.example");
+    assert_eq!(echo["server"], "fx");
+    assert_eq!(echo["detail"]["registry"], "fx");
+    assert_eq!(echo["detail"]["jsonrpc_id"], 2);
+    assert_eq!(
+        echo["detail"]["arguments_sha256"].as_str().unwrap().len(),
+        64
+    );
+    assert!(
+        !v.to_string().contains("\"hi\""),
+        "argument values are not recorded"
+    );
+    let crash = call("crash");
+    assert_eq!(crash["outcome"], "denied");
+    assert!(
+        crash["detail"]["rule"].as_str().unwrap().contains("rule 1"),
+        "{crash}"
+    );
+    let (ok, report) = verify_cli(&app);
+    assert!(ok, "{report}");
+
+    // Without a durable record, nothing is carried out: the database goes away, calls are refused.
+    if let Engine::Postgres = engine {
+        app.kill_database().await;
+        let res = mcp
+            .post(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                          "params": {"name": "echo", "arguments": {"message": "lost"}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body: Value = res.json().await.unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("audit log"),
+            "{body}"
+        );
+    }
     app.stop().await;
 }

@@ -639,12 +639,29 @@ async fn endpoint(
             })
             .collect()
     };
+    let mut events = Vec::with_capacity(attempts.len());
     for (attempt, msg) in &attempts {
         let decision = policy::check(&tenant_policy, &state.gateway.observed, attempt, *msg);
         policy::audit(attempt, &decision);
+        events.push(policy::audit_event(
+            attempt,
+            &decision,
+            &caller.email,
+            &tenant_policy,
+            *msg,
+        ));
         if let policy::Decision::Deny(_, error) = decision {
             denial.get_or_insert(error);
         }
+    }
+    // Nothing goes upstream, and no refusal is sent, before its record is durable (fail closed).
+    if let Err(e) = state.audit.record_many(events).await {
+        tracing::error!(error = %e, "a gateway request was refused: the audit log cannot be written");
+        let body = serde_json::json!({
+            "jsonrpc": "2.0", "id": request_id,
+            "error": { "code": -32603, "message": "the audit log cannot be written: the request was not carried out" },
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     }
     if let Some(error) = denial {
         // What an upstream answers for a tool, prompt or resource that does not exist.

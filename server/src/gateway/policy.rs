@@ -223,8 +223,51 @@ fn why_label(policy_decision: &Decision) -> String {
     }
 }
 
-/// Records the attempt and the decision: one structured line (field `audit = true`) until the
-/// audit work makes it a durable record.
+/// The durable audit event of an attempt and its decision: who, which server, method and
+/// target, the decision and the grant and rule that made it, and the arguments as a SHA-256
+/// (never their values).
+pub fn audit_event(
+    a: &Attempt<'_>,
+    decision: &Decision,
+    caller_email: &str,
+    policy: &TenantPolicy,
+    msg: Option<&Value>,
+) -> crate::audit::Event {
+    let outcome = match decision {
+        Decision::Allow(_) => "allowed",
+        Decision::Deny(..) => "denied",
+    };
+    let action = match a.rpc_method {
+        Some(m) => m.to_owned(),
+        None => format!("http {}", a.http_method),
+    };
+    let mut detail = json!({ "rule": why_label(decision) });
+    if let Decision::Allow(Some(v)) | Decision::Deny(v, _) = decision {
+        if let Why::Rule { grant, .. } | Why::OpenGrant { grant } = v.why {
+            if let Some((grant_id, registry)) = policy.grant_ref(grant) {
+                detail["grant"] = json!(grant_id);
+                detail["registry"] = json!(registry);
+            }
+        }
+    }
+    if let Some(args) = msg.and_then(|m| m.pointer("/params/arguments")) {
+        use sha2::Digest;
+        detail["arguments_sha256"] = json!(hex::encode(sha2::Sha256::digest(args.to_string())));
+    }
+    if let Some(id) = msg.and_then(|m| m.get("id")) {
+        detail["jsonrpc_id"] = id.clone();
+    }
+    let mut e =
+        crate::audit::Event::new(a.tenant_id, crate::audit::Category::Mcp, &action, outcome)
+            .by(a.user_id, caller_email)
+            .detail(detail);
+    e.server = Some(a.server.to_owned());
+    e.target = a.target.map(str::to_owned);
+    e
+}
+
+/// Records the attempt and the decision as one structured log line (field `audit = true`),
+/// beside the durable record.
 pub fn audit(a: &Attempt<'_>, decision: &Decision) {
     let outcome = match decision {
         Decision::Allow(_) => "allowed",
