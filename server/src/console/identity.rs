@@ -23,6 +23,14 @@ fn list(raw: &str) -> Vec<String> {
         .collect()
 }
 
+/// The rules field of a form: empty means none; else a JSON list of rules.
+fn rules_of(raw: &str) -> Result<Vec<crate::policy::Rule>, String> {
+    if raw.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(raw).map_err(|e| format!("the rules are not a JSON list of rules ({e})"))
+}
+
 /// Configuration snippets for the clients people use, for one gateway endpoint.
 fn snippets(slug: &str, endpoint: &str) -> Vec<(String, String, String)> {
     let claude = serde_json::json!({
@@ -373,13 +381,7 @@ impl Backend {
                 }
             }
             "create_registry" => {
-                let rules: Result<Vec<crate::policy::Rule>, String> =
-                    if form.rules.trim().is_empty() {
-                        Ok(Vec::new())
-                    } else {
-                        serde_json::from_str(&form.rules)
-                            .map_err(|e| format!("the rules are not a JSON list of rules ({e})"))
-                    };
+                let rules = rules_of(&form.rules);
                 match rules {
                     Err(m) => Err(format!("Not created: {m}.")),
                     Ok(rules) => {
@@ -461,13 +463,7 @@ impl Backend {
                 }
             }
             "add_grant" => {
-                let rules: Result<Vec<crate::policy::Rule>, String> =
-                    if form.rules.trim().is_empty() {
-                        Ok(Vec::new())
-                    } else {
-                        serde_json::from_str(&form.rules)
-                            .map_err(|e| format!("the rules are not a JSON list of rules ({e})"))
-                    };
+                let rules = rules_of(&form.rules);
                 match rules {
                     Err(m) => Err(format!("Not granted: {m}.")),
                     Ok(rules) => {
