@@ -587,6 +587,31 @@ pub struct Reach {
     pub denied_tools: Vec<String>,
 }
 
+/// Splits tools (name, hints) into those `user_id` may use on `server` (some call of them) and
+/// those they may not.
+pub fn split_tools(
+    p: &TenantPolicy,
+    user_id: &str,
+    server: &str,
+    tools: impl IntoIterator<Item = (String, Hints)>,
+) -> (Vec<String>, Vec<String>) {
+    let (mut allowed, mut denied) = (Vec::new(), Vec::new());
+    for (name, hints) in tools {
+        let ask = Ask {
+            kind: Kind::Tool,
+            name: &name,
+            hints,
+            arguments: None,
+        };
+        if p.decide(user_id, server, &ask).allowed {
+            allowed.push(name);
+        } else {
+            denied.push(name);
+        }
+    }
+    (allowed, denied)
+}
+
 /// The servers a user reaches and, for each, which of its catalog tools they may use.
 pub fn reach(p: &TenantPolicy, user_email: &str) -> Vec<Reach> {
     let Some(user_id) = p.user_by_email(user_email) else {
@@ -595,20 +620,7 @@ pub fn reach(p: &TenantPolicy, user_email: &str) -> Vec<Reach> {
     p.servers_of(user_id)
         .into_iter()
         .map(|server| {
-            let (mut tools, mut denied_tools) = (Vec::new(), Vec::new());
-            for (name, hints) in p.catalog(&server) {
-                let ask = Ask {
-                    kind: Kind::Tool,
-                    name: &name,
-                    hints,
-                    arguments: None,
-                };
-                if p.decide(user_id, &server, &ask).allowed {
-                    tools.push(name);
-                } else {
-                    denied_tools.push(name);
-                }
-            }
+            let (tools, denied_tools) = split_tools(p, user_id, &server, p.catalog(&server));
             Reach {
                 server,
                 tools,

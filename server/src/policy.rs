@@ -26,7 +26,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// What a rule is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -747,13 +747,6 @@ impl TenantPolicy {
         v
     }
 
-    /// Every server slug the policy knows, sorted.
-    pub fn server_slugs(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.servers.keys().cloned().collect();
-        v.sort();
-        v
-    }
-
     /// The reviewed catalog of a server: (tool, hints), sorted by name.
     pub fn catalog(&self, server: &str) -> Vec<(String, Hints)> {
         let mut v: Vec<(String, Hints)> = self
@@ -1003,25 +996,26 @@ pub fn list_item_visible(
         .allowed
 }
 
-/// The set of names in a list that the policy hides, for tests and the simulator.
-pub fn hidden_names(
-    policy: &TenantPolicy,
-    user_id: &str,
-    server: &str,
-    kind: Kind,
-    items: &[Value],
-) -> HashSet<String> {
-    items
-        .iter()
-        .filter(|i| !list_item_visible(policy, user_id, server, kind, i))
-        .filter_map(|i| i.get("name").and_then(Value::as_str).map(str::to_owned))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::HashSet;
+
+    /// The names in a list that the policy hides.
+    fn hidden_names(
+        policy: &TenantPolicy,
+        user_id: &str,
+        server: &str,
+        kind: Kind,
+        items: &[Value],
+    ) -> HashSet<String> {
+        items
+            .iter()
+            .filter(|i| !list_item_visible(policy, user_id, server, kind, i))
+            .filter_map(|i| i.get("name").and_then(Value::as_str).map(str::to_owned))
+            .collect()
+    }
 
     fn rules(v: Value) -> GrantRules {
         serde_json::from_value(json!({ "rules": v })).unwrap()

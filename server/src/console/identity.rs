@@ -214,29 +214,14 @@ impl Backend {
                         .map(|(n, _)| n)
                         .collect();
                     names.extend(st.gateway.observed_tools(&tenant.tenant_id, &row.slug));
-                    let tools = names
-                        .into_iter()
-                        .filter(|name| {
-                            let hints = policy.hints(
-                                &row.slug,
-                                name,
-                                st.gateway
-                                    .observed_hints(&tenant.tenant_id, &row.slug, name),
-                            );
-                            policy
-                                .decide(
-                                    &u.user_id,
-                                    &row.slug,
-                                    &crate::policy::Ask {
-                                        kind: crate::policy::Kind::Tool,
-                                        name,
-                                        hints,
-                                        arguments: None,
-                                    },
-                                )
-                                .allowed
-                        })
-                        .collect();
+                    let known = names.into_iter().map(|name| {
+                        let seen = st
+                            .gateway
+                            .observed_hints(&tenant.tenant_id, &row.slug, &name);
+                        let hints = policy.hints(&row.slug, &name, seen);
+                        (name, hints)
+                    });
+                    let (tools, _) = access::split_tools(&policy, &u.user_id, &row.slug, known);
                     let endpoint = format!("{}{}", st.urls.tenant_gateway(&tenant.slug), row.slug);
                     servers.push(PortalServer {
                         snippets: snippets(&row.slug, &endpoint),

@@ -49,14 +49,6 @@ pub struct UserListRow {
     pub last_seen_at: Option<i64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
-pub struct CatalogRow {
-    pub server_slug: String,
-    pub name: String,
-    pub description: String,
-    pub annotations: String,
-}
-
 /// A tool as recorded in a server's reviewed catalog.
 #[derive(Clone, Debug)]
 pub struct CatalogTool {
@@ -273,54 +265,6 @@ impl Store {
         Ok(rows)
     }
 
-    /// Adds (`true`) or removes a membership. Returns whether anything changed.
-    pub async fn set_membership(
-        &self,
-        tenant_id: &str,
-        group_id: &str,
-        user_id: &str,
-        member: bool,
-        source: &str,
-    ) -> Result<bool> {
-        let n = tenant_tx!(self, tenant_id, |tx| {
-            let n = if member {
-                sqlx::query(
-                    "INSERT INTO group_member (tenant_id, group_id, user_id, source, added_at) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, user_id) DO NOTHING",
-                )
-                .bind(tenant_id)
-                .bind(group_id)
-                .bind(user_id)
-                .bind(source)
-                .bind(now_micros())
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| match &e {
-                    sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                        StoreError::NotFound
-                    }
-                    _ => StoreError::Database(e),
-                })?
-                .rows_affected()
-            } else {
-                sqlx::query(
-                    "DELETE FROM group_member WHERE tenant_id = $1 AND group_id = $2 AND user_id = $3",
-                )
-                .bind(tenant_id)
-                .bind(group_id)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-            };
-            if n > 0 {
-                sqlx::query(BUMP_IDENTITY).execute(&mut *tx).await?;
-            }
-            n
-        });
-        Ok(n > 0)
-    }
-
     // ---- users --------------------------------------------------------------------------
 
     pub async fn list_users(&self, tenant_id: &str) -> Result<Vec<UserListRow>> {
@@ -385,24 +329,6 @@ impl Store {
             }
         });
         Ok(())
-    }
-
-    pub async fn user_by_email(
-        &self,
-        tenant_id: &str,
-        email: &str,
-    ) -> Result<Option<super::UserRow>> {
-        let user = tenant_tx!(self, tenant_id, |tx| {
-            sqlx::query_as::<_, super::UserRow>(
-                "SELECT user_id, tenant_id, email, is_admin, active FROM tenant_user \
-                 WHERE tenant_id = $1 AND LOWER(email) = LOWER($2)",
-            )
-            .bind(tenant_id)
-            .bind(email)
-            .fetch_optional(&mut *tx)
-            .await?
-        });
-        Ok(user)
     }
 
     // ---- registries and grants ----------------------------------------------------------
@@ -706,17 +632,6 @@ impl Store {
         Ok(())
     }
 
-    /// `new_tools` of each server: slug → true when it denies tools outside the catalog.
-    pub async fn new_tools_settings(&self, tenant_id: &str) -> Result<HashMap<String, bool>> {
-        let rows: Vec<(String, String)> = tenant_tx!(self, tenant_id, |tx| {
-            sqlx::query_as("SELECT slug, new_tools FROM mcp_server WHERE tenant_id = $1")
-                .bind(tenant_id)
-                .fetch_all(&mut *tx)
-                .await?
-        });
-        Ok(rows.into_iter().map(|(s, v)| (s, v != "allow")).collect())
-    }
-
     /// Replaces a server's reviewed catalog with `tools`.
     pub async fn record_catalog(
         &self,
@@ -748,19 +663,6 @@ impl Store {
             sqlx::query(BUMP_IDENTITY).execute(&mut *tx).await?;
         });
         Ok(())
-    }
-
-    pub async fn catalog(&self, tenant_id: &str) -> Result<Vec<CatalogRow>> {
-        let rows = tenant_tx!(self, tenant_id, |tx| {
-            sqlx::query_as::<_, CatalogRow>(
-                "SELECT s.slug AS server_slug, t.name, t.description, t.annotations FROM server_tool t \
-                 JOIN mcp_server s ON s.server_id = t.server_id WHERE t.tenant_id = $1 ORDER BY s.slug, t.name",
-            )
-            .bind(tenant_id)
-            .fetch_all(&mut *tx)
-            .await?
-        });
-        Ok(rows)
     }
 
     // ---- per-tenant settings ------------------------------------------------------------

@@ -106,7 +106,7 @@ mod servers;
 mod session;
 
 pub use audit::{AuditQuery, AuditRow};
-pub use identity::{CatalogRow, CatalogTool, GrantRow, GroupRow, RegistryRow, UserListRow};
+pub use identity::{CatalogTool, GrantRow, GroupRow, RegistryRow, UserListRow};
 
 pub use scim::{ScimGroupRow, ScimGroupWrite, ScimUserRow, ScimUserWrite};
 pub use servers::{LiveToken, ServerRow, TokenRow};
