@@ -68,8 +68,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/policy/reach", get(reach))
         .route("/api/v1/scim/token", axum::routing::post(rotate_scim_token))
         .route("/api/v1/sso", get(get_sso).put(put_sso).delete(delete_sso))
-        .route("/api/v1/audit", get(search_audit))
-        .route("/api/v1/audit/verify", get(verify_audit))
+        .merge(crate::audit::api::routes())
 }
 
 /// JSON bodies that fail to parse become a 400 in our envelope, not axum's plain text.
@@ -758,76 +757,4 @@ async fn audited(
     .target(target)
     .detail(detail);
     state.audit.note(e).await;
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditSearch {
-    category: Option<String>,
-    action: Option<String>,
-    actor: Option<String>,
-    server: Option<String>,
-    /// RFC 3339 times.
-    since: Option<String>,
-    until: Option<String>,
-    /// The `next` of the previous page.
-    before: Option<i64>,
-    limit: Option<i64>,
-}
-
-fn micros_of(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
-    v.map(|t| {
-        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-            .map(|d| i64::try_from(d.unix_timestamp_nanos() / 1000).unwrap_or(i64::MAX))
-            .map_err(|_| ApiError::Invalid(format!("{name} must be an RFC 3339 time")))
-    })
-    .transpose()
-}
-
-/// Audit events of the tenant, newest first, by keyset pages.
-async fn search_audit(
-    State(state): State<AppState>,
-    admin: TenantAdmin,
-    axum::extract::Query(q): axum::extract::Query<AuditSearch>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let query = crate::store::AuditQuery {
-        since: micros_of("since", q.since.as_deref())?,
-        until: micros_of("until", q.until.as_deref())?,
-        category: q.category,
-        action: q.action,
-        actor: q.actor,
-        server: q.server,
-        before_seq: q.before,
-        limit,
-    };
-    let rows = state
-        .store
-        .search_audit(&admin.tenant.tenant_id, &query)
-        .await?;
-    let next = if rows.len() as i64 == limit {
-        rows.last().map(|r| r.seq)
-    } else {
-        None
-    };
-    let events: Vec<serde_json::Value> = rows
-        .into_iter()
-        .map(|r| {
-            serde_json::json!({
-                "id": r.event_id, "seq": r.seq, "at": format_time(r.at), "category": r.category,
-                "action": r.action, "actor": r.actor, "actor_id": r.actor_id, "server": r.server,
-                "target": r.target, "outcome": r.outcome,
-                "detail": serde_json::from_str::<serde_json::Value>(&r.detail).unwrap_or_default(),
-            })
-        })
-        .collect();
-    Ok(Json(serde_json::json!({ "events": events, "next": next })))
-}
-
-async fn verify_audit(
-    State(state): State<AppState>,
-    admin: TenantAdmin,
-) -> Result<Json<crate::audit::Verification>, ApiError> {
-    let rows = state.store.audit_chain(&admin.tenant.tenant_id).await?;
-    Ok(Json(crate::audit::verify(&rows)))
 }

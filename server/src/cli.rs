@@ -437,7 +437,7 @@ pub async fn audit(store_cfg: &StoreConfig, cmd: AuditCommand) -> Result<ExitCod
     let code = match cmd {
         AuditCommand::Verify { tenant, json } => {
             let tid = tenant_id(&store, &tenant).await?;
-            let v = crate::audit::verify(&store.audit_chain(&tid).await?);
+            let (v, _, _) = crate::audit::verify_stored(&store, &tid).await?;
             if json {
                 let mut out = serde_json::to_value(&v).unwrap_or_default();
                 out["tenant"] = serde_json::json!(tenant);
@@ -455,6 +455,91 @@ pub async fn audit(store_cfg: &StoreConfig, cmd: AuditCommand) -> Result<ExitCod
             } else {
                 ExitCode::FAILURE
             }
+        }
+        AuditCommand::Export {
+            tenant,
+            format,
+            user,
+            server,
+            group,
+            method,
+            decision,
+            since,
+            until,
+            output,
+        } => {
+            let tid = tenant_id(&store, &tenant).await?;
+            let format = crate::audit::export::Format::parse(&format)
+                .ok_or_else(|| CliError("--format must be csv, jsonl or ocsf".into()))?;
+            let filters = crate::audit::api::Filters {
+                actor: user,
+                server,
+                group,
+                method,
+                decision,
+                since,
+                until,
+                ..Default::default()
+            };
+            let query = filters
+                .query(crate::audit::export::PAGE)
+                .map_err(|e| CliError(e.to_string()))?;
+            let mut e = crate::audit::Event::new(
+                &tid,
+                crate::audit::Category::Security,
+                "audit.export",
+                "ok",
+            )
+            .target(format.extension())
+            .detail(
+                serde_json::json!({"format": format.extension(), "via": "cli",
+                "filter": crate::audit::describe(&query)}),
+            );
+            e.actor = Some("operator (CLI)".into());
+            crate::audit::record_direct(&store, &e).await?;
+            let mut out: Box<dyn std::io::Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .map_err(|e| CliError(format!("cannot write {}: {e}", path.display())))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let mut stream = Box::pin(crate::audit::export::stream(
+                store.clone(),
+                tid,
+                query,
+                format,
+            ));
+            use futures_util::StreamExt;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| CliError(e.to_string()))?;
+                if let Err(e) = out.write_all(&chunk) {
+                    if e.kind() == std::io::ErrorKind::BrokenPipe {
+                        break; // `| head`
+                    }
+                    return Err(CliError(format!("cannot write the export: {e}")));
+                }
+            }
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
+        AuditCommand::Purge { tenant, json } => {
+            let tid = tenant_id(&store, &tenant).await?;
+            let (audit, writer) = crate::audit::Audit::start(store.clone());
+            let report = crate::audit::retention::purge_tenant(&store, &audit, &tid, None).await?;
+            drop(audit);
+            let _ = writer.await;
+            if json {
+                println!("{}", serde_json::to_value(&report).unwrap_or_default());
+            } else if let Some(why) = &report.skipped {
+                println!("Nothing purged: {why}");
+            } else {
+                println!(
+                    "Purged {} records (through seq {:?})",
+                    report.purged, report.through_seq
+                );
+            }
+            ExitCode::SUCCESS
         }
     };
     store.close().await;

@@ -74,11 +74,49 @@ pub enum Command {
     Audit(AuditCommand),
 }
 
+// Parsed once per CLI run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Checks the tenant's audit hash chain; exits 0 only when it holds, else names the first
     /// broken link (a modified, deleted or inserted record).
     Verify {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Streams the tenant's audit records (oldest first) to stdout, or to --output, as CSV,
+    /// JSON Lines or OCSF API Activity (JSON Lines); the export is itself recorded.
+    Export {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, value_parser = ["csv", "jsonl", "ocsf"])]
+        format: String,
+        /// The actor's email.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        group: Option<String>,
+        /// The MCP method or event name (`tools/call`; `tools/*` for a prefix).
+        #[arg(long)]
+        method: Option<String>,
+        /// allow or deny.
+        #[arg(long)]
+        decision: Option<String>,
+        /// RFC 3339 time or date (YYYY-MM-DD), inclusive.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 time or date (YYYY-MM-DD), exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Applies the tenant's retention now (nothing under legal hold goes); prints what it did.
+    Purge {
         #[arg(long)]
         tenant: String,
         #[arg(long)]

@@ -122,6 +122,14 @@ impl MasterKey {
         h.finalize().into()
     }
 
+    /// The Ed25519 key that signs a tenant's audit checkpoints (derived from the master key and
+    /// the tenant id, so it survives restarts and is the same on every replica).
+    pub fn checkpoint_key(&self, tenant_id: &str) -> ed25519_dalek::SigningKey {
+        ed25519_dalek::SigningKey::from_bytes(
+            &self.derive(&format!("audit checkpoint {tenant_id}")),
+        )
+    }
+
     /// A non-secret identifier of the key (domain-separated hash, 16 hex chars), safe to show
     /// admins and to store.
     pub fn fingerprint(&self) -> String {

@@ -622,6 +622,20 @@ impl TenantPolicy {
             .map(|g| (g.input.grant_id.as_str(), g.input.registry_slug.as_str()))
     }
 
+    /// The names of the groups a user is in (the audit record's snapshot).
+    pub fn group_names(&self, user_id: &str) -> Vec<String> {
+        self.users
+            .get(user_id)
+            .map(|u| {
+                u.groups
+                    .iter()
+                    .filter_map(|g| self.groups.get(*g as usize))
+                    .map(|g| g.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The user id of an email address (case-insensitive).
     pub fn user_by_email(&self, email: &str) -> Option<&str> {
         self.by_email.get(&email.to_lowercase()).map(String::as_str)

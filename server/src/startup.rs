@@ -215,6 +215,15 @@ impl Application {
             shutdown.subscribe(),
         ));
         let sweeper = tokio::spawn(sweep_sessions(state.store.clone(), shutdown.subscribe()));
+        // The audit log's housekeeping (partitions, retention purge) and SIEM delivery.
+        let retention = crate::audit::retention::spawn(state.store.clone(), state.audit.clone());
+        let siem = crate::audit::siem::spawn(
+            state.store.clone(),
+            state.keys.clone(),
+            state.gateway.client().clone(),
+            siem_interval(),
+            shutdown.subscribe(),
+        );
         let janitor = tokio::spawn(gateway_janitor(
             state.gateway.clone(),
             state.store.clone(),
@@ -257,11 +266,23 @@ impl Application {
         let _ = watcher.await;
         let _ = sweeper.await;
         let _ = janitor.await;
+        let _ = siem.await;
+        retention.abort();
         // Stop every upstream the gateway runs (stdio processes: stdin, SIGTERM, SIGKILL).
         state.gateway.hub.shutdown().await;
         state.store.close().await;
         res
     }
+}
+
+/// How often SIEM destinations are fed (`PORTCULLIS_SIEM_INTERVAL_MS`, default 2000).
+fn siem_interval() -> Duration {
+    let ms = std::env::var("PORTCULLIS_SIEM_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|v| (50..=600_000).contains(v))
+        .unwrap_or(2000);
+    Duration::from_millis(ms)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

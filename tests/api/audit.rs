@@ -222,7 +222,23 @@ async fn mcp_requests_are_recorded_before_they_are_carried_out(engine: Engine) {
             .unwrap_or_else(|| panic!("no tools/call {target}: {v}"))
     };
     let echo = call("echo");
-    assert_eq!(echo["outcome"], "allowed");
+    assert_eq!(echo["outcome"], "ok");
+    assert_eq!(echo["decision"], "allow");
+    assert!(
+        echo["agent"].as_str().is_some_and(|a| !a.is_empty()),
+        "{echo}"
+    );
+    assert!(
+        echo["client"].as_str().is_some_and(|c| !c.is_empty()),
+        "clientInfo kept from initialize: {echo}"
+    );
+    assert_eq!(echo["ip"], "127.0.0.1");
+    assert!(echo["session_id"].as_str().is_some(), "{echo}");
+    let (total, upstream) = (
+        echo["latency_us"].as_i64().unwrap(),
+        echo["upstream_us"].as_i64().unwrap(),
+    );
+    assert!(total >= upstream && upstream > 0, "{echo}");
     assert_eq!(echo["actor"], "dev@acme.example");
     assert_eq!(echo["server"], "fx");
     assert_eq!(echo["detail"]["registry"], "fx");
@@ -237,6 +253,7 @@ async fn mcp_requests_are_recorded_before_they_are_carried_out(engine: Engine) {
     );
     let crash = call("crash");
     assert_eq!(crash["outcome"], "denied");
+    assert_eq!(crash["decision"], "deny");
     assert!(
         crash["detail"]["rule"].as_str().unwrap().contains("rule 1"),
         "{crash}"

@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod link;
 pub mod modern;
 pub mod policy;
+pub mod record;
 pub mod session;
 pub mod sse;
 pub mod stdio;
@@ -73,6 +74,8 @@ pub struct Caller {
     pub user_id: String,
     pub email: String,
     expires_at: Option<i64>,
+    /// The credential's name (the audit record's agent).
+    pub agent: String,
 }
 
 #[derive(Debug, Default)]
@@ -82,13 +85,18 @@ struct TenantGateway {
     /// Who may use which server, tool, resource and prompt (compiled from registries, grants
     /// and groups).
     policy: Arc<crate::policy::TenantPolicy>,
+    /// How tool arguments are recorded (the tenant's audit settings).
+    arguments: record::Arguments,
 }
+
+/// The change counters a snapshot was built at (servers, tokens, tenants, identity, audit).
+type ChangeVersions = (i64, i64, i64, i64, i64);
 
 /// The gateway's snapshot of every tenant's servers and tokens.
 #[derive(Debug)]
 pub struct Gateway {
     tenants: ArcSwap<HashMap<String, TenantGateway>>,
-    version: std::sync::Mutex<Option<(i64, i64, i64, i64)>>,
+    version: std::sync::Mutex<Option<ChangeVersions>>,
     /// Tool annotations seen in list responses (for tools outside a reviewed catalog).
     observed: Arc<policy::Observed>,
     /// Who used the gateway since the last flush: (tenant, user) → when (µs).
@@ -98,6 +106,8 @@ pub struct Gateway {
     pub hub: session::Hub,
     /// Who opened each session of a Streamable HTTP upstream.
     http_sessions: HttpSessions,
+    /// The MCP client (clientInfo) each session was opened with, by session id.
+    clients: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
 
 /// The user an upstream (Streamable HTTP) session was opened by, through which server.
@@ -170,6 +180,7 @@ impl Gateway {
             version: std::sync::Mutex::new(None),
             observed: Arc::default(),
             seen: std::sync::Mutex::default(),
+            clients: std::sync::Mutex::default(),
             client,
         };
         g.refresh(store, tenancy).await?;
@@ -185,6 +196,7 @@ impl Gateway {
             store.change_version("api_tokens").await?,
             store.change_version("tenants").await?,
             store.change_version("identity").await?,
+            store.change_version("audit").await?,
         );
         if self
             .version
@@ -215,12 +227,15 @@ impl Gateway {
                         user_id: t.user_id,
                         email: t.email,
                         expires_at: t.expires_at,
+                        agent: t.label,
                     },
                 );
             }
             tg.policy = Arc::new(crate::policy::TenantPolicy::compile(
                 store.policy_inputs(&tenant_id).await?,
             ));
+            tg.arguments =
+                record::Arguments::parse(&store.audit_settings(&tenant_id).await?.arguments);
             tenants.insert(tenant_id, tg);
         }
         self.tenants.store(Arc::new(tenants));
@@ -296,10 +311,20 @@ impl Gateway {
     pub fn sweep(&self) {
         self.hub
             .sweep(|tenant, user, slug| self.server_for(tenant, user, slug));
+        lock(&self.clients).retain(|_, (_, at)| at.elapsed() < Duration::from_secs(24 * 3600));
         self.http_sessions.sweep(|o| {
             self.server_for(&o.tenant_id, &o.user_id, &o.server)
                 .is_some()
         });
+    }
+
+    /// How the tenant's tool arguments are recorded.
+    fn arguments(&self, tenant_id: &str) -> record::Arguments {
+        self.tenants
+            .load()
+            .get(tenant_id)
+            .map(|t| t.arguments)
+            .unwrap_or_default()
     }
 
     /// The tenant's policy (empty, granting nothing, when the tenant is unknown).
@@ -508,9 +533,19 @@ async fn endpoint(
     Path(server): Path<String>,
     req: Request,
 ) -> Response {
+    let arrived = std::time::Instant::now();
     let Some(Host::Tenant(tenant)) = req.extensions().get::<Host>().cloned() else {
         return crate::tenancy::not_found();
     };
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let user_agent = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(200).collect::<String>());
     if !origin_ok(req.headers()) {
         return rpc_error(
             StatusCode::FORBIDDEN,
@@ -639,35 +674,94 @@ async fn endpoint(
             })
             .collect()
     };
+    // The records: who, which client and agent, from where, in which session.
+    let arguments = state.gateway.arguments(&tenant.tenant_id);
+    let session_id = headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let client = client_label(messages.first().copied()).or_else(|| {
+        session_id.as_ref().and_then(|sid| {
+            lock(&state.gateway.clients)
+                .get(sid)
+                .map(|(c, _)| c.clone())
+        })
+    });
     let mut events = Vec::with_capacity(attempts.len());
     for (attempt, msg) in &attempts {
         let decision = policy::check(&tenant_policy, &state.gateway.observed, attempt, *msg);
         policy::audit(attempt, &decision);
-        events.push(policy::audit_event(
+        let mut e = policy::audit_event(
             attempt,
             &decision,
             &caller.email,
             &tenant_policy,
             *msg,
-        ));
+            arguments,
+        );
+        e.client = client.clone();
+        e.agent = Some(caller.agent.clone());
+        e.ip = ip.clone();
+        e.session_id = session_id.clone();
+        if let Some(ua) = &user_agent {
+            e.detail["user_agent"] = serde_json::json!(ua);
+        }
+        let is_request = msg.is_some_and(|m| m.get("method").is_some() && m.get("id").is_some());
+        let id = msg.and_then(|m| m.get("id")).cloned();
         if let policy::Decision::Deny(_, error) = decision {
             denial.get_or_insert(error);
         }
+        events.push((is_request.then_some(id).flatten(), e));
     }
-    // Nothing goes upstream, and no refusal is sent, before its record is durable (fail closed).
-    if let Err(e) = state.audit.record_many(events).await {
-        tracing::error!(error = %e, "a gateway request was refused: the audit log cannot be written");
+    // What is decided now is recorded now: refusals, notifications and client answers (which
+    // get no answer of their own), and everything while the audit log is failing. Nothing goes
+    // upstream, and no refusal is sent, before its record is durable (fail closed).
+    let refuse_all = denial.is_some() || !state.audit.healthy();
+    let mut now = Vec::new();
+    let mut pending = Vec::new();
+    for (id, mut e) in events {
+        match id {
+            Some(id) if !refuse_all => pending.push((id, e)),
+            _ => {
+                if e.outcome == "forwarded" && refuse_all {
+                    e.outcome = if denial.is_some() {
+                        "not_sent"
+                    } else {
+                        "refused"
+                    }
+                    .into();
+                }
+                e.latency_us =
+                    Some(i64::try_from(arrived.elapsed().as_micros()).unwrap_or(i64::MAX));
+                now.push(e);
+            }
+        }
+    }
+    let audit_down = |request_id: &serde_json::Value| {
+        tracing::error!("a gateway request was refused: the audit log cannot be written");
         let body = serde_json::json!({
             "jsonrpc": "2.0", "id": request_id,
             "error": { "code": -32603, "message": "the audit log cannot be written: the request was not carried out" },
         });
-        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    };
+    if !now.is_empty() && state.audit.record_many(now).await.is_err() {
+        return audit_down(&request_id);
     }
     if let Some(error) = denial {
         // What an upstream answers for a tool, prompt or resource that does not exist.
         let body = serde_json::json!({ "jsonrpc": "2.0", "id": request_id, "error": error });
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
+    if refuse_all {
+        // The refusals' records were written: the log works again for the next request.
+        return audit_down(&request_id);
+    }
+    let rec = record::Recorder::new(state.audit.clone(), arrived, pending);
+    let initialize_client = messages
+        .first()
+        .filter(|m| m.get("method").and_then(serde_json::Value::as_str) == Some("initialize"))
+        .and_then(|m| client_label(Some(m)));
     // List requests: their responses lose what the caller may not use. In a batch (the
     // 2025-03-26 era, proxied as sent) each response is matched to its request by id.
     let mut filters: Vec<(serde_json::Value, policy::ResponseFilter)> = Vec::new();
@@ -704,10 +798,13 @@ async fn endpoint(
             filter,
         };
         let gw = &state.gateway;
-        return gw
+        rec.forwarded();
+        let res = gw
             .hub
             .handle(target, &gw.client, &method, &headers, body)
             .await;
+        remember_client(gw, &res, initialize_client);
+        return record::recorded(res, rec).await;
     };
     // An upstream's session belongs to the user who opened it through the gateway (the
     // upstream cannot tell users apart): anyone else, or an id the gateway never saw, gets 404.
@@ -716,10 +813,6 @@ async fn endpoint(
         user_id: caller.user_id.clone(),
         server: server.clone(),
     };
-    let session_id = headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
     if let Some(sid) = &session_id {
         if !state.gateway.http_sessions.check(sid, &owner) {
             return rpc_error(
@@ -736,9 +829,13 @@ async fn endpoint(
         .request(method, &url)
         .headers(headers)
         .body(body);
+    rec.forwarded();
     let sent = tokio::time::timeout(UPSTREAM_HEADERS_TIMEOUT, upstream_req.send()).await;
     let Ok(sent) = sent else {
         tracing::warn!(server.slug = %server, "upstream did not answer in time");
+        if rec.finish("timeout", None).await.is_err() {
+            return record::withheld(&request_id);
+        }
         return rpc_error(
             StatusCode::GATEWAY_TIMEOUT,
             -32603,
@@ -766,16 +863,51 @@ async fn endpoint(
             let mut out = Response::new(body);
             *out.status_mut() = status;
             *out.headers_mut() = headers;
-            out
+            remember_client(&state.gateway, &out, initialize_client);
+            record::recorded(out, rec).await
         }
         Err(e) => {
             tracing::warn!(server.slug = %server, error = %e, "upstream unreachable");
+            if rec.finish("unreachable", None).await.is_err() {
+                return record::withheld(&request_id);
+            }
             rpc_error(
                 StatusCode::BAD_GATEWAY,
                 -32603,
                 "the upstream MCP server is unreachable",
             )
         }
+    }
+}
+
+/// `name/version` from an `initialize` message's clientInfo, or a 2026-07-28 request's
+/// `_meta` client info.
+fn client_label(msg: Option<&serde_json::Value>) -> Option<String> {
+    let m = msg?;
+    let info = m
+        .pointer("/params/clientInfo")
+        .or_else(|| m.pointer("/params/_meta/io.modelcontextprotocol~1clientInfo"))?;
+    let name = info.get("name").and_then(serde_json::Value::as_str)?;
+    let label = match info.get("version").and_then(serde_json::Value::as_str) {
+        Some(v) => format!("{name}/{v}"),
+        None => name.to_owned(),
+    };
+    Some(label.chars().take(120).collect())
+}
+
+/// After an `initialize`: the session the answer opened is this client's.
+fn remember_client(gw: &Gateway, res: &Response, client: Option<String>) {
+    let (Some(client), Some(sid)) = (
+        client,
+        res.headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok()),
+    ) else {
+        return;
+    };
+    let mut clients = lock(&gw.clients);
+    if clients.len() < 100_000 {
+        clients.insert(sid.to_owned(), (client, std::time::Instant::now()));
     }
 }
 

@@ -224,18 +224,20 @@ fn why_label(policy_decision: &Decision) -> String {
 }
 
 /// The durable audit event of an attempt and its decision: who, which server, method and
-/// target, the decision and the grant and rule that made it, and the arguments as a SHA-256
-/// (never their values).
+/// target, the decision and the grant and rule that made it, and the arguments as the tenant's
+/// argument policy says. Its outcome is `denied` for a refusal, else completed by the answer
+/// (record.rs).
 pub fn audit_event(
     a: &Attempt<'_>,
     decision: &Decision,
     caller_email: &str,
     policy: &TenantPolicy,
     msg: Option<&Value>,
+    arguments: super::record::Arguments,
 ) -> crate::audit::Event {
-    let outcome = match decision {
-        Decision::Allow(_) => "allowed",
-        Decision::Deny(..) => "denied",
+    let (outcome, verdict) = match decision {
+        Decision::Allow(_) => ("forwarded", "allow"),
+        Decision::Deny(..) => ("denied", "deny"),
     };
     let action = match a.rpc_method {
         Some(m) => m.to_owned(),
@@ -251,8 +253,7 @@ pub fn audit_event(
         }
     }
     if let Some(args) = msg.and_then(|m| m.pointer("/params/arguments")) {
-        use sha2::Digest;
-        detail["arguments_sha256"] = json!(hex::encode(sha2::Sha256::digest(args.to_string())));
+        arguments.apply(args, &mut detail);
     }
     if let Some(id) = msg.and_then(|m| m.get("id")) {
         detail["jsonrpc_id"] = id.clone();
@@ -261,6 +262,8 @@ pub fn audit_event(
         crate::audit::Event::new(a.tenant_id, crate::audit::Category::Mcp, &action, outcome)
             .by(a.user_id, caller_email)
             .detail(detail);
+    e.decision = Some(verdict.to_owned());
+    e.groups = policy.group_names(a.user_id);
     e.server = Some(a.server.to_owned());
     e.target = a.target.map(str::to_owned);
     e

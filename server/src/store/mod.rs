@@ -105,7 +105,7 @@ mod scim;
 mod servers;
 mod session;
 
-pub use audit::{AuditQuery, AuditRow};
+pub use audit::{AuditQuery, AuditRow, AuditSettingsRow, Bucket, Count, SiemRow, Volume};
 pub use identity::{CatalogTool, GrantRow, GroupRow, RegistryRow, UserListRow};
 
 pub use scim::{ScimGroupRow, ScimGroupWrite, ScimUserRow, ScimUserWrite};

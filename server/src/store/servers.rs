@@ -32,6 +32,7 @@ pub struct LiveToken {
     pub user_id: String,
     pub email: String,
     pub expires_at: Option<i64>,
+    pub label: String,
 }
 
 /// A gateway token as its owner sees it listed.
@@ -218,7 +219,7 @@ impl Store {
     pub async fn list_live_tokens(&self, tenant_id: &str) -> Result<Vec<LiveToken>> {
         let rows = tenant_tx!(self, tenant_id, |tx| {
             sqlx::query_as::<_, LiveToken>(
-                "SELECT t.token_hash, u.user_id, u.email, t.expires_at \
+                "SELECT t.token_hash, u.user_id, u.email, t.expires_at, t.label \
                  FROM api_token t JOIN tenant_user u ON u.tenant_id = t.tenant_id AND u.user_id = t.user_id \
                  WHERE t.tenant_id = $1 AND t.revoked_at IS NULL AND u.active = $2",
             )

@@ -12,7 +12,12 @@
 //! - Nothing secret goes into an event: callers put names, ids, decisions and before/after
 //!   values of settings, never tokens or client secrets.
 
-use crate::store::{AuditRow, Store};
+pub mod api;
+pub mod export;
+pub mod retention;
+pub mod siem;
+
+use crate::store::{AuditQuery, AuditRow, Store};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -53,6 +58,20 @@ pub struct Event {
     pub target: Option<String>,
     pub outcome: String,
     pub detail: serde_json::Value,
+    /// MCP records: `allow` or `deny`.
+    pub decision: Option<String>,
+    /// The MCP client: clientInfo `name/version`.
+    pub client: Option<String>,
+    /// The agent: the name of the credential the client presented.
+    pub agent: Option<String>,
+    /// The actor's groups when it happened.
+    pub groups: Vec<String>,
+    pub ip: Option<String>,
+    pub session_id: Option<String>,
+    /// From the request's arrival to its answer, µs.
+    pub latency_us: Option<i64>,
+    /// Of which waiting for the upstream, µs.
+    pub upstream_us: Option<i64>,
 }
 
 impl Event {
@@ -67,6 +86,14 @@ impl Event {
             target: None,
             outcome: outcome.to_owned(),
             detail: serde_json::Value::Object(Default::default()),
+            decision: None,
+            client: None,
+            agent: None,
+            groups: Vec::new(),
+            ip: None,
+            session_id: None,
+            latency_us: None,
+            upstream_us: None,
         }
     }
 
@@ -114,6 +141,24 @@ struct Hashed<'a> {
     target: Option<&'a str>,
     outcome: &'a str,
     detail: &'a str,
+    // The second slice's fields: absent from the hashed form when empty, so that records
+    // written before them still verify.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    groups: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_us: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_us: Option<i64>,
 }
 
 /// The chain hash of a stored row given its predecessor's hash.
@@ -129,6 +174,14 @@ pub fn chain_hash(prev_hash: &str, r: &AuditRow) -> String {
         target: r.target.as_deref(),
         outcome: &r.outcome,
         detail: &r.detail,
+        decision: r.decision.as_deref(),
+        client: r.client.as_deref(),
+        agent: r.agent.as_deref(),
+        groups: r.groups.as_deref(),
+        ip: r.ip.as_deref(),
+        session_id: r.session_id.as_deref(),
+        latency_us: r.latency_us,
+        upstream_us: r.upstream_us,
     };
     let mut h = Sha256::new();
     h.update(b"portcullis audit v1\0");
@@ -272,41 +325,183 @@ pub struct Verification {
     pub first_break: Option<Break>,
 }
 
-/// Walks a tenant's chain (rows in `seq` order).
-pub fn verify(rows: &[AuditRow]) -> Verification {
-    let mut prev = GENESIS.to_owned();
-    for (expected_seq, r) in (1_i64..).zip(rows.iter()) {
-        let problem = if r.seq != expected_seq {
-            Some(if r.seq > expected_seq {
+/// Walks a chain row by row (in `seq` order), from the anchor the retained chain starts after
+/// (seq 0 and the genesis hash unless a purge removed older records).
+#[derive(Debug)]
+pub struct Verifier {
+    expected_seq: i64,
+    prev: String,
+    records: usize,
+    first_break: Option<Break>,
+}
+
+impl Verifier {
+    pub fn new(anchor_seq: i64, anchor_hash: &str) -> Self {
+        Self {
+            expected_seq: anchor_seq + 1,
+            prev: anchor_hash.to_owned(),
+            records: 0,
+            first_break: None,
+        }
+    }
+
+    /// Takes the next row; false once a break is found (later rows are not looked at).
+    pub fn feed(&mut self, r: &AuditRow) -> bool {
+        if self.first_break.is_some() {
+            return false;
+        }
+        self.records += 1;
+        let problem = if r.seq != self.expected_seq {
+            Some(if r.seq > self.expected_seq {
                 "missing"
             } else {
                 "inserted"
             })
-        } else if r.prev_hash != prev {
+        } else if r.prev_hash != self.prev {
             Some("inserted")
-        } else if chain_hash(&prev, r) != r.hash {
+        } else if chain_hash(&self.prev, r) != r.hash {
             Some("modified")
         } else {
             None
         };
         if let Some(problem) = problem {
-            return Verification {
-                records: rows.len(),
-                ok: false,
-                first_break: Some(Break {
-                    seq: r.seq,
-                    event_id: r.event_id.clone(),
-                    problem: problem.into(),
-                }),
-            };
+            self.first_break = Some(Break {
+                seq: r.seq,
+                event_id: r.event_id.clone(),
+                problem: problem.into(),
+            });
+            return false;
         }
-        prev = r.hash.clone();
+        self.expected_seq += 1;
+        self.prev = r.hash.clone();
+        true
     }
-    Verification {
-        records: rows.len(),
-        ok: true,
-        first_break: None,
+
+    /// The seq and hash of the last row that verified.
+    pub fn head(&self) -> (i64, &str) {
+        (self.expected_seq - 1, &self.prev)
     }
+
+    pub fn finish(self) -> Verification {
+        Verification {
+            records: self.records,
+            ok: self.first_break.is_none(),
+            first_break: self.first_break,
+        }
+    }
+}
+
+/// Walks a tenant's whole chain (rows in `seq` order, nothing purged).
+pub fn verify(rows: &[AuditRow]) -> Verification {
+    let mut v = Verifier::new(0, GENESIS);
+    for r in rows {
+        if !v.feed(r) {
+            break;
+        }
+    }
+    let mut out = v.finish();
+    out.records = rows.len();
+    out
+}
+
+/// Verifies a tenant's retained chain from the database, a page at a time (constant memory).
+/// Also returns the head: the last verified seq and hash (what a checkpoint signs).
+pub async fn verify_stored(
+    store: &Store,
+    tenant_id: &str,
+) -> crate::store::Result<(Verification, i64, String)> {
+    let (anchor_seq, anchor_hash) = store.audit_anchor(tenant_id).await?;
+    let mut v = Verifier::new(anchor_seq, &anchor_hash);
+    let mut after = anchor_seq;
+    let mut total = 0;
+    loop {
+        // Pages follow the seq actually read, so rows around a break are all counted.
+        let page = store.audit_chain_page(tenant_id, after, 5000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        total += page.len();
+        for r in &page {
+            v.feed(r);
+        }
+    }
+    let (seq, hash) = {
+        let (s, h) = v.head();
+        (s, h.to_owned())
+    };
+    let mut out = v.finish();
+    out.records = total;
+    Ok((out, seq, hash))
+}
+
+/// The chain's head signed with the tenant's checkpoint key (Ed25519 over
+/// `portcullis-audit-checkpoint v1\n{tenant}\n{seq}\n{hash}\n{at}`), after verifying the chain.
+pub async fn checkpoint(
+    store: &Store,
+    keys: &crate::keys::MasterKey,
+    tenant_id: &str,
+) -> crate::store::Result<serde_json::Value> {
+    use base64::Engine as _;
+    use ed25519_dalek::Signer;
+    let (v, seq, hash) = verify_stored(store, tenant_id).await?;
+    let at = export::time_micros(crate::store::now_micros());
+    let message = format!("portcullis-audit-checkpoint v1\n{tenant_id}\n{seq}\n{hash}\n{at}");
+    let key = keys.checkpoint_key(tenant_id);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(serde_json::json!({
+        "tenant_id": tenant_id, "seq": seq, "hash": hash, "at": at,
+        "chain_ok": v.ok, "first_break": v.first_break,
+        "message": message,
+        "signature": b64.encode(key.sign(message.as_bytes()).to_bytes()),
+        "public_key": b64.encode(key.verifying_key().to_bytes()),
+        "algorithm": "Ed25519",
+    }))
+}
+
+/// A query's filters in words (what an export record says was exported).
+pub fn describe(q: &AuditQuery) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    let mut put = |k: &str, v: &Option<String>| {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            m.insert(k.into(), serde_json::json!(v));
+        }
+    };
+    put("category", &q.category);
+    put("action", &q.action);
+    put("actor", &q.actor);
+    put("group", &q.group);
+    put("agent", &q.agent);
+    put("client", &q.client);
+    put("server", &q.server);
+    put("decision", &q.decision);
+    put("outcome", &q.outcome);
+    put("q", &q.q);
+    put("since", &q.since.map(export::time_micros));
+    put("until", &q.until.map(export::time_micros));
+    serde_json::Value::Object(m)
+}
+
+/// The audit page's numbers: calls and denials per bucket (hours up to 2 days, else days), top
+/// tools and users, and the log's volume.
+pub async fn stats(
+    store: &Store,
+    tenant_id: &str,
+    days: i64,
+) -> crate::store::Result<serde_json::Value> {
+    const HOUR: i64 = 3_600_000_000;
+    let bucket = if days <= 2 { HOUR } else { 24 * HOUR };
+    let now = crate::store::now_micros();
+    let since = (now - days * 24 * HOUR) / bucket * bucket;
+    let buckets = store.audit_buckets(tenant_id, since, bucket).await?;
+    let (tools, users) = store.audit_top(tenant_id, since, 10).await?;
+    let volume = store.audit_volume(tenant_id).await?;
+    Ok(serde_json::json!({
+        "since": export::time_micros(since), "bucket_seconds": bucket / 1_000_000,
+        "buckets": buckets.iter().map(|b| serde_json::json!({
+            "start": export::time_micros(b.start), "calls": b.calls, "denied": b.denied})).collect::<Vec<_>>(),
+        "top_tools": tools, "top_users": users,
+        "records": volume.records,
+        "oldest": volume.oldest_at.map(export::time_micros),
+    }))
 }
 
 #[cfg(test)]
@@ -332,6 +527,14 @@ mod tests {
                     detail: "{}".into(),
                     prev_hash: prev.clone(),
                     hash: String::new(),
+                    decision: None,
+                    client: None,
+                    agent: None,
+                    groups: None,
+                    ip: None,
+                    session_id: None,
+                    latency_us: None,
+                    upstream_us: None,
                 };
                 r.hash = chain_hash(&prev, &r);
                 prev = r.hash.clone();
