@@ -27,6 +27,9 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v node >/dev/null || need+=(nodejs npm)
 # bubblewrap: the optional sandbox for stdio MCP servers (tests prove it where it can run).
 command -v bwrap >/dev/null || need+=(bubblewrap)
+# rsyslog + its gtls driver: a real syslog receiver for the audit SIEM tests (tests/fixtures/rsyslog.py).
+[ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
+[ -f /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || need+=(rsyslog-gnutls)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing Debian packages: ${need[*]}"
   $SUDO apt-get update -qq

@@ -120,7 +120,7 @@ CREATE TABLE audit_settings (
     tenant_id         TEXT    NOT NULL CONSTRAINT audit_settings_pk PRIMARY KEY
                               CONSTRAINT audit_settings_tenant_fk REFERENCES tenant (tenant_id) ON DELETE CASCADE,
     arguments         TEXT    NOT NULL DEFAULT 'hashed',
-    retention_days    INTEGER,
+    retention_days    BIGINT,
     retention_preset  TEXT,
     legal_hold        BOOLEAN NOT NULL DEFAULT FALSE,
     legal_hold_reason TEXT,

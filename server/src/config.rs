@@ -305,6 +305,10 @@ pub struct ServeArgs {
     /// A PEM file of CA certificates to trust for https upstreams, besides the system's.
     #[arg(long, env = "PORTCULLIS_UPSTREAM_CA_FILE")]
     pub upstream_ca_file: Option<PathBuf>,
+    /// Milliseconds between SIEM deliveries (default 2000); a failing receiver is retried after
+    /// this, doubling up to 5 minutes.
+    #[arg(long, env = "PORTCULLIS_SIEM_INTERVAL_MS")]
+    pub siem_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -382,6 +386,7 @@ struct FileConfig {
     upstream_timeout: Option<u64>,
     upstream_ca_file: Option<PathBuf>,
     gateway_max_body: Option<usize>,
+    siem_interval_ms: Option<u64>,
 }
 
 /// A setting that could not be used; the message names it.
@@ -425,6 +430,8 @@ pub struct Settings {
     pub upstream_ca_file: Option<PathBuf>,
     /// See `ServeArgs::gateway_max_body`.
     pub gateway_max_body: usize,
+    /// See `ServeArgs::siem_interval_ms`.
+    pub siem_interval: std::time::Duration,
 }
 
 fn read_file_config(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -549,6 +556,16 @@ impl Settings {
                 }
                 Some(n) => n,
                 None => 4 * 1024 * 1024,
+            },
+            siem_interval: match serve.siem_interval_ms.or(file.siem_interval_ms) {
+                Some(n) if !(50..=600_000).contains(&n) => {
+                    return Err(bad(
+                        "PORTCULLIS_SIEM_INTERVAL_MS",
+                        "must be 50 to 600000 milliseconds",
+                    ))
+                }
+                Some(n) => std::time::Duration::from_millis(n),
+                None => std::time::Duration::from_secs(2),
             },
         })
     }

@@ -165,6 +165,7 @@ impl Application {
             keys: master_key,
             sso: Arc::default(),
             audit,
+            siem_interval: settings.siem_interval,
         };
         let router = build_router(state.clone(), &settings.site_root);
         let (shutdown, _) = watch::channel(false);
@@ -221,7 +222,7 @@ impl Application {
             state.store.clone(),
             state.keys.clone(),
             state.gateway.client().clone(),
-            siem_interval(),
+            state.siem_interval,
             shutdown.subscribe(),
         );
         let janitor = tokio::spawn(gateway_janitor(
@@ -273,16 +274,6 @@ impl Application {
         state.store.close().await;
         res
     }
-}
-
-/// How often SIEM destinations are fed (`PORTCULLIS_SIEM_INTERVAL_MS`, default 2000).
-fn siem_interval() -> Duration {
-    let ms = std::env::var("PORTCULLIS_SIEM_INTERVAL_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|v| (50..=600_000).contains(v))
-        .unwrap_or(2000);
-    Duration::from_millis(ms)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -28,6 +28,8 @@ pub struct AppState {
     pub sso: Arc<crate::sso::SsoCache>,
     /// The durable audit log's writer.
     pub audit: crate::audit::Audit,
+    /// Between SIEM deliveries (and the first retry of a failing receiver).
+    pub siem_interval: std::time::Duration,
 }
 
 /// Builds the URLs users and MCP clients reach: `{scheme}://{tenant}.{base}{:port}`.

@@ -28,7 +28,7 @@ async fn get(app: &TestApp, admin: &str, path: &str) -> Value {
 
 /// Runs one SQL statement directly against the app's database (as an attacker with database
 /// access would).
-async fn tamper(app: &TestApp, engine: Engine, sql: &str) {
+pub(crate) async fn tamper(app: &TestApp, engine: Engine, sql: &str) {
     match engine {
         Engine::Sqlite => {
             let url = format!("sqlite://{}", app.data_dir.join("portcullis.db").display());

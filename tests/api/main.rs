@@ -6,6 +6,7 @@
 
 mod access;
 mod audit;
+mod audit_ops;
 mod cli;
 mod conformance;
 mod console;

@@ -285,15 +285,19 @@ async fn writer(
         for (tenant, pending) in by_tenant {
             let events: Vec<&Event> = pending.iter().map(|(e, _)| e).collect();
             let mut result = Err(String::new());
-            // Another replica may have appended to the same chain meanwhile: read the tail
+            // Another replica may have appended to the same chain meanwhile (a conflict), or,
+            // on SQLite, another connection wrote between this transaction's read of the tail
+            // and its first insert (SQLITE_BUSY_SNAPSHOT, "database is locked"): read the tail
             // again and retry.
-            for _ in 0..5 {
+            for attempt in 0..8 {
                 result = store
                     .append_audit(&tenant, &events, chain_hash)
                     .await
                     .map_err(|e| e.to_string());
                 match &result {
-                    Err(e) if e.contains("already exists") => continue,
+                    Err(e) if e.contains("already exists") || e.contains("database is locked") => {
+                        tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+                    }
                     _ => break,
                 }
             }

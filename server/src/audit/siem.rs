@@ -4,7 +4,7 @@
 //! Delivery is at least once: each destination keeps a cursor (the last seq its receiver
 //! took) in the database; a worker reads the records after it in batches, sends them, and
 //! moves the cursor only after the send succeeded. A receiver that is down is retried with
-//! exponential backoff (2 s doubling to 5 min); nothing is skipped, and a restart resumes from
+//! exponential backoff (the delivery interval, doubling to 5 min); nothing is skipped, and a restart resumes from
 //! the stored cursor. A batch that was sent but whose cursor update was lost is sent again.
 //!
 //! The RFC 5424 line is formatted here (30 lines, tested against a real rsyslog): the syslog
@@ -445,9 +445,7 @@ pub fn spawn(
                             Err(e) => {
                                 let wait = backoff
                                     .get(&d.destination_id)
-                                    .map_or(Duration::from_secs(2), |(_, w)| {
-                                        (*w * 2).min(Duration::from_secs(300))
-                                    });
+                                    .map_or(every, |(_, w)| (*w * 2).min(Duration::from_secs(300)));
                                 backoff.insert(
                                     d.destination_id.clone(),
                                     (Instant::now() + wait, wait),

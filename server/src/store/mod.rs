@@ -80,7 +80,10 @@ macro_rules! tenant_tx {
     ($store:expr, $tenant:expr, |$tx:ident| $body:expr) => {
         match &$store.engine {
             Engine::Sqlite(pool) => {
-                let mut $tx = pool.begin().await?;
+                // IMMEDIATE: the write lock is taken at the start (waiting out busy_timeout), so
+                // a transaction that reads and then writes cannot fail half-way with
+                // SQLITE_BUSY_SNAPSHOT when another connection wrote in between.
+                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
                 let out = $body;
                 $tx.commit().await?;
                 out
