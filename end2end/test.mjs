@@ -3,6 +3,8 @@
 // JavaScript (no page reload) and without it (plain form posts), tenant hosts are isolated,
 // the platform console creates tenants. Saves screenshots to $SHOT_DIR.
 // Usage (run.sh does this): PORT=… DEMO_TOKEN=… PLATFORM_TOKEN=… node end2end/test.mjs
+import fs from 'node:fs';
+import http from 'node:http';
 import { chromium } from 'playwright-core';
 
 const port = process.env.PORT;
@@ -152,6 +154,8 @@ await test('with JavaScript', async () => {
   await ctx.close();
 });
 
+let bobToken = '';
+
 await test('identity: SSO, registries, portal, simulator', async () => {
   const idp = process.env.IDP_URL;
   const ctx = await browser.newContext();
@@ -226,6 +230,7 @@ await test('identity: SSO, registries, portal, simulator', async () => {
   await bob.waitForSelector('#portal-new-token-value', { timeout: 15000 });
   const t = (await bob.textContent('#portal-new-token-value')).trim();
   check('the portal issues bob a gateway token, shown once', t.startsWith('pct_user_'), t.slice(0, 10));
+  bobToken = t;
   await bob.screenshot({ path: `${shots}/portal.png`, fullPage: true });
   check('no errors in the browser (portal)', bobErrors.length === 0, JSON.stringify(bobErrors));
   await bobCtx.close();
@@ -267,6 +272,122 @@ await test('identity: SSO, registries, portal, simulator', async () => {
   await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('deactivated'), null, { timeout: 15000 });
   check('an admin deactivates a user from the console', true);
   check('no errors in the browser (identity)', errors.length === 0, JSON.stringify(errors));
+  await ctx.close();
+});
+
+// An MCP client (plain HTTP) as bob: initialize, an allowed call and a denied one.
+// The tenant's JSON API as the demo admin (127.0.0.1 with the tenant's Host, as above).
+function adminApi(method, path, body) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method,
+      headers: { host: `demo.localhost:${port}`, authorization: `Bearer ${demoToken}`, 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode, json: text ? JSON.parse(text) : null }));
+    });
+    req.on('error', reject);
+    req.end(body ? JSON.stringify(body) : undefined);
+  });
+}
+
+async function mcpAsBob() {
+  // The identity test deactivated bob; an admin lets him back in (his token works again).
+  const users = await adminApi('GET', '/api/v1/users');
+  const bobUser = users.json.users.find((u) => u.email === 'bob@acme.test');
+  const patched = await adminApi('PATCH', `/api/v1/users/${bobUser.id}`, { active: true });
+  if (patched.status !== 200) throw new Error(`reactivating bob: ${patched.status} ${JSON.stringify(patched.json)}`);
+  await new Promise((r) => setTimeout(r, 1500)); // the gateway's snapshot follows the change
+  // *.localhost resolves in Chromium, not in Node: connect to 127.0.0.1 with the tenant's Host.
+  const headers = {
+    host: `demo.localhost:${port}`,
+    authorization: `Bearer ${bobToken}`,
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+  };
+  const post = (body, extra = {}) => new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/mcp/fixture', method: 'POST',
+      headers: { ...headers, ...extra } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve({ res: { status: res.statusCode, headers: { get: (h) => res.headers[h] } }, text }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+  const init = await post({ jsonrpc: '2.0', id: 1, method: 'initialize',
+    params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'e2e-client', version: '1.0' } } });
+  const sid = init.res.headers.get('mcp-session-id');
+  if (!sid) throw new Error(`initialize failed: ${init.res.status} ${init.text}`);
+  const session = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
+  await post({ jsonrpc: '2.0', method: 'notifications/initialized' }, session);
+  const echo = await post({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'echo', arguments: { message: 'e2e' } } }, session);
+  const crash = await post({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'crash', arguments: {} } }, session);
+  return { echo: echo.text, crash: crash.text };
+}
+
+await test('audit: search, detail, export, verify, retention, SIEM', async () => {
+  const calls = await mcpAsBob();
+  check('bob\'s allowed call is answered', calls.echo.includes('Echo: e2e'), calls.echo.slice(0, 200));
+  check('bob\'s destructive call is refused', calls.crash.includes('Unknown tool: crash'), calls.crash.slice(0, 200));
+  const ctx = await browser.newContext({ acceptDownloads: true });
+  const page = await ctx.newPage();
+  const errors = watch(page);
+  await page.goto(`${demo}/admin`);
+  await hydrated(page);
+  await page.fill('#admin-token', demoToken);
+  await page.click('#sign-in-submit');
+  await page.waitForSelector('#signed-in-as', { timeout: 15000 });
+  await page.click('a[href="/admin/audit"]');
+  await page.waitForSelector('#audit-records', { timeout: 15000 });
+  const all = await page.textContent('#audit-records');
+  check('the audit page lists bob\'s MCP calls', all.includes('bob@acme.test') && all.includes('tools/call'), all.slice(0, 300));
+  const summary = (await page.textContent('#audit-chart-summary')).trim();
+  check('the chart counts requests and denials', /[1-9]\d* MCP requests, [1-9]\d* denied/.test(summary), summary);
+  check('the chart is drawn', (await page.locator('#audit-chart rect.bar-calls').count()) > 0);
+  check('top tools name the fixture\'s echo', (await page.textContent('#audit-top-tools')).includes('fixture/echo'));
+
+  // Search: bob's denials only (a GET form: the filters are in the URL).
+  await page.fill('#audit-filter-user', 'bob@acme.test');
+  await page.selectOption('#audit-filter-decision', 'deny');
+  await Promise.all([page.waitForURL(/decision=deny/), page.click('#audit-search')]);
+  await hydrated(page);
+  const rows = await page.locator('#audit-records tbody tr').allTextContents();
+  check('filtering by user and decision finds the one denied call', rows.length === 1 && rows[0].includes('crash'), JSON.stringify(rows));
+  const matching = (await page.textContent('#audit-matching')).trim();
+  check('the page says how many records match', matching.startsWith('1 matching'), matching);
+  await page.click('#audit-records a.audit-detail-link');
+  await page.waitForSelector('#audit-detail', { timeout: 15000 });
+  const detail = await page.textContent('#audit-detail');
+  check('the detail view shows client, rule and hash', detail.includes('e2e-client/1.0') && detail.includes('rule') && detail.includes('Previous hash'), detail.slice(0, 300));
+
+  // Export exactly the filtered records.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#audit-export-csv')]);
+  const csv = fs.readFileSync(await download.path(), 'utf8');
+  const lines = csv.trim().split('\r\n');
+  check('the CSV export holds the header and the filtered record', lines.length === 2 && lines[0].startsWith('id,seq,time') && lines[1].includes('crash'), csv.slice(0, 300));
+
+  await page.click('#audit-verify');
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('The chain holds'), null, { timeout: 15000 });
+  check('the chain verifies from the console', true);
+
+  await page.check('#audit-retention input[value="pci_dss"]');
+  await page.click('#audit-settings-save');
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('Audit settings saved'), null, { timeout: 15000 });
+  await page.waitForFunction(() => document.querySelector('#audit-rule')?.textContent.includes('365 days'), null, { timeout: 15000 });
+  check('a retention preset is saved and shown', true);
+  check('the preset cites its requirement', (await page.textContent('#audit-retention')).includes('Requirement 10.5.1'));
+
+  await page.fill('#siem-name', 'soc');
+  await page.selectOption('#siem-kind', 'webhook');
+  await page.fill('#siem-url', 'http://siem.example/hook');
+  await page.fill('#siem-secret', 'a-webhook-key-of-32-characters!!');
+  await page.click('#siem-add');
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('Not added'), null, { timeout: 15000 });
+  check('an unsafe SIEM destination is refused with a reason', (await page.textContent('#flash')).includes('https'));
+  await page.screenshot({ path: `${shots}/audit.png`, fullPage: true });
+  check('no errors in the browser (audit)', errors.length === 0, JSON.stringify(errors));
   await ctx.close();
 });
 

@@ -269,6 +269,214 @@ pub struct TokenSummary {
     pub expires_at: String,
 }
 
+/// The audit page's filters, from its URL's query (every field optional text).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPageQuery {
+    pub user: String,
+    pub group: String,
+    pub agent: String,
+    pub client: String,
+    pub server: String,
+    pub method: String,
+    pub decision: String,
+    pub category: String,
+    pub q: String,
+    pub since: String,
+    pub until: String,
+    /// Keyset: records older than this seq.
+    pub before: String,
+    /// One record shown in detail.
+    pub event: String,
+    /// The charts' span in days.
+    pub days: String,
+}
+
+impl AuditPageQuery {
+    pub const FILTERS: [&'static str; 11] = [
+        "user", "group", "agent", "client", "server", "method", "decision", "category", "q",
+        "since", "until",
+    ];
+
+    pub fn get(&self, name: &str) -> &str {
+        match name {
+            "user" => &self.user,
+            "group" => &self.group,
+            "agent" => &self.agent,
+            "client" => &self.client,
+            "server" => &self.server,
+            "method" => &self.method,
+            "decision" => &self.decision,
+            "category" => &self.category,
+            "q" => &self.q,
+            "since" => &self.since,
+            "until" => &self.until,
+            "before" => &self.before,
+            "event" => &self.event,
+            "days" => &self.days,
+            _ => "",
+        }
+    }
+
+    pub fn set(&mut self, name: &str, v: String) {
+        match name {
+            "user" => self.user = v,
+            "group" => self.group = v,
+            "agent" => self.agent = v,
+            "client" => self.client = v,
+            "server" => self.server = v,
+            "method" => self.method = v,
+            "decision" => self.decision = v,
+            "category" => self.category = v,
+            "q" => self.q = v,
+            "since" => self.since = v,
+            "until" => self.until = v,
+            "before" => self.before = v,
+            "event" => self.event = v,
+            "days" => self.days = v,
+            _ => {}
+        }
+    }
+
+    /// The filters as a URL query (`a=b&c=d`, encoded), without paging or detail.
+    pub fn filter_query(&self) -> String {
+        Self::FILTERS
+            .iter()
+            .filter(|k| !self.get(k).is_empty())
+            .map(|k| format!("{k}={}", urlencode(self.get(k))))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+/// Percent-encoding for a query value.
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// One audit record as the console lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecordView {
+    pub id: String,
+    pub seq: i64,
+    pub at: String,
+    pub category: String,
+    pub action: String,
+    pub actor: String,
+    pub groups: String,
+    pub agent: String,
+    pub client: String,
+    pub ip: String,
+    pub session: String,
+    pub server: String,
+    pub target: String,
+    pub decision: String,
+    pub outcome: String,
+    pub latency: String,
+    /// Pretty JSON of the particulars (detail view).
+    pub detail: String,
+    pub hash: String,
+    pub prev_hash: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditBar {
+    pub label: String,
+    pub calls: i64,
+    pub denied: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditSettingsView {
+    pub arguments: String,
+    pub retention_days: Option<i64>,
+    pub retention_preset: String,
+    pub legal_hold: bool,
+    pub legal_hold_reason: String,
+    pub records: i64,
+    pub oldest: String,
+    pub last_purge: String,
+    /// (name, days, the requirement it comes from).
+    pub presets: Vec<(String, i64, String)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiemView {
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub target: String,
+    pub enabled: bool,
+    pub behind: i64,
+    pub delivered: i64,
+    pub last_ok: String,
+    pub last_error: String,
+    pub failures: i64,
+}
+
+/// Everything the audit page shows for one set of filters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPage {
+    pub records: Vec<AuditRecordView>,
+    /// The seq to pass as `before` for the next (older) page.
+    pub next: Option<i64>,
+    /// How many records match the filters (what an export would hold).
+    pub matching: i64,
+    pub detail: Option<AuditRecordView>,
+    pub buckets: Vec<AuditBar>,
+    pub bucket_unit: String,
+    pub top_tools: Vec<(String, i64)>,
+    pub top_users: Vec<(String, i64)>,
+    pub settings: AuditSettingsView,
+    pub destinations: Vec<SiemView>,
+    /// A message about the filters themselves (a bad date).
+    pub problem: Option<String>,
+}
+
+/// The audit page's forms: settings, purge_now, verify, add_siem, delete_siem, toggle_siem.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditForm {
+    pub op: String,
+    #[serde(default)]
+    pub arguments: String,
+    #[serde(default)]
+    pub preset: String,
+    #[serde(default)]
+    pub retention_days: String,
+    #[serde(default)]
+    pub legal_hold: String,
+    #[serde(default)]
+    pub legal_hold_reason: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub host: String,
+    #[serde(default)]
+    pub port: String,
+    #[serde(default)]
+    pub tls: String,
+    #[serde(default)]
+    pub ca_pem: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub secret: String,
+    #[serde(default)]
+    pub start: String,
+}
+
 /// The state of the tenant console for this browser session.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsoleState {
@@ -405,6 +613,19 @@ mod backend {
             csrf: &str,
             token: &str,
         ) -> Result<(), BackendError>;
+        /// The audit page for one set of filters (signed-in admins only).
+        async fn audit_page(
+            &self,
+            parts: &Parts,
+            query: AuditPageQuery,
+        ) -> Result<AuditPage, BackendError>;
+        /// The audit page's forms; `Ok(false)` when the input was refused (flash says why).
+        async fn audit_action(
+            &self,
+            parts: &Parts,
+            csrf: &str,
+            form: AuditForm,
+        ) -> Result<bool, BackendError>;
         async fn platform_create_tenant(
             &self,
             parts: &Parts,
@@ -580,6 +801,23 @@ pub async fn identity_action(csrf: String, form: IdentityForm) -> Result<bool, S
     let (backend, parts) = backend_and_parts()?;
     backend
         .identity_action(&parts, &csrf, form)
+        .await
+        .map_err(to_sfn)
+}
+
+/// The audit page's data for its filters.
+#[server(prefix = "/_console")]
+pub async fn load_audit(query: AuditPageQuery) -> Result<AuditPage, ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend.audit_page(&parts, query).await.map_err(to_sfn)
+}
+
+/// The audit page's forms (settings, purge, verification, SIEM destinations).
+#[server(prefix = "/_console")]
+pub async fn audit_action(csrf: String, form: AuditForm) -> Result<bool, ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend
+        .audit_action(&parts, &csrf, form)
         .await
         .map_err(to_sfn)
 }

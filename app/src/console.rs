@@ -42,6 +42,7 @@ pub fn AdminPage() -> impl IntoView {
         issue_token: ServerAction::new(),
         test_server: ServerAction::new(),
         identity: ServerAction::new(),
+        audit: ServerAction::new(),
     };
     let params = use_params_map();
     let section = move || params.read().get("section").unwrap_or_default();
@@ -82,11 +83,13 @@ struct ConsoleActions {
     issue_token: ServerAction<IssueToken>,
     test_server: ServerAction<TestServer>,
     identity: ServerAction<api::IdentityAction>,
+    audit: ServerAction<api::AuditAction>,
 }
 
 impl ConsoleActions {
-    fn version(&self) -> [usize; 7] {
+    fn version(&self) -> [usize; 8] {
         [
+            self.audit.version().get(),
             self.identity.version().get(),
             self.sign_out.version().get(),
             self.rename.version().get(),
@@ -148,6 +151,7 @@ fn ConsoleLayout(
         issue_token,
         test_server,
         identity: identity_action,
+        audit: audit_action,
     } = actions;
     let identity = identity.unwrap_or_else(|| api::IdentityView {
         sso: None,
@@ -186,6 +190,10 @@ fn ConsoleLayout(
         .into_any(),
         ("policies", _) => view! {
             <crate::identity::Simulator csrf=csrf.clone() action=identity_action simulation/>
+        }
+        .into_any(),
+        ("audit", _) => view! {
+            <crate::audit::AuditSection csrf=csrf.clone() action=audit_action/>
         }
         .into_any(),
         (_, Some(s)) => view! { <Placeholder title=s.title purpose=s.purpose/> }.into_any(),

@@ -22,6 +22,7 @@ use secrecy::ExposeSecret;
 use std::sync::Arc;
 use tower_sessions::Session;
 
+pub mod audit;
 mod identity;
 
 pub struct Backend {
@@ -316,6 +317,23 @@ impl ConsoleBackend for Backend {
         form: app::api::IdentityForm,
     ) -> Result<bool, BackendError> {
         self.identity(parts, csrf, form).await
+    }
+
+    async fn audit_page(
+        &self,
+        parts: &Parts,
+        query: app::api::AuditPageQuery,
+    ) -> Result<app::api::AuditPage, BackendError> {
+        self.audit_page_for(parts, query).await
+    }
+
+    async fn audit_action(
+        &self,
+        parts: &Parts,
+        csrf: &str,
+        form: app::api::AuditForm,
+    ) -> Result<bool, BackendError> {
+        self.audit_form(parts, csrf, form).await
     }
 
     async fn add_server(

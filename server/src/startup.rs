@@ -413,6 +413,7 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
             move || app::shell(options.clone())
         })
         .merge(crate::sso::router())
+        .merge(crate::console::audit::router())
         .layer(session_layer)
         .layer(from_fn_with_state(RENDER_DEADLINE, render_watchdog));
 

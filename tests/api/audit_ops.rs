@@ -711,6 +711,7 @@ async fn a_webhook_gets_every_record_across_an_outage(engine: Engine) {
         json!({"name": "x", "kind": "webhook", "url": format!("http://127.0.0.1:{port}/hook")}),
         json!({"name": "x", "kind": "kafka"}),
         json!({"name": "x", "kind": "syslog", "host": "siem.example", "port": 514}),
+        json!({"name": "x", "kind": "syslog", "host": "siem.example", "port": 514, "ca_pem": "x"}),
     ] {
         let (s, v) = call(
             &app,

@@ -106,7 +106,15 @@ async fn openapi_document_lists_the_api(engine: Engine) {
         "/api/v1/scim/token",
         "/api/v1/sso",
         "/api/v1/audit",
+        "/api/v1/audit/events/{id}",
+        "/api/v1/audit/stats",
+        "/api/v1/audit/export",
         "/api/v1/audit/verify",
+        "/api/v1/audit/checkpoint",
+        "/api/v1/audit/settings",
+        "/api/v1/audit/purge",
+        "/api/v1/audit/siem",
+        "/api/v1/audit/siem/{id}",
     ] {
         assert!(v["paths"][path].is_object(), "{path} documented");
     }

@@ -349,7 +349,13 @@ async fn create_siem(
         json!({"name": row.name, "kind": row.kind, "settings": serde_json::from_str::<Value>(&row.settings).unwrap_or_default()}),
     )
     .await;
-    Ok((StatusCode::CREATED, Json(siem::view(&row, row.cursor_seq))))
+    let head = state
+        .store
+        .audit_volume(&admin.tenant.tenant_id)
+        .await?
+        .newest_seq
+        .unwrap_or(0);
+    Ok((StatusCode::CREATED, Json(siem::view(&row, head))))
 }
 
 async fn delete_siem(

@@ -495,7 +495,23 @@ pub async fn stats(
     let bucket = if days <= 2 { HOUR } else { 24 * HOUR };
     let now = crate::store::now_micros();
     let since = (now - days * 24 * HOUR) / bucket * bucket;
-    let buckets = store.audit_buckets(tenant_id, since, bucket).await?;
+    // Every bucket of the span, empty ones included (the chart's x axis is time).
+    let found = store.audit_buckets(tenant_id, since, bucket).await?;
+    let buckets: Vec<crate::store::Bucket> = (0..)
+        .map(|i| since + i * bucket)
+        .take_while(|start| *start <= now)
+        .map(|start| {
+            found
+                .iter()
+                .find(|b| b.start == start)
+                .cloned()
+                .unwrap_or(crate::store::Bucket {
+                    start,
+                    calls: 0,
+                    denied: 0,
+                })
+        })
+        .collect();
     let (tools, users) = store.audit_top(tenant_id, since, 10).await?;
     let volume = store.audit_volume(tenant_id).await?;
     Ok(serde_json::json!({

@@ -104,14 +104,16 @@ pub async fn create(
                 ));
             }
             if let Some(pem) = &d.ca_pem {
-                roots(Some(pem)).map_err(|e| ApiError::Invalid(format!("ca_pem: {e}")))?;
-            } else if !d.tls {
-                // Plain TCP: only to this machine (a local relay), as for http URLs.
-                if !matches!(host, "localhost" | "127.0.0.1" | "::1") {
-                    return Err(invalid(
-                        "plain TCP syslog is allowed only to localhost: use tls",
-                    ));
+                if !d.tls {
+                    return Err(invalid("ca_pem is for TLS: set tls"));
                 }
+                roots(Some(pem)).map_err(|e| ApiError::Invalid(format!("ca_pem: {e}")))?;
+            }
+            // Plain TCP: only to this machine (a local relay), as for http URLs.
+            if !d.tls && !matches!(host, "localhost" | "127.0.0.1" | "::1") {
+                return Err(invalid(
+                    "plain TCP syslog is allowed only to localhost: use tls",
+                ));
             }
             (
                 json!({"host": host, "port": port, "tls": d.tls, "ca_pem": d.ca_pem}),
