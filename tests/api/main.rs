@@ -10,6 +10,7 @@ mod audit_ops;
 mod cli;
 mod conformance;
 mod console;
+mod durability;
 mod gateway;
 mod gateway_sessions;
 mod helpers;
