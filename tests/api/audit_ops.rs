@@ -15,6 +15,7 @@ on_both_engines!(
     retention_purges_what_is_out_of_policy_and_nothing_under_hold,
     a_webhook_gets_every_record_across_an_outage,
     a_real_rsyslog_gets_rfc5424_over_tcp_and_tls_across_an_outage,
+    every_mcp_method_gets_exactly_one_record,
 );
 
 async fn call(
@@ -986,5 +987,114 @@ async fn a_real_rsyslog_gets_rfc5424_over_tcp_and_tls_across_an_outage(engine: E
     })
     .await;
     rsyslog.stop();
+    app.stop().await;
+}
+
+async fn every_mcp_method_gets_exactly_one_record(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let (admin, dev, _) = setup(&app).await;
+    let admin = admin.as_str();
+    let mut m = Mcp::new(&app, "acme", "fx", &dev);
+    m.initialize().await;
+    // (method, params, the target the record names, the outcome)
+    let table: Vec<(&str, Value, Option<&str>, &str)> = vec![
+        ("ping", json!({}), None, "ok"),
+        ("tools/list", json!({}), None, "ok"),
+        (
+            "tools/call",
+            json!({"name": "add", "arguments": {"a": 1, "b": 2}}),
+            Some("add"),
+            "ok",
+        ),
+        (
+            "tools/call",
+            json!({"name": "crash", "arguments": {}}),
+            Some("crash"),
+            "denied",
+        ),
+        (
+            "tools/call",
+            json!({"name": "test_error_handling", "arguments": {}}),
+            Some("test_error_handling"),
+            "tool_error",
+        ),
+        ("resources/list", json!({}), None, "ok"),
+        ("resources/templates/list", json!({}), None, "ok"),
+        (
+            "resources/read",
+            json!({"uri": "test://static-text"}),
+            Some("test://static-text"),
+            "ok",
+        ),
+        (
+            "resources/subscribe",
+            json!({"uri": "test://watched-resource"}),
+            Some("test://watched-resource"),
+            "ok",
+        ),
+        (
+            "resources/unsubscribe",
+            json!({"uri": "test://watched-resource"}),
+            Some("test://watched-resource"),
+            "ok",
+        ),
+        ("prompts/list", json!({}), None, "ok"),
+        (
+            "prompts/get",
+            json!({"name": "test_simple_prompt"}),
+            Some("test_simple_prompt"),
+            "ok",
+        ),
+        (
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "test_prompt_with_arguments"},
+            "argument": {"name": "arg1", "value": "a"}}),
+            Some("test_prompt_with_arguments"),
+            "ok",
+        ),
+        ("logging/setLevel", json!({"level": "info"}), None, "ok"),
+        ("no/such_method", json!({}), None, "error"),
+    ];
+    for (i, (method, params, _, _)) in table.iter().enumerate() {
+        m.request(json!(100 + i), method, params.clone()).await;
+    }
+    let all = get(&app, admin, "/api/v1/audit?category=mcp&limit=1000").await;
+    let events = all["events"].as_array().unwrap().clone();
+    for (i, (method, _, target, outcome)) in table.iter().enumerate() {
+        let id = 100 + i as i64;
+        let mine: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["detail"]["jsonrpc_id"] == id)
+            .collect();
+        assert_eq!(mine.len(), 1, "{method}: exactly one record: {mine:?}");
+        let e = mine[0];
+        assert_eq!(e["action"], *method);
+        assert_eq!(e["target"].as_str(), *target, "{method}");
+        assert_eq!(e["outcome"], *outcome, "{method}: {e}");
+        assert_eq!(e["actor"], "dev@acme.example");
+        assert_eq!(e["server"], "fx");
+        assert!(e["session_id"].as_str().is_some(), "{method}");
+        assert_eq!(e["client"], "rust-test/0", "{method}");
+        assert!(e["latency_us"].as_i64().is_some(), "{method}");
+        assert_eq!(
+            e["decision"],
+            if *outcome == "denied" {
+                "deny"
+            } else {
+                "allow"
+            }
+        );
+        if *outcome == "error" {
+            assert_eq!(e["detail"]["error_code"], -32601, "{e}");
+        }
+    }
+    // initialize and its notification: one each.
+    for action in ["initialize", "notifications/initialized"] {
+        assert_eq!(
+            events.iter().filter(|e| e["action"] == action).count(),
+            1,
+            "{action}"
+        );
+    }
     app.stop().await;
 }
