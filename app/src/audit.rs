@@ -137,7 +137,11 @@ fn AuditBody(
             </form>
             {page.problem.clone().map(|p| view! { <ErrorBox message=p/> })}
             <p class="hint" id="audit-matching">
-                {format!("{} matching records. ", page.matching)}
+                {if page.matching > 100_000 {
+                    "More than 100,000 matching records. ".to_owned()
+                } else {
+                    format!("{} matching records. ", page.matching)
+                }}
                 "Export exactly these (streamed; your browser shows the download's progress): "
                 <a rel="external" download href=export("csv") id="audit-export-csv">"CSV"</a>" · "
                 <a rel="external" download href=export("jsonl") id="audit-export-jsonl">"JSON Lines"</a>" · "

@@ -200,7 +200,7 @@ pub async fn export_response(
     format: Format,
     (user_id, email, via): (String, String, String),
 ) -> Response {
-    let records = state.store.count_audit(tenant_id, &query).await.ok();
+    let records = state.store.count_audit(tenant_id, &query, None).await.ok();
     let e = Event::new(tenant_id, Category::Security, "audit.export", "ok")
         .by(&user_id, &email)
         .target(format.extension())

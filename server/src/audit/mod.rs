@@ -196,6 +196,25 @@ impl Audit {
     pub fn start(store: Store) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel::<Pending>(4096);
         let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // While writes fail, a probe write every two seconds finds when the database is back,
+        // so that `/readyz` recovers even when no request arrives to try (a load balancer
+        // sends none to a replica that is not ready).
+        let probe = (store.clone(), failing.clone(), tx.downgrade());
+        tokio::spawn(async move {
+            let (store, failing, tx) = probe;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                if tx.upgrade().is_none() {
+                    return; // every handle is gone
+                }
+                if failing.load(std::sync::atomic::Ordering::Relaxed)
+                    && store.audit_write_probe().await.is_ok()
+                {
+                    tracing::info!("the audit log can be written again");
+                    failing.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
         (
             Self {
                 tx,

@@ -87,6 +87,8 @@ fn filters_of(q: &AuditPageQuery) -> crate::audit::api::Filters {
 }
 
 const PAGE: i64 = 50;
+/// The page counts matching records up to this (and says "more than" beyond).
+const MATCHING_CAP: i64 = 100_000;
 
 impl Backend {
     pub(super) async fn audit_page_for(
@@ -109,7 +111,11 @@ impl Backend {
                     .then(|| rows.last().map(|r| r.seq))
                     .flatten();
                 page.records = rows.iter().map(record_view).collect();
-                page.matching = st.store.count_audit(tid, &query).await.map_err(internal)?;
+                page.matching = st
+                    .store
+                    .count_audit(tid, &query, Some(MATCHING_CAP))
+                    .await
+                    .map_err(internal)?;
             }
             Err(e) => page.problem = Some(e.to_string()),
         }

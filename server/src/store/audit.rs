@@ -2,6 +2,7 @@
 //! audit settings, and the SIEM destinations with their delivery cursors.
 
 use super::{now_micros, Engine, Result, Store, StoreError};
+
 use crate::audit::{Event, GENESIS};
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
@@ -339,6 +340,17 @@ impl Store {
         Ok(rows)
     }
 
+    /// A real write that changes nothing (the audit change counter set to itself): whether the
+    /// database takes writes again after a failure.
+    pub async fn audit_write_probe(&self) -> Result<()> {
+        with_pool!(self, |pool| {
+            sqlx::query("UPDATE change_counter SET version = version WHERE topic = 'audit'")
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// A tenant's whole chain in `seq` order.
     pub async fn audit_chain(&self, tenant_id: &str) -> Result<Vec<AuditRow>> {
         self.audit_chain_page(tenant_id, 0, i64::MAX).await
@@ -367,13 +379,25 @@ impl Store {
         Ok(rows)
     }
 
-    /// How many events match `q` (its keyset and limit aside).
-    pub async fn count_audit(&self, tenant_id: &str, q: &AuditQuery) -> Result<i64> {
+    /// How many events match `q` (its keyset and limit aside), counting no further than
+    /// `cap + 1` when a cap is given (a page that shows "100,000+" need not count ten million).
+    pub async fn count_audit(
+        &self,
+        tenant_id: &str,
+        q: &AuditQuery,
+        cap: Option<i64>,
+    ) -> Result<i64> {
         let mut q = q.clone();
         q.before_seq = None;
         q.after_seq = None;
         let (clause, binds) = q.clause();
-        let sql = format!("SELECT count(*) FROM audit_event WHERE tenant_id = $1{clause}");
+        let sql = match cap {
+            Some(cap) => format!(
+                "SELECT count(*) FROM (SELECT 1 FROM audit_event WHERE tenant_id = $1{clause} LIMIT {}) capped",
+                cap.saturating_add(1)
+            ),
+            None => format!("SELECT count(*) FROM audit_event WHERE tenant_id = $1{clause}"),
+        };
         let n = tenant_tx!(self, tenant_id, |tx| {
             let mut query =
                 sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.clone())).bind(tenant_id);
