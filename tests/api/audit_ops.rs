@@ -618,24 +618,16 @@ async fn retention_purges_what_is_out_of_policy_and_nothing_under_hold(engine: E
     let settings = get(&app, admin, "/api/v1/audit/settings").await;
     assert_eq!(settings["last_purged"], 3);
     assert!(settings["oldest"].as_str().is_some());
-    // Tampering after a purge is still found.
-    let first_left = get(&app, admin, "/api/v1/audit?limit=1000").await["events"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()["seq"]
-        .as_i64()
-        .unwrap();
-    crate::audit::tamper(
-        &app,
-        engine,
-        &format!("DELETE FROM audit_event WHERE seq = {first_left}"),
-    )
-    .await;
+    // Deleting the oldest retained record and moving the anchor over it (so that the links
+    // still hold) is found: no purge in the chain names that anchor.
+    let c = |sql: &'static str| crate::audit::tamper(&app, engine, sql);
+    c("UPDATE audit_anchor SET anchor_seq = anchor_seq + 1, anchor_hash = (SELECT e.hash FROM audit_event e \
+       WHERE e.tenant_id = audit_anchor.tenant_id AND e.seq = audit_anchor.anchor_seq + 1)").await;
+    c("DELETE FROM audit_event WHERE (tenant_id, seq) IN (SELECT tenant_id, anchor_seq FROM audit_anchor)").await;
     let out = app.cli(&["audit", "verify", "--tenant", "acme", "--json"]);
     assert!(!out.status.success());
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["first_break"]["problem"], "missing", "{v}");
+    assert_eq!(v["first_break"]["problem"], "anchor", "{v}");
     app.stop().await;
 }
 

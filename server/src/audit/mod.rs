@@ -336,8 +336,9 @@ async fn writer(
 pub struct Break {
     pub seq: i64,
     pub event_id: String,
-    /// `modified`, `missing` (a deleted record before this one) or `inserted` (its link to the
-    /// previous record does not hold).
+    /// `modified`, `missing` (a deleted record before this one), `inserted` (its link to the
+    /// previous record does not hold) or `anchor` (the chain starts after a purge the chain
+    /// never recorded).
     pub problem: String,
 }
 
@@ -437,6 +438,10 @@ pub async fn verify_stored(
     let mut v = Verifier::new(anchor_seq, &anchor_hash);
     let mut after = anchor_seq;
     let mut total = 0;
+    // A purged chain starts at its anchor only if the chain itself recorded that purge (an
+    // `audit.purge` record naming the anchor's seq and hash): the anchor table alone proves
+    // nothing.
+    let mut anchor_recorded = anchor_seq == 0;
     loop {
         // Pages follow the seq actually read, so rows around a break are all counted.
         let page = store.audit_chain_page(tenant_id, after, 5000).await?;
@@ -445,7 +450,19 @@ pub async fn verify_stored(
         total += page.len();
         for r in &page {
             v.feed(r);
+            if !anchor_recorded && r.action == "audit.purge" {
+                let d: serde_json::Value = serde_json::from_str(&r.detail).unwrap_or_default();
+                anchor_recorded =
+                    d["through_seq"] == anchor_seq && d["through_hash"] == anchor_hash;
+            }
         }
+    }
+    if !anchor_recorded && v.first_break.is_none() {
+        v.first_break = Some(Break {
+            seq: anchor_seq + 1,
+            event_id: String::new(),
+            problem: "anchor".into(),
+        });
     }
     let (seq, hash) = {
         let (s, h) = v.head();
