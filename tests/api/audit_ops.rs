@@ -805,6 +805,22 @@ async fn a_webhook_gets_every_record_across_an_outage(engine: Engine) {
     )
     .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let paused_at = receiver.seqs.lock().unwrap().len();
+    call(
+        &app,
+        admin,
+        reqwest::Method::PUT,
+        "/api/v1/audit/settings",
+        Some(json!({"retention_days": 99})),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(
+        receiver.seqs.lock().unwrap().len(),
+        paused_at,
+        "a paused destination gets nothing"
+    );
     let (s, _) = call(
         &app,
         admin,

@@ -365,14 +365,15 @@ async fn send(
     }
 }
 
-/// One destination's next batch: sent, then the cursor moved. `Ok(0)` when there was nothing.
+/// One destination's next batch: sent, then the cursor moved. Returns the new cursor, `None`
+/// when there was nothing to send.
 async fn deliver_once(
     store: &Store,
     client: &reqwest::Client,
     keys: &MasterKey,
     tenant_slug: &str,
     d: &SiemRow,
-) -> Result<usize, String> {
+) -> Result<Option<i64>, String> {
     let q = AuditQuery {
         after_seq: Some(d.cursor_seq),
         ascending: true,
@@ -384,7 +385,7 @@ async fn deliver_once(
         .await
         .map_err(|e| e.to_string())?;
     let Some(last) = rows.last() else {
-        return Ok(0);
+        return Ok(None);
     };
     tokio::time::timeout(SEND_TIMEOUT, send(client, keys, tenant_slug, d, &rows))
         .await
@@ -393,8 +394,11 @@ async fn deliver_once(
         .siem_delivered(&d.tenant_id, &d.destination_id, last.seq, rows.len() as i64)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(rows.len())
+    Ok(Some(last.seq))
 }
+
+/// Most batches one destination gets per round (others' turns come between).
+const BATCHES_PER_ROUND: usize = 20;
 
 /// The delivery worker: every `every`, each enabled destination of each tenant gets what it
 /// has not taken, batch after batch; failing ones wait out their backoff.
@@ -427,22 +431,26 @@ pub fn spawn(
                         continue;
                     }
                     let mut current = d.clone();
-                    loop {
+                    for _ in 0..BATCHES_PER_ROUND {
+                        if *shutdown.borrow() {
+                            return;
+                        }
                         match deliver_once(&store, &client, &keys, &t.slug, &current).await {
-                            Ok(0) => {
+                            Ok(None) => {
                                 backoff.remove(&d.destination_id);
                                 break;
                             }
-                            Ok(n) => {
+                            Ok(Some(cursor)) => {
                                 backoff.remove(&d.destination_id);
-                                current.cursor_seq = match store.list_siem(&t.tenant_id).await {
-                                    Ok(l) => l
-                                        .into_iter()
-                                        .find(|x| x.destination_id == d.destination_id)
-                                        .map_or(current.cursor_seq, |x| x.cursor_seq),
-                                    Err(_) => break,
-                                };
-                                tracing::debug!(destination = %d.name, records = n, "audit records delivered");
+                                current.cursor_seq = cursor;
+                                // Deleted or paused meanwhile: stop here.
+                                let still = store.list_siem(&t.tenant_id).await.is_ok_and(|l| {
+                                    l.iter()
+                                        .any(|x| x.destination_id == d.destination_id && x.enabled)
+                                });
+                                if !still {
+                                    break;
+                                }
                             }
                             Err(e) => {
                                 let wait = backoff
