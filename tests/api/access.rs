@@ -17,7 +17,8 @@ on_both_engines!(
     a_server_can_deny_tools_outside_its_reviewed_catalog,
 );
 
-async fn api(
+/// One tenant API call as the acme admin: the status and the JSON body (null if none).
+pub(crate) async fn api(
     app: &TestApp,
     admin: &str,
     method: reqwest::Method,

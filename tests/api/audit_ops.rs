@@ -2,6 +2,7 @@
 //! exports (CSV, JSON Lines, OCSF) from the API and the CLI; the argument policy; signed
 //! checkpoints; retention with legal hold; SIEM delivery to a webhook that goes down and up.
 
+use crate::access::api as call;
 use crate::gateway::{add_server_ungranted, user_token};
 use crate::gateway_sessions::{stdio_fixture, Mcp};
 use crate::helpers::{spawn_app, Engine, TestApp};
@@ -18,31 +19,37 @@ on_both_engines!(
     every_mcp_method_gets_exactly_one_record,
 );
 
-async fn call(
-    app: &TestApp,
-    admin: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut req = app
-        .client
-        .request(method, app.url(path))
-        .header(HOST, app.host(Some("acme")))
-        .bearer_auth(admin);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(json!(text)))
-}
-
 async fn get(app: &TestApp, admin: &str, path: &str) -> Value {
     let (s, v) = call(app, admin, reqwest::Method::GET, path, None).await;
     assert_eq!(s, StatusCode::OK, "{path}: {v}");
     v
+}
+
+/// An app whose SIEM worker runs every 100 ms (and retries a failing receiver from 100 ms).
+async fn fast_siem_app(engine: Engine) -> TestApp {
+    crate::helpers::spawn_app_with(
+        engine,
+        portcullis::config::ServeArgs {
+            siem_interval_ms: Some(100),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Five recorded admin changes (retention days from `base`), made while a receiver is down.
+async fn changes(app: &TestApp, admin: &str, base: i64) {
+    for i in 0..5 {
+        let (s, v) = call(
+            app,
+            admin,
+            reqwest::Method::PUT,
+            "/api/v1/audit/settings",
+            Some(json!({"retention_days": base + i})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
 }
 
 /// A tenant with the stdio fixture granted to everyone, and tokens of two users.
@@ -680,14 +687,7 @@ async fn until(what: &str, mut ok: impl AsyncFnMut() -> bool) {
 }
 
 async fn a_webhook_gets_every_record_across_an_outage(engine: Engine) {
-    let app = crate::helpers::spawn_app_with(
-        engine,
-        portcullis::config::ServeArgs {
-            siem_interval_ms: Some(100),
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = fast_siem_app(engine).await;
     let acme = app.create_tenant("acme").await;
     let admin = acme.admin_token.as_str();
     let receiver = Receiver::default();
@@ -753,17 +753,7 @@ async fn a_webhook_gets_every_record_across_an_outage(engine: Engine) {
     receiver
         .down
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    for i in 0..5 {
-        let (s, _) = call(
-            &app,
-            admin,
-            reqwest::Method::PUT,
-            "/api/v1/audit/settings",
-            Some(json!({"retention_days": 100 + i})),
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK);
-    }
+    changes(&app, admin, 100).await;
     until("a failure to show", async || {
         let l = get(&app, admin, "/api/v1/audit/siem").await;
         l["destinations"][0]["failures"].as_i64().unwrap() > 0
@@ -897,14 +887,7 @@ impl Drop for Rsyslog {
 }
 
 async fn a_real_rsyslog_gets_rfc5424_over_tcp_and_tls_across_an_outage(engine: Engine) {
-    let app = crate::helpers::spawn_app_with(
-        engine,
-        portcullis::config::ServeArgs {
-            siem_interval_ms: Some(100),
-            ..Default::default()
-        },
-    )
-    .await;
+    let app = fast_siem_app(engine).await;
     let acme = app.create_tenant("acme").await;
     let admin = acme.admin_token.as_str();
     let dir = tempfile::tempdir().unwrap();
@@ -968,17 +951,7 @@ async fn a_real_rsyslog_gets_rfc5424_over_tcp_and_tls_across_an_outage(engine: E
 
     // The receiver goes down; records go on; it comes back on the same ports: nothing lost.
     rsyslog.stop();
-    for i in 0..5 {
-        let (s, _) = call(
-            &app,
-            admin,
-            reqwest::Method::PUT,
-            "/api/v1/audit/settings",
-            Some(json!({"retention_days": 200 + i})),
-        )
-        .await;
-        assert_eq!(s, StatusCode::OK);
-    }
+    changes(&app, admin, 200).await;
     until("the failure to show", async || {
         let l = get(&app, admin, "/api/v1/audit/siem").await;
         l["destinations"]
