@@ -124,7 +124,10 @@ pub fn UsersAndGroups(
         .into_iter()
         .map(|u| {
             let csrf = csrf.clone();
+            let csrf2 = csrf.clone();
             let button_id = format!("toggle-{}", u.email.replace(['@', '.'], "-"));
+            let revoke_id = format!("revoke-{}", u.email.replace(['@', '.'], "-"));
+            let user_id = u.id.clone();
             let (label, next) = if u.active {
                 ("Deactivate", "false")
             } else {
@@ -143,6 +146,13 @@ pub fn UsersAndGroups(
                             <input type="hidden" name="form[user_id]" value=u.id/>
                             <input type="hidden" name="form[active]" value=next/>
                             <button type="submit" class="ghost" id=button_id>{label}</button>
+                        </ActionForm>
+                        <ActionForm action attr:class="inline">
+                            <FormHead csrf=csrf2 op="revoke_user"/>
+                            <input type="hidden" name="form[user_id]" value=user_id/>
+                            <button type="submit" class="ghost danger" id=revoke_id
+                                title="Revoke every gateway token and end every console session of this user">
+                                "Revoke all access"</button>
                         </ActionForm>
                     </td>
                 </tr>

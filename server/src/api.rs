@@ -37,7 +37,8 @@ pub fn router() -> Router<AppState> {
             "/api/v1/servers/{slug}/test",
             axum::routing::post(test_server),
         )
-        .route("/api/v1/tokens", axum::routing::post(create_token))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/revoke", axum::routing::post(revoke_tokens))
         .route(
             "/api/v1/servers/{slug}/catalog",
             axum::routing::post(record_catalog),
@@ -324,6 +325,13 @@ struct CreateToken {
     user_email: String,
     #[serde(default)]
     label: Option<String>,
+    /// Server slugs the token is limited to (a personal access token); empty or absent: every
+    /// server the user may reach.
+    #[serde(default)]
+    servers: Vec<String>,
+    /// Days until the token expires (1–365); absent: it does not expire.
+    #[serde(default)]
+    expires_in_days: Option<i64>,
 }
 
 async fn create_token(
@@ -332,11 +340,13 @@ async fn create_token(
     json: Result<Json<CreateToken>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let req = body(json)?;
-    let (user, token) = servers::create_user_token(
+    let (user, token) = servers::create_scoped_token(
         &state.store,
         &admin.tenant.tenant_id,
         &req.user_email,
         req.label.as_deref().unwrap_or(""),
+        &req.servers,
+        req.expires_in_days,
     )
     .await?;
     state.refresh_snapshots().await?;
@@ -345,7 +355,8 @@ async fn create_token(
         &admin,
         "token.issue",
         &user.email,
-        serde_json::json!({"kind": "gateway"}),
+        serde_json::json!({"kind": "gateway", "servers": req.servers,
+            "expires_in_days": req.expires_in_days}),
     )
     .await;
     Ok((
@@ -356,6 +367,99 @@ async fn create_token(
             "token": token.expose_secret(),
         })),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenListQuery {
+    user: String,
+}
+
+/// A user's live gateway tokens (never the tokens themselves): label, scope, expiry, last use.
+async fn list_tokens(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    q: Result<axum::extract::Query<TokenListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let axum::extract::Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let email = crate::domain::Email::parse(&q.user)
+        .map_err(|e| ApiError::Invalid(format!("user: {}", e.0)))?;
+    let user = state
+        .store
+        .user_by_email(&admin.tenant.tenant_id, &email)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let rows = state
+        .store
+        .list_user_tokens(&admin.tenant.tenant_id, &user.user_id)
+        .await?;
+    let tokens: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "id": t.api_token_id, "label": t.label, "created_at": format_time(t.created_at),
+                "last_used_at": t.last_used_at.map(format_time),
+                "expires_at": t.expires_at.map(format_time),
+                "servers": t.servers.as_deref().and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()),
+            })
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "user": user.email, "tokens": tokens }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    /// One gateway token, in full.
+    #[serde(default)]
+    token: Option<String>,
+    /// Everything this user holds: every gateway token and their console sessions.
+    #[serde(default)]
+    user_email: Option<String>,
+}
+
+/// One-step revocation: effective on the next request (this replica's gateway snapshot is
+/// rebuilt before the answer; other replicas follow the change notification).
+async fn revoke_tokens(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    json: Result<Json<RevokeRequest>, JsonRejection>,
+) -> Result<Json<servers::Revoked>, ApiError> {
+    let req = body(json)?;
+    let tid = &admin.tenant.tenant_id;
+    let revoked = match (req.token.as_deref(), req.user_email.as_deref()) {
+        (Some(t), None) => servers::revoke_token(&state.store, tid, t).await?,
+        (None, Some(u)) => servers::revoke_user(&state.store, tid, u).await?,
+        _ => {
+            return Err(ApiError::Invalid(
+                "give exactly one of token or user_email".into(),
+            ))
+        }
+    };
+    state.refresh_snapshots().await?;
+    let target = revoked
+        .tokens
+        .first()
+        .map(|t| t.user.clone())
+        .or(req.user_email.clone())
+        .unwrap_or_default();
+    let e = crate::audit::Event::new(
+        tid,
+        crate::audit::Category::Security,
+        if req.user_email.is_some() {
+            "access.revoke_user"
+        } else {
+            "token.revoke"
+        },
+        "ok",
+    )
+    .by(&admin.user.user_id, &admin.user.email)
+    .target(target)
+    .detail(serde_json::to_value(&revoked).unwrap_or_default());
+    state.audit.note(e).await;
+    Ok(Json(revoked))
 }
 
 /// Test connection: discovery against the upstream. 200 with `ok: false` and the reason when the

@@ -31,12 +31,14 @@ pub enum SessionAuth {
     Tenant {
         tenant_id: String,
         user_id: String,
+        /// When (µs): a session older than its user's last revocation is over. Sessions made
+        /// before this field existed read as 0 (revoked by any revocation).
+        #[serde(default)]
+        signed_in_at: i64,
     },
     /// Signed in with the platform token whose id (a prefix of its stored hash) this names:
     /// rotating the token ends every platform session at once.
-    Platform {
-        token_id: String,
-    },
+    Platform { token_id: String },
 }
 
 /// A non-secret identifier of a stored platform token hash.

@@ -241,10 +241,14 @@ pub async fn token(store_cfg: &StoreConfig, cmd: TokenCommand) -> Result<ExitCod
             tenant,
             user,
             label,
+            servers: scope,
+            expires_days,
             json,
         } => {
             let tid = tenant_id(&store, &tenant).await?;
-            let (user, token) = servers::create_user_token(&store, &tid, &user, &label).await?;
+            let (user, token) =
+                servers::create_scoped_token(&store, &tid, &user, &label, &scope, expires_days)
+                    .await?;
             if json {
                 println!(
                     "{}",
@@ -256,6 +260,60 @@ pub async fn token(store_cfg: &StoreConfig, cmd: TokenCommand) -> Result<ExitCod
                     user.email
                 );
                 println!("  {}", token.expose_secret());
+            }
+        }
+        TokenCommand::Revoke {
+            tenant,
+            token,
+            user,
+            json,
+        } => {
+            let tid = tenant_id(&store, &tenant).await?;
+            let revoked = match (&token, &user) {
+                (Some(t), _) => servers::revoke_token(&store, &tid, t).await,
+                (None, Some(u)) => servers::revoke_user(&store, &tid, u).await,
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let revoked = match revoked {
+                Ok(r) => r,
+                Err(servers::ServerError::NotFound) => {
+                    return Err(CliError(match user {
+                        Some(u) => format!("no user {u} in tenant {tenant}"),
+                        None => format!("no live gateway token like that in tenant {tenant}"),
+                    }))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let mut e = crate::audit::Event::new(
+                &tid,
+                crate::audit::Category::Security,
+                if user.is_some() {
+                    "access.revoke_user"
+                } else {
+                    "token.revoke"
+                },
+                "ok",
+            )
+            .detail(serde_json::to_value(&revoked).unwrap_or_default());
+            e.target = revoked
+                .tokens
+                .first()
+                .map(|t| t.user.clone())
+                .or(user.clone());
+            e.actor = Some("operator (CLI)".into());
+            crate::audit::record_direct(&store, &e).await?;
+            if json {
+                let mut v = serde_json::to_value(&revoked).unwrap_or_default();
+                v["tenant"] = serde_json::json!(tenant);
+                println!("{v}");
+            } else {
+                println!("Revoked {} gateway token(s):", revoked.tokens.len());
+                for t in &revoked.tokens {
+                    println!("  {} ({})", t.label, t.user);
+                }
+                if revoked.sessions_ended {
+                    println!("Their console and portal sessions are over.");
+                }
             }
         }
     }

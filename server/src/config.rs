@@ -265,6 +265,29 @@ pub enum TokenCommand {
         /// What the token is for (shown in listings).
         #[arg(long, default_value = "cli")]
         label: String,
+        /// Limit the token to this server (repeat for several): a personal access token.
+        /// Without it the token reaches every server the user may reach.
+        #[arg(long = "server")]
+        servers: Vec<String>,
+        /// Days until the token expires (1-365); without it the token does not expire.
+        #[arg(long)]
+        expires_days: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revokes one gateway token, or everything a user holds (every gateway token and their
+    /// console and portal sessions); reports what it revoked. Running servers stop accepting
+    /// them within a second (at once on PostgreSQL, through the change notification).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["token", "user"])))]
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        /// The gateway token itself (pct_user_…).
+        #[arg(long)]
+        token: Option<String>,
+        /// The user's email: everything they hold.
+        #[arg(long)]
+        user: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -119,7 +119,11 @@ impl Backend {
         session: &Session,
         tenant: &Tenant,
     ) -> Result<Option<crate::store::UserRow>, BackendError> {
-        let Some(SessionAuth::Tenant { tenant_id, user_id }) = session
+        let Some(SessionAuth::Tenant {
+            tenant_id,
+            user_id,
+            signed_in_at,
+        }) = session
             .get::<SessionAuth>(SESSION_AUTH)
             .await
             .map_err(internal)?
@@ -136,7 +140,19 @@ impl Backend {
             .await
             .map_err(internal)?
         {
-            Some(u) if u.active => Ok(Some(u)),
+            // Revoked ("revoke all access"): sessions signed in before that are over.
+            Some(u)
+                if u.active
+                    && self
+                        .state
+                        .store
+                        .sessions_revoked_at(&tenant.tenant_id, &u.user_id)
+                        .await
+                        .map_err(internal)?
+                        .is_none_or(|at| signed_in_at > at) =>
+            {
+                Ok(Some(u))
+            }
             _ => {
                 session.remove_value(SESSION_AUTH).await.map_err(internal)?;
                 Ok(None)
@@ -537,6 +553,7 @@ impl ConsoleBackend for Backend {
                     &SessionAuth::Tenant {
                         tenant_id: tenant.tenant_id.clone(),
                         user_id: user.user_id.clone(),
+                        signed_in_at: crate::store::now_micros(),
                     },
                 )
                 .await

@@ -115,12 +115,55 @@ pub async fn create_user_token(
     email: &str,
     label: &str,
 ) -> Result<(UserRow, SecretString), ServerError> {
+    create_scoped_token(store, tenant_id, email, label, &[], None).await
+}
+
+/// The longest a personal access token may live.
+pub const MAX_TOKEN_DAYS: i64 = 365;
+
+/// [`create_user_token`] for a personal access token: limited to `servers` (slugs of this
+/// tenant; empty: every server the user may reach) and expiring after `expires_in_days`.
+pub async fn create_scoped_token(
+    store: &Store,
+    tenant_id: &str,
+    email: &str,
+    label: &str,
+    servers: &[String],
+    expires_in_days: Option<i64>,
+) -> Result<(UserRow, SecretString), ServerError> {
     let email = Email::parse(email).map_err(|e| ServerError::Invalid(format!("user: {}", e.0)))?;
     let label = label.trim();
     if label.chars().count() > 100 || label.chars().any(char::is_control) {
         return Err(ServerError::Invalid(
             "label must be at most 100 plain characters".into(),
         ));
+    }
+    if let Some(d) = expires_in_days {
+        if !(1..=MAX_TOKEN_DAYS).contains(&d) {
+            return Err(ServerError::Invalid(format!(
+                "expires_in_days must be 1 to {MAX_TOKEN_DAYS}"
+            )));
+        }
+    }
+    let mut scope: Vec<String> = Vec::new();
+    if !servers.is_empty() {
+        let known: Vec<String> = store
+            .list_servers(tenant_id)
+            .await?
+            .into_iter()
+            .map(|r| r.slug)
+            .collect();
+        for s in servers {
+            let s = s.trim();
+            if !known.iter().any(|k| k == s) {
+                return Err(ServerError::Invalid(format!(
+                    "servers: no server {s:?} in this tenant"
+                )));
+            }
+            if !scope.iter().any(|x| x == s) {
+                scope.push(s.to_owned());
+            }
+        }
     }
     let user = store.ensure_user(tenant_id, &email).await?;
     if !user.active {
@@ -130,15 +173,74 @@ pub async fn create_user_token(
         )));
     }
     let token = NewToken::generate(TokenKind::User);
+    let expires_at = expires_in_days.map(|d| crate::store::now_micros() + d * 86_400_000_000);
+    let scope_json = (!scope.is_empty()).then(|| serde_json::json!(scope).to_string());
     store
         .create_api_token(
             tenant_id,
             &user.user_id,
             &token.hash,
             if label.is_empty() { "api" } else { label },
-            None,
+            expires_at,
+            scope_json.as_deref(),
         )
         .await?;
     tracing::info!(tenant.id = %tenant_id, user.id = %user.user_id, "gateway token issued");
     Ok((user, token.plaintext))
+}
+
+/// What a revocation took away.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Revoked {
+    /// The revoked gateway tokens: their labels and users.
+    pub tokens: Vec<RevokedToken>,
+    /// Whether the user's console and portal sessions were ended too.
+    pub sessions_ended: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct RevokedToken {
+    pub user: String,
+    pub label: String,
+}
+
+/// Revokes one gateway token (given in full, as its holder has it).
+pub async fn revoke_token(
+    store: &Store,
+    tenant_id: &str,
+    token: &str,
+) -> Result<Revoked, ServerError> {
+    let hash = crate::domain::TokenHash::of_presented(TokenKind::User, token.trim())
+        .ok_or_else(|| ServerError::Invalid("token: not a gateway token (pct_user_…)".into()))?;
+    match store.revoke_token_hash(tenant_id, &hash).await? {
+        Some((label, user)) => Ok(Revoked {
+            tokens: vec![RevokedToken { user, label }],
+            sessions_ended: false,
+        }),
+        None => Err(ServerError::NotFound),
+    }
+}
+
+/// Revokes everything a user holds: every gateway token, and their console and portal sessions.
+pub async fn revoke_user(
+    store: &Store,
+    tenant_id: &str,
+    email: &str,
+) -> Result<Revoked, ServerError> {
+    let email = Email::parse(email).map_err(|e| ServerError::Invalid(format!("user: {}", e.0)))?;
+    let user = store
+        .user_by_email(tenant_id, &email)
+        .await?
+        .ok_or(ServerError::NotFound)?;
+    let labels = store.revoke_user_access(tenant_id, &user.user_id).await?;
+    Ok(Revoked {
+        tokens: labels
+            .into_iter()
+            .map(|label| RevokedToken {
+                user: user.email.clone(),
+                label,
+            })
+            .collect(),
+        sessions_ended: true,
+    })
 }

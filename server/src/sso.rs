@@ -709,6 +709,7 @@ async fn callback(
         &SessionAuth::Tenant {
             tenant_id: tenant.tenant_id.clone(),
             user_id: user.user_id.clone(),
+            signed_in_at: crate::store::now_micros(),
         },
     )
     .await

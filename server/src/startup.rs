@@ -318,6 +318,11 @@ async fn gateway_janitor(
                             tracing::warn!(error = %e, "recording users' last use failed");
                         }
                     }
+                    for (tenant, tokens) in gateway.take_tokens_seen() {
+                        if let Err(e) = store.touch_tokens_used(&tenant, &tokens).await {
+                            tracing::warn!(error = %e, "recording tokens' last use failed");
+                        }
+                    }
                 }
             }
             _ = shutdown.changed() => return,

@@ -20,3 +20,4 @@ mod scim;
 mod servers;
 mod sso;
 mod tenancy;
+mod tokens;

@@ -115,6 +115,7 @@ async fn openapi_document_lists_the_api(engine: Engine) {
         "/api/v1/audit/purge",
         "/api/v1/audit/siem",
         "/api/v1/audit/siem/{id}",
+        "/api/v1/tokens/revoke",
     ] {
         assert!(v["paths"][path].is_object(), "{path} documented");
     }

@@ -365,6 +365,32 @@ impl Backend {
                     }
                 }
             }
+            "revoke_user" => match st.store.user(&tid, &form.user_id).await.map_err(internal)? {
+                None => Err("No such user.".into()),
+                Some(u) => {
+                    let revoked = crate::servers::revoke_user(&st.store, &tid, &u.email)
+                        .await
+                        .map_err(internal)?;
+                    st.audit
+                        .note(
+                            crate::audit::Event::new(
+                                &tid,
+                                crate::audit::Category::Security,
+                                "access.revoke_user",
+                                "ok",
+                            )
+                            .by(&admin.user_id, &admin.email)
+                            .target(u.email.clone())
+                            .detail(serde_json::to_value(&revoked).unwrap_or_default()),
+                        )
+                        .await;
+                    Ok(format!(
+                        "Revoked {} gateway token(s) of {} and ended their console sessions.",
+                        revoked.tokens.len(),
+                        u.email
+                    ))
+                }
+            },
             "create_registry" => {
                 let rules = rules_of(&form.rules);
                 match rules {

@@ -76,6 +76,8 @@ pub struct Caller {
     expires_at: Option<i64>,
     /// The credential's name (the audit record's agent).
     pub agent: String,
+    /// The servers a personal access token is limited to (`None`: all the user reaches).
+    pub servers: Option<Arc<[String]>>,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +103,8 @@ pub struct Gateway {
     observed: Arc<policy::Observed>,
     /// Who used the gateway since the last flush: (tenant, user) → when (µs).
     seen: std::sync::Mutex<HashMap<(String, String), i64>>,
+    /// Which tokens were used since the last flush: (tenant, token hash) → when (µs).
+    tokens_seen: std::sync::Mutex<HashMap<(String, String), i64>>,
     client: reqwest::Client,
     /// Sessions and upstream links of stdio and SSE servers.
     pub hub: session::Hub,
@@ -180,6 +184,7 @@ impl Gateway {
             version: std::sync::Mutex::new(None),
             observed: Arc::default(),
             seen: std::sync::Mutex::default(),
+            tokens_seen: std::sync::Mutex::default(),
             clients: std::sync::Mutex::default(),
             client,
         };
@@ -228,6 +233,11 @@ impl Gateway {
                         email: t.email,
                         expires_at: t.expires_at,
                         agent: t.label,
+                        servers: t
+                            .servers
+                            .as_deref()
+                            .and_then(|j| serde_json::from_str::<Vec<String>>(j).ok())
+                            .map(Arc::from),
                     },
                 );
             }
@@ -296,6 +306,16 @@ impl Gateway {
         out
     }
 
+    /// The tokens used since the last call, by tenant: (token hash, when).
+    pub fn take_tokens_seen(&self) -> HashMap<String, Vec<(String, i64)>> {
+        let seen = std::mem::take(&mut *lock(&self.tokens_seen));
+        let mut out: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+        for ((tenant, hash), at) in seen {
+            out.entry(tenant).or_default().push((hash, at));
+        }
+        out
+    }
+
     /// Tool names this replica saw in a server's `tools/list` answers (for the portal).
     pub fn observed_tools(&self, tenant_id: &str, server: &str) -> Vec<String> {
         self.observed.tools(tenant_id, server)
@@ -348,6 +368,13 @@ impl Gateway {
         // A server the caller's grants do not reach looks exactly like one that does not exist.
         match tg.servers.get(server) {
             Some(s) if tg.policy.reaches(&caller.user_id, server) => {
+                if caller
+                    .servers
+                    .as_ref()
+                    .is_some_and(|scope| !scope.iter().any(|x| x == server))
+                {
+                    return Lookup::OutOfScope;
+                }
                 Lookup::Found(caller, s.clone(), tg.policy.clone())
             }
             _ => Lookup::NoServer,
@@ -358,6 +385,7 @@ impl Gateway {
 enum Lookup {
     Unauthorized,
     NoServer,
+    OutOfScope,
     Found(
         Caller,
         Arc<ServerTransport>,
@@ -573,12 +601,20 @@ async fn endpoint(
             Lookup::NoServer => {
                 return rpc_error(StatusCode::NOT_FOUND, -32601, "no such MCP server")
             }
+            // The user may reach it, this token may not (a personal access token's scope).
+            Lookup::OutOfScope => {
+                return rpc_error(
+                    StatusCode::FORBIDDEN,
+                    -32001,
+                    "this token is not valid for this server (its scope does not include it)",
+                )
+            }
             Lookup::Found(c, s, p) => (c, s, p),
         };
-    lock(&state.gateway.seen).insert(
-        (tenant.tenant_id.clone(), caller.user_id.clone()),
-        now_micros(),
-    );
+    let now = now_micros();
+    lock(&state.gateway.seen).insert((tenant.tenant_id.clone(), caller.user_id.clone()), now);
+    lock(&state.gateway.tokens_seen)
+        .insert((tenant.tenant_id.clone(), hash.as_str().to_owned()), now);
     let url = match upstream.as_ref() {
         ServerTransport::StreamableHttp { url } => Some(url.as_str().to_owned()),
         // stdio and legacy SSE: the gateway's own session layer (session.rs).

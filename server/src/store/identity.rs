@@ -331,6 +331,23 @@ impl Store {
         Ok(())
     }
 
+    /// Records when gateway tokens (by hash) were last used (throttled by the caller).
+    pub async fn touch_tokens_used(&self, tenant_id: &str, tokens: &[(String, i64)]) -> Result<()> {
+        tenant_tx!(self, tenant_id, |tx| {
+            for (hash, at) in tokens {
+                sqlx::query(
+                    "UPDATE api_token SET last_used_at = $1 WHERE tenant_id = $2 AND token_hash = $3",
+                )
+                .bind(at)
+                .bind(tenant_id)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+            }
+        });
+        Ok(())
+    }
+
     // ---- registries and grants ----------------------------------------------------------
 
     /// Creates a registry holding `servers` (by id), mapped to `grants`, in one transaction.

@@ -33,15 +33,20 @@ pub struct LiveToken {
     pub email: String,
     pub expires_at: Option<i64>,
     pub label: String,
+    /// JSON array of the server slugs the token is scoped to; `None`: all.
+    pub servers: Option<String>,
 }
 
 /// A gateway token as its owner sees it listed.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct TokenRow {
+    pub api_token_id: String,
     pub label: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// JSON array of the server slugs the token is scoped to; `None`: all.
+    pub servers: Option<String>,
 }
 
 const SERVER_COLUMNS: &str =
@@ -140,6 +145,21 @@ impl Store {
         Ok(())
     }
 
+    /// The tenant's user with this email, if there is one.
+    pub async fn user_by_email(&self, tenant_id: &str, email: &Email) -> Result<Option<UserRow>> {
+        let user = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_as::<_, UserRow>(
+                "SELECT user_id, tenant_id, email, is_admin, active FROM tenant_user \
+                 WHERE tenant_id = $1 AND email = $2",
+            )
+            .bind(tenant_id)
+            .bind(email.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+        });
+        Ok(user)
+    }
+
     /// The tenant's user with this email, created (active, not an admin) if missing.
     pub async fn ensure_user(&self, tenant_id: &str, email: &Email) -> Result<UserRow> {
         let user = tenant_tx!(self, tenant_id, |tx| {
@@ -175,11 +195,12 @@ impl Store {
         hash: &TokenHash,
         label: &str,
         expires_at: Option<i64>,
+        servers: Option<&str>,
     ) -> Result<()> {
         tenant_tx!(self, tenant_id, |tx| {
             sqlx::query(
-                "INSERT INTO api_token (api_token_id, tenant_id, user_id, token_hash, label, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO api_token (api_token_id, tenant_id, user_id, token_hash, label, created_at, expires_at, servers) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(uuid::Uuid::now_v7().to_string())
             .bind(tenant_id)
@@ -188,6 +209,7 @@ impl Store {
             .bind(label)
             .bind(now_micros())
             .bind(expires_at)
+            .bind(servers)
             .execute(&mut *tx)
             .await?;
             sqlx::query(
@@ -203,7 +225,7 @@ impl Store {
     pub async fn list_user_tokens(&self, tenant_id: &str, user_id: &str) -> Result<Vec<TokenRow>> {
         let rows = tenant_tx!(self, tenant_id, |tx| {
             sqlx::query_as::<_, TokenRow>(
-                "SELECT label, created_at, last_used_at, expires_at FROM api_token \
+                "SELECT api_token_id, label, created_at, last_used_at, expires_at, servers FROM api_token \
                  WHERE tenant_id = $1 AND user_id = $2 AND revoked_at IS NULL ORDER BY created_at",
             )
             .bind(tenant_id)
@@ -214,12 +236,103 @@ impl Store {
         Ok(rows)
     }
 
+    /// Revokes one live gateway token by its hash; returns its label and its user's email.
+    pub async fn revoke_token_hash(
+        &self,
+        tenant_id: &str,
+        hash: &TokenHash,
+    ) -> Result<Option<(String, String)>> {
+        let found = tenant_tx!(self, tenant_id, |tx| {
+            let found: Option<(String, String)> = sqlx::query_as(
+                "SELECT t.label, u.email FROM api_token t JOIN tenant_user u \
+                   ON u.tenant_id = t.tenant_id AND u.user_id = t.user_id \
+                 WHERE t.tenant_id = $1 AND t.token_hash = $2 AND t.revoked_at IS NULL",
+            )
+            .bind(tenant_id)
+            .bind(hash.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            if found.is_some() {
+                sqlx::query(
+                    "UPDATE api_token SET revoked_at = $3 WHERE tenant_id = $1 AND token_hash = $2",
+                )
+                .bind(tenant_id)
+                .bind(hash.as_str())
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE change_counter SET version = version + 1 WHERE topic = 'api_tokens'",
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+            found
+        });
+        Ok(found)
+    }
+
+    /// Revokes every live gateway token of a user and ends their console and portal sessions
+    /// (those signed in before now); returns the revoked tokens' labels.
+    pub async fn revoke_user_access(&self, tenant_id: &str, user_id: &str) -> Result<Vec<String>> {
+        let labels = tenant_tx!(self, tenant_id, |tx| {
+            let labels: Vec<(String,)> = sqlx::query_as(
+                "SELECT label FROM api_token WHERE tenant_id = $1 AND user_id = $2 \
+                 AND revoked_at IS NULL ORDER BY created_at",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let now = now_micros();
+            sqlx::query(
+                "UPDATE api_token SET revoked_at = $3 WHERE tenant_id = $1 AND user_id = $2 \
+                 AND revoked_at IS NULL",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE tenant_user SET sessions_revoked_at = $3 WHERE tenant_id = $1 AND user_id = $2",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE change_counter SET version = version + 1 WHERE topic = 'api_tokens'",
+            )
+            .execute(&mut *tx)
+            .await?;
+            labels.into_iter().map(|(l,)| l).collect::<Vec<_>>()
+        });
+        Ok(labels)
+    }
+
+    /// When the user's console and portal sessions were last revoked (µs), if ever.
+    pub async fn sessions_revoked_at(&self, tenant_id: &str, user_id: &str) -> Result<Option<i64>> {
+        let at = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT sessions_revoked_at FROM tenant_user WHERE tenant_id = $1 AND user_id = $2",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten()
+        });
+        Ok(at)
+    }
+
     /// Every unrevoked gateway token of the tenant's active users, for the gateway's in-memory
     /// snapshot (the hot path never reads tokens from the database).
     pub async fn list_live_tokens(&self, tenant_id: &str) -> Result<Vec<LiveToken>> {
         let rows = tenant_tx!(self, tenant_id, |tx| {
             sqlx::query_as::<_, LiveToken>(
-                "SELECT t.token_hash, u.user_id, u.email, t.expires_at, t.label \
+                "SELECT t.token_hash, u.user_id, u.email, t.expires_at, t.label, t.servers \
                  FROM api_token t JOIN tenant_user u ON u.tenant_id = t.tenant_id AND u.user_id = t.user_id \
                  WHERE t.tenant_id = $1 AND t.revoked_at IS NULL AND u.active = $2",
             )
