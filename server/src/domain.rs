@@ -370,6 +370,12 @@ pub enum TokenKind {
     User,
     /// The tenant's SCIM provisioning token (the IdP's bearer for `/scim/v2`): `pct_scim_…`.
     Scim,
+    /// An OAuth access token for one gateway endpoint: `pct_oat_…` (short-lived).
+    OAuthAccess,
+    /// An OAuth refresh token: `pct_ort_…` (rotated on use).
+    OAuthRefresh,
+    /// An OAuth authorization code: `pct_oac_…` (one use, a minute).
+    OAuthCode,
 }
 
 impl TokenKind {
@@ -379,6 +385,9 @@ impl TokenKind {
             TokenKind::Platform => "pct_platform_",
             TokenKind::User => "pct_user_",
             TokenKind::Scim => "pct_scim_",
+            TokenKind::OAuthAccess => "pct_oat_",
+            TokenKind::OAuthRefresh => "pct_ort_",
+            TokenKind::OAuthCode => "pct_oac_",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod gateway;
 pub mod keys;
+pub mod oauth;
 pub mod ops;
 pub mod policy;
 pub mod scim;

@@ -233,6 +233,7 @@ pub async fn revoke_user(
         .await?
         .ok_or(ServerError::NotFound)?;
     let labels = store.revoke_user_access(tenant_id, &user.user_id).await?;
+    store.revoke_user_oauth(tenant_id, &user.user_id).await?;
     Ok(Revoked {
         tokens: labels
             .into_iter()

@@ -76,8 +76,11 @@ pub struct Caller {
     expires_at: Option<i64>,
     /// The credential's name (the audit record's agent).
     pub agent: String,
-    /// The servers a personal access token is limited to (`None`: all the user reaches).
+    /// The servers a personal access token is limited to (`None`: all the user reaches); an
+    /// OAuth access token's one audience.
     pub servers: Option<Arc<[String]>>,
+    /// An OAuth access token (the agent is its client's name).
+    pub oauth: bool,
 }
 
 #[derive(Debug, Default)]
@@ -238,6 +241,20 @@ impl Gateway {
                             .as_deref()
                             .and_then(|j| serde_json::from_str::<Vec<String>>(j).ok())
                             .map(Arc::from),
+                        oauth: false,
+                    },
+                );
+            }
+            for t in store.list_live_access_tokens(&tenant_id).await? {
+                tg.tokens.insert(
+                    t.token_hash,
+                    Caller {
+                        user_id: t.user_id,
+                        email: t.email,
+                        expires_at: Some(t.expires_at),
+                        agent: t.client_name,
+                        servers: Some(Arc::from(vec![t.server])),
+                        oauth: true,
                     },
                 );
             }
@@ -373,7 +390,11 @@ impl Gateway {
                     .as_ref()
                     .is_some_and(|scope| !scope.iter().any(|x| x == server))
                 {
-                    return Lookup::OutOfScope;
+                    return if caller.oauth {
+                        Lookup::WrongAudience
+                    } else {
+                        Lookup::OutOfScope
+                    };
                 }
                 Lookup::Found(caller, s.clone(), tg.policy.clone())
             }
@@ -386,6 +407,7 @@ enum Lookup {
     Unauthorized,
     NoServer,
     OutOfScope,
+    WrongAudience,
     Found(
         Caller,
         Arc<ServerTransport>,
@@ -401,16 +423,31 @@ pub(crate) fn rpc_error(status: StatusCode, code: i64, message: &str) -> Respons
     (status, axum::Json(body)).into_response()
 }
 
-fn unauthorized() -> Response {
+/// 401 with the challenge MCP clients discover authorization from (RFC 9728): where the
+/// endpoint's protected-resource metadata is, the scope, and `invalid_token` when a token was
+/// presented but is not (or no longer) good here.
+fn unauthorized(
+    state: &AppState,
+    tenant: &crate::tenancy::Tenant,
+    server: &str,
+    presented: bool,
+) -> Response {
     let mut res = rpc_error(
         StatusCode::UNAUTHORIZED,
         -32001,
         "a valid gateway token is required",
     );
-    res.headers_mut().insert(
-        http::header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"portcullis\""),
+    let mut challenge = format!(
+        "Bearer realm=\"portcullis\", resource_metadata=\"{}\", scope=\"{}\"",
+        crate::oauth::resource_metadata_url(state, tenant, server),
+        crate::oauth::SCOPE
     );
+    if presented {
+        challenge.push_str(", error=\"invalid_token\"");
+    }
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        res.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+    }
     res
 }
 
@@ -589,13 +626,21 @@ async fn endpoint(
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .and_then(|t| TokenHash::of_presented(TokenKind::User, t));
+        .map(str::trim);
+    let presented = hash.is_some();
+    // A gateway token (personal) or an OAuth access token; nothing else is accepted here.
+    let hash = hash.and_then(|t| {
+        TokenHash::of_presented(TokenKind::User, t)
+            .or_else(|| TokenHash::of_presented(TokenKind::OAuthAccess, t))
+    });
     let Some(hash) = hash else {
-        return unauthorized();
+        return unauthorized(&state, &tenant, &server, presented);
     };
     let (caller, upstream, tenant_policy) =
         match state.gateway.lookup(&tenant.tenant_id, &hash, &server) {
-            Lookup::Unauthorized => return unauthorized(),
+            Lookup::Unauthorized => return unauthorized(&state, &tenant, &server, true),
+            // An OAuth token for another endpoint: not valid here (RFC 8707 audience).
+            Lookup::WrongAudience => return unauthorized(&state, &tenant, &server, true),
             // The same answer whether the server exists in another tenant, nowhere, or is not
             // granted to the caller.
             Lookup::NoServer => {

@@ -1,0 +1,424 @@
+//! Portcullis as the OAuth 2.1 authorization server of its gateway: discovery from the 401,
+//! dynamic registration, the consent page, PKCE, audience-bound tokens, refresh rotation with
+//! reuse detection, code replay, RFC 7009 revocation — and each refusal.
+
+use crate::access::api;
+use crate::gateway::add_server_ungranted;
+use crate::gateway_sessions::stdio_fixture;
+use crate::helpers::{spawn_app, Browser, Engine, TestApp};
+use crate::on_both_engines;
+use base64::Engine as _;
+use reqwest::header::{HOST, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::Digest;
+
+on_both_engines!(an_mcp_client_gets_audience_bound_tokens_through_consent);
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+struct Flow<'a> {
+    app: &'a TestApp,
+    client_id: String,
+    gateway: String,
+}
+
+fn pkce() -> (String, String) {
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+fn query_of(location: &str) -> std::collections::HashMap<String, String> {
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+impl Flow<'_> {
+    fn authorize_path(&self, challenge: &str, server: &str) -> String {
+        let mut u = url::Url::parse("http://x/oauth/authorize").unwrap();
+        u.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", REDIRECT)
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("state", "st-123")
+            .append_pair("scope", "mcp")
+            .append_pair("resource", &format!("{}{server}", self.gateway));
+        format!("{}?{}", u.path(), u.query().unwrap())
+    }
+
+    /// Through the consent page as the signed-in browser: the redirect's query.
+    async fn consent(
+        &self,
+        browser: &mut Browser<'_>,
+        challenge: &str,
+        server: &str,
+        decision: &str,
+    ) -> std::collections::HashMap<String, String> {
+        let path = self.authorize_path(challenge, server);
+        let page = browser.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert_eq!(page.headers["x-frame-options"], "DENY", "never framed");
+        assert!(
+            page.body.contains("Test Agent") && page.body.contains(REDIRECT),
+            "{}",
+            page.body
+        );
+        let mut fields: Vec<(String, String)> = [
+            "response_type",
+            "client_id",
+            "redirect_uri",
+            "code_challenge",
+            "code_challenge_method",
+            "resource",
+            "state",
+            "scope",
+            "csrf",
+        ]
+        .iter()
+        .map(|k| {
+            (
+                (*k).to_owned(),
+                page.input_value(k)
+                    .unwrap_or_default()
+                    .replace("&amp;", "&"),
+            )
+        })
+        .collect();
+        fields.push(("decision".into(), decision.into()));
+        let refs: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let res = browser.post_form("/oauth/authorize", &refs, &path).await;
+        assert!(res.status.is_redirection(), "{} {}", res.status, res.body);
+        let location = res.headers[LOCATION].to_str().unwrap();
+        assert!(location.starts_with(REDIRECT), "{location}");
+        query_of(location)
+    }
+
+    async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, Value) {
+        let res = self
+            .app
+            .client
+            .post(self.app.url("/oauth/token"))
+            .header(HOST, self.app.host(Some("acme")))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn code_for_tokens(
+        &self,
+        code: &str,
+        verifier: &str,
+        server: &str,
+    ) -> (StatusCode, Value) {
+        let resource = format!("{}{server}", self.gateway);
+        self.token(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("client_id", &self.client_id),
+            ("code_verifier", verifier),
+            ("resource", &resource),
+        ])
+        .await
+    }
+}
+
+/// `initialize` at a gateway endpoint with a bearer token: the status and the challenge.
+async fn init(app: &TestApp, server: &str, token: Option<&str>) -> (StatusCode, String) {
+    let mut req = app
+        .client
+        .post(app.url(&format!("/mcp/{server}")))
+        .header(HOST, app.host(Some("acme")))
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "oauth-test", "version": "0"}}}));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    let challenge = res
+        .headers()
+        .get(WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (res.status(), challenge)
+}
+
+async fn an_mcp_client_gets_audience_bound_tokens_through_consent(engine: Engine) {
+    let app = spawn_app(engine).await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    for slug in ["fx", "fy"] {
+        add_server_ungranted(
+            &app,
+            "acme",
+            admin,
+            slug,
+            stdio_fixture(&uuid::Uuid::new_v4().to_string()),
+        )
+        .await;
+    }
+    let (s, _) = api(
+        &app,
+        admin,
+        Method::POST,
+        "/api/v1/registries",
+        Some(json!({"slug": "all", "servers": ["fx", "fy"], "grants": [{"subject": "everyone"}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let base = format!("http://{}", app.host(Some("acme")));
+    let get_json = |path: String| {
+        let app = &app;
+        async move {
+            let res = app
+                .get(&app.host(Some("acme")), &path)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{path}");
+            res.json::<Value>().await.unwrap()
+        }
+    };
+
+    // Discovery, as an MCP client does it: the 401 names the resource metadata.
+    let (status, challenge) = init(&app, "fx", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let prm_url = format!("{base}/.well-known/oauth-protected-resource/mcp/fx");
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{prm_url}\"")),
+        "{challenge}"
+    );
+    assert!(challenge.contains("scope=\"mcp\""), "{challenge}");
+    let prm = get_json("/.well-known/oauth-protected-resource/mcp/fx".into()).await;
+    assert_eq!(prm["resource"], format!("{base}/mcp/fx"));
+    assert_eq!(prm["authorization_servers"][0], base);
+    let md = get_json("/.well-known/oauth-authorization-server".into()).await;
+    assert_eq!(md["issuer"], base);
+    assert_eq!(md["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(md["authorization_response_iss_parameter_supported"], true);
+    assert_eq!(
+        get_json("/.well-known/openid-configuration".into()).await["issuer"],
+        base
+    );
+
+    // Dynamic registration (RFC 7591): loopback or https redirect URIs only.
+    let register = |body: Value| {
+        let app = &app;
+        async move {
+            let res = app
+                .client
+                .post(app.url("/oauth/register"))
+                .header(HOST, app.host(Some("acme")))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, v) =
+        register(json!({"redirect_uris": ["http://evil.example/cb"], "client_name": "x"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"], "invalid_redirect_uri");
+    let (s, v) = register(
+        json!({"redirect_uris": [REDIRECT], "client_name": "Test Agent",
+        "token_endpoint_auth_method": "none"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let flow = Flow {
+        app: &app,
+        client_id: v["client_id"].as_str().unwrap().to_owned(),
+        gateway: format!("{base}/mcp/"),
+    };
+
+    // Not signed in: the authorization request goes to the tenant's sign-in first.
+    let mut stranger = app.browser(Some("acme"));
+    let (_, challenge0) = pkce();
+    let res = stranger.get(&flow.authorize_path(&challenge0, "fx")).await;
+    assert!(res.status.is_redirection());
+    assert!(res.headers[LOCATION]
+        .to_str()
+        .unwrap()
+        .starts_with("/auth/login?return_to=%2Foauth%2Fauthorize"));
+    // A redirect URI the client did not register is refused on our page, never redirected to.
+    let page = stranger
+        .get(
+            &flow
+                .authorize_path(&challenge0, "fx")
+                .replace("callback", "elsewhere"),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("redirect_uri"));
+
+    let mut browser = app.browser(Some("acme"));
+    browser.sign_in(admin).await;
+    let (verifier, challenge) = pkce();
+    let q = flow
+        .consent(&mut browser, &challenge, "fx", "approve")
+        .await;
+    assert_eq!(q["state"], "st-123");
+    assert_eq!(q["iss"], base, "RFC 9207");
+    let code = q["code"].clone();
+    // Wrong verifier: refused (and that code is spent).
+    let (s, v) = flow
+        .code_for_tokens(&code, &format!("{verifier}x"), "fx")
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    let (s, _) = flow.code_for_tokens(&code, &verifier, "fx").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a spent code is spent");
+
+    // The happy path: tokens for fx only.
+    let (verifier, challenge) = pkce();
+    let code = flow
+        .consent(&mut browser, &challenge, "fx", "approve")
+        .await["code"]
+        .clone();
+    let (s, tokens) = flow.code_for_tokens(&code, &verifier, "fx").await;
+    assert_eq!(s, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    assert!(access.starts_with("pct_oat_") && tokens["expires_in"].as_i64().unwrap() <= 600);
+    assert_eq!(init(&app, "fx", Some(&access)).await.0, StatusCode::OK);
+    let (s, challenge) = init(&app, "fy", Some(&access)).await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "audience: a token for /mcp/fx is refused at /mcp/fy"
+    );
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    let (s, _) = flow.code_for_tokens(&code, &verifier, "fx").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "a replayed code is refused");
+    assert_eq!(
+        init(&app, "fx", Some(&access)).await.0,
+        StatusCode::UNAUTHORIZED,
+        "…and revokes what it issued"
+    );
+
+    // Refresh rotation; a reused refresh token revokes the grant.
+    let (verifier, challenge) = pkce();
+    let code = flow
+        .consent(&mut browser, &challenge, "fx", "approve")
+        .await["code"]
+        .clone();
+    let (_, t1) = flow.code_for_tokens(&code, &verifier, "fx").await;
+    let r1 = t1["refresh_token"].as_str().unwrap().to_owned();
+    let (s, t2) = flow
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &r1),
+            ("client_id", &flow.client_id),
+        ])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{t2}");
+    let a2 = t2["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(t2["refresh_token"], t1["refresh_token"], "rotated");
+    assert_eq!(init(&app, "fx", Some(&a2)).await.0, StatusCode::OK);
+    let (s, v) = flow
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", &r1)])
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert_eq!(
+        init(&app, "fx", Some(&a2)).await.0,
+        StatusCode::UNAUTHORIZED,
+        "reuse revoked the grant"
+    );
+    let _ = refresh;
+
+    // RFC 7009 revocation bites on the next request.
+    let (verifier, challenge) = pkce();
+    let code = flow
+        .consent(&mut browser, &challenge, "fy", "approve")
+        .await["code"]
+        .clone();
+    let (_, t) = flow.code_for_tokens(&code, &verifier, "fy").await;
+    let a = t["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(init(&app, "fy", Some(&a)).await.0, StatusCode::OK);
+    let res = app
+        .client
+        .post(app.url("/oauth/revoke"))
+        .header(HOST, app.host(Some("acme")))
+        .form(&[("token", a.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(init(&app, "fy", Some(&a)).await.0, StatusCode::UNAUTHORIZED);
+
+    // Denied consent goes back with access_denied; bad requests are refused.
+    let (_, challenge) = pkce();
+    let q = flow.consent(&mut browser, &challenge, "fx", "deny").await;
+    assert_eq!(q["error"], "access_denied");
+    let res = browser.get(&flow.authorize_path("short", "fx")).await;
+    assert!(
+        res.headers[LOCATION]
+            .to_str()
+            .unwrap()
+            .contains("error=invalid_request"),
+        "PKCE S256 required"
+    );
+    let res = browser.get(&flow.authorize_path(&challenge, "nope")).await;
+    assert!(res.headers[LOCATION]
+        .to_str()
+        .unwrap()
+        .contains("error=invalid_target"));
+    let (s, v) = flow.token(&[("grant_type", "password")]).await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unsupported_grant_type"))
+    );
+    // A token in the query string is not a token.
+    let res = app
+        .client
+        .post(app.url(&format!("/mcp/fx?access_token={a2}")))
+        .header(HOST, app.host(Some("acme")))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // On the record: consents, token issues, and the agent (the client's name) on MCP records.
+    let (_, v) = api(&app, admin, Method::GET, "/api/v1/audit?limit=1000", None).await;
+    let events = v["events"].as_array().unwrap();
+    let count = |a: &str| events.iter().filter(|e| e["action"] == a).count();
+    assert!(
+        count("oauth.consent") >= 5 && count("oauth.token") >= 4,
+        "{v}"
+    );
+    assert!(
+        count("oauth.refresh_reused") == 1 && count("oauth.code_replayed") == 2,
+        "{v}"
+    );
+    assert!(events
+        .iter()
+        .any(|e| e["action"] == "initialize" && e["agent"] == "Test Agent"));
+    app.stop().await;
+}
