@@ -13,7 +13,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::Digest;
 
-on_both_engines!(an_mcp_client_gets_audience_bound_tokens_through_consent);
+on_both_engines!(
+    an_mcp_client_gets_audience_bound_tokens_through_consent,
+    the_typescript_sdk_oauth_client_connects_unmodified,
+);
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
@@ -42,6 +45,44 @@ fn query_of(location: &str) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
+/// The consent page at `path` (an authorization request) as a signed-in browser: checks what
+/// it shows, answers `decision`, returns where it redirects.
+async fn approve_at(browser: &mut Browser<'_>, path: &str, decision: &str, client: &str) -> String {
+    let page = browser.get(path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(page.headers["x-frame-options"], "DENY", "never framed");
+    assert!(page.body.contains(client), "{}", page.body);
+    let mut fields: Vec<(String, String)> = [
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "code_challenge",
+        "code_challenge_method",
+        "resource",
+        "state",
+        "scope",
+        "csrf",
+    ]
+    .iter()
+    .map(|k| {
+        (
+            (*k).to_owned(),
+            page.input_value(k)
+                .unwrap_or_default()
+                .replace("&amp;", "&"),
+        )
+    })
+    .collect();
+    fields.push(("decision".into(), decision.into()));
+    let refs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let res = browser.post_form("/oauth/authorize", &refs, path).await;
+    assert!(res.status.is_redirection(), "{} {}", res.status, res.body);
+    res.headers[LOCATION].to_str().unwrap().to_owned()
+}
+
 impl Flow<'_> {
     fn authorize_path(&self, challenge: &str, server: &str) -> String {
         let mut u = url::Url::parse("http://x/oauth/authorize").unwrap();
@@ -66,45 +107,9 @@ impl Flow<'_> {
         decision: &str,
     ) -> std::collections::HashMap<String, String> {
         let path = self.authorize_path(challenge, server);
-        let page = browser.get(&path).await;
-        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
-        assert_eq!(page.headers["x-frame-options"], "DENY", "never framed");
-        assert!(
-            page.body.contains("Test Agent") && page.body.contains(REDIRECT),
-            "{}",
-            page.body
-        );
-        let mut fields: Vec<(String, String)> = [
-            "response_type",
-            "client_id",
-            "redirect_uri",
-            "code_challenge",
-            "code_challenge_method",
-            "resource",
-            "state",
-            "scope",
-            "csrf",
-        ]
-        .iter()
-        .map(|k| {
-            (
-                (*k).to_owned(),
-                page.input_value(k)
-                    .unwrap_or_default()
-                    .replace("&amp;", "&"),
-            )
-        })
-        .collect();
-        fields.push(("decision".into(), decision.into()));
-        let refs: Vec<(&str, &str)> = fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let res = browser.post_form("/oauth/authorize", &refs, &path).await;
-        assert!(res.status.is_redirection(), "{} {}", res.status, res.body);
-        let location = res.headers[LOCATION].to_str().unwrap();
+        let location = approve_at(browser, &path, decision, "Test Agent").await;
         assert!(location.starts_with(REDIRECT), "{location}");
-        query_of(location)
+        query_of(&location)
     }
 
     async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, Value) {
@@ -420,5 +425,72 @@ async fn an_mcp_client_gets_audience_bound_tokens_through_consent(engine: Engine
     assert!(events
         .iter()
         .any(|e| e["action"] == "initialize" && e["agent"] == "Test Agent"));
+    app.stop().await;
+}
+
+async fn the_typescript_sdk_oauth_client_connects_unmodified(engine: Engine) {
+    use std::io::{BufRead, Write};
+    let app = spawn_app(engine).await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    add_server_ungranted(
+        &app,
+        "acme",
+        admin,
+        "fx",
+        stdio_fixture(&uuid::Uuid::new_v4().to_string()),
+    )
+    .await;
+    let (s, _) = api(
+        &app,
+        admin,
+        Method::POST,
+        "/api/v1/registries",
+        Some(json!({"slug": "all", "servers": ["fx"], "grants": [{"subject": "everyone"}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let endpoint = format!("http://{}/mcp/fx", app.host(Some("acme")));
+    let mut node = std::process::Command::new("node")
+        .arg(crate::gateway::fixture_path("oauth_client.mjs"))
+        .arg(&endpoint)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("node runs the SDK's OAuth client");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = node.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let next = |prefix: &str| {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the SDK client printed no {prefix} line"));
+        line.strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected {prefix}, got {line}"))
+            .to_owned()
+    };
+    // The SDK discovered the metadata from the 401, registered itself and built the request.
+    let authorize = url::Url::parse(&next("AUTHORIZE ")).unwrap();
+    assert_eq!(authorize.path(), "/oauth/authorize");
+    let q: std::collections::HashMap<String, String> =
+        authorize.query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["resource"], endpoint, "RFC 8707: the endpoint itself");
+    let mut browser = app.browser(Some("acme"));
+    browser.sign_in(admin).await;
+    let path = format!("{}?{}", authorize.path(), authorize.query().unwrap());
+    let location = approve_at(&mut browser, &path, "approve", "SDK Agent").await;
+    let mut stdin = node.stdin.take().unwrap();
+    writeln!(stdin, "CALLBACK {location}").unwrap();
+    assert_eq!(next("RESULT "), "Echo: via oauth");
+    assert!(node.wait().unwrap().success());
     app.stop().await;
 }
