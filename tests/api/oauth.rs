@@ -494,3 +494,113 @@ async fn the_typescript_sdk_oauth_client_connects_unmodified(engine: Engine) {
     assert!(node.wait().unwrap().success());
     app.stop().await;
 }
+
+/// The newer conformance release's `authorization` command against Portcullis's authorization
+/// server: metadata, then the authorization-code grant through our consent page (the suite's
+/// callback server receives the redirect, exchanges the code and checks the tokens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_conformance_suites_authorization_scenarios_pass() {
+    use tokio::io::AsyncBufReadExt;
+    let app = spawn_app(Engine::Sqlite).await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    add_server_ungranted(
+        &app,
+        "acme",
+        admin,
+        "fx",
+        stdio_fixture(&uuid::Uuid::new_v4().to_string()),
+    )
+    .await;
+    let (s, _) = api(
+        &app,
+        admin,
+        Method::POST,
+        "/api/v1/registries",
+        Some(json!({"slug": "all", "servers": ["fx"], "grants": [{"subject": "everyone"}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let callback_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let issuer = format!("http://{}", app.host(Some("acme")));
+    let res = app
+        .client
+        .post(app.url("/oauth/register"))
+        .header(HOST, app.host(Some("acme")))
+        .json(
+            &json!({"redirect_uris": [format!("http://127.0.0.1:{callback_port}/callback")],
+                      "client_name": "Conformance suite"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let client_id = res.json::<Value>().await.unwrap()["client_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tools = crate::conformance::tools_dir();
+    let mut suite = tokio::process::Command::new(crate::conformance::node22())
+        .current_dir(crate::gateway::fixture_path(""))
+        .arg("--import")
+        .arg("./localhost_dns.mjs")
+        .arg(tools.join("node_modules/conformance-next/dist/index.js"))
+        .args([
+            "authorization",
+            "--url",
+            &issuer,
+            "--client-id",
+            &client_id,
+            "--resource",
+        ])
+        .arg(format!("{issuer}/mcp/fx"))
+        .args(["-p", &callback_port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node 22 runs the conformance suite");
+    let mut lines = tokio::io::BufReader::new(suite.stdout.take().unwrap()).lines();
+    let mut output = String::new();
+    let authorize = loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the suite prints an authorization URL")
+            .unwrap()
+            .unwrap_or_else(|| panic!("the suite ended early:\n{output}"));
+        output.push_str(&line);
+        output.push('\n');
+        if line.starts_with(&format!("{issuer}/oauth/authorize?")) {
+            break url::Url::parse(&line).unwrap();
+        }
+    };
+    let mut browser = app.browser(Some("acme"));
+    browser.sign_in(admin).await;
+    let path = format!("{}?{}", authorize.path(), authorize.query().unwrap());
+    let location = approve_at(&mut browser, &path, "approve", "Conformance suite").await;
+    // The browser follows the redirect to the suite's callback server.
+    reqwest::get(&location)
+        .await
+        .expect("the suite's callback answers");
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            output.push_str(&line);
+            output.push('\n');
+        }
+        suite.wait().await.unwrap()
+    })
+    .await
+    .expect("the suite finishes");
+    let mut err = String::new();
+    if let Some(mut e) = suite.stderr.take() {
+        use tokio::io::AsyncReadExt;
+        let _ = e.read_to_string(&mut err).await;
+    }
+    assert!(rest.success(), "the suite failed:\n{output}\n{err}");
+    assert!(!output.contains('✗'), "{output}");
+    assert!(output.contains("Total: 2 passed, 0 failed"), "{output}");
+    app.stop().await;
+}
