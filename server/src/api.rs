@@ -39,6 +39,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/revoke", axum::routing::post(revoke_tokens))
+        .route("/api/v1/limits", get(list_limits).post(create_limit))
+        .route("/api/v1/limits/{id}", axum::routing::delete(delete_limit))
         .route(
             "/api/v1/servers/{slug}/catalog",
             axum::routing::post(record_catalog),
@@ -460,6 +462,100 @@ async fn revoke_tokens(
     .detail(serde_json::to_value(&revoked).unwrap_or_default());
     state.audit.note(e).await;
     Ok(Json(revoked))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewLimit {
+    /// user, agent, client, server or tool.
+    subject: String,
+    /// The one value the rule is for (an email, a token name, a clientInfo name, a server
+    /// slug, a tool name), or `*`: each value separately.
+    #[serde(default = "each")]
+    value: String,
+    requests_per_minute: Option<i64>,
+    concurrent: Option<i64>,
+    per_day: Option<i64>,
+}
+
+fn each() -> String {
+    "*".into()
+}
+
+async fn list_limits(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let rows = state.store.list_limits(&admin.tenant.tenant_id).await?;
+    Ok(Json(serde_json::json!({ "limits": rows })))
+}
+
+async fn create_limit(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    json: Result<Json<NewLimit>, JsonRejection>,
+) -> Result<(StatusCode, Json<crate::store::LimitRow>), ApiError> {
+    let l = body(json)?;
+    if !crate::gateway::limits::SUBJECTS.contains(&l.subject.as_str()) {
+        return Err(ApiError::Invalid(
+            "subject must be user, agent, client, server or tool".into(),
+        ));
+    }
+    let value = l.value.trim();
+    if value.is_empty() || value.chars().count() > 200 {
+        return Err(ApiError::Invalid(
+            "value must be 1 to 200 characters (or *)".into(),
+        ));
+    }
+    let nums = [l.requests_per_minute, l.concurrent, l.per_day];
+    if nums.iter().all(Option::is_none) {
+        return Err(ApiError::Invalid(
+            "give at least one of requests_per_minute, concurrent, per_day".into(),
+        ));
+    }
+    if nums.iter().flatten().any(|n| !(1..=1_000_000).contains(n)) {
+        return Err(ApiError::Invalid("limits must be 1 to 1000000".into()));
+    }
+    let row = crate::store::LimitRow {
+        limit_id: uuid::Uuid::now_v7().to_string(),
+        subject: l.subject,
+        value: if l.value.trim() == "*" {
+            "*".into()
+        } else {
+            value.to_owned()
+        },
+        requests_per_minute: l.requests_per_minute,
+        concurrent: l.concurrent,
+        per_day: l.per_day,
+    };
+    state
+        .store
+        .create_limit(&admin.tenant.tenant_id, &row)
+        .await?;
+    state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "limit.create",
+        &row.limit_id,
+        serde_json::to_value(&row).unwrap_or_default(),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(row)))
+}
+
+async fn delete_limit(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .delete_limit(&admin.tenant.tenant_id, &id)
+        .await?;
+    state.refresh_snapshots().await?;
+    audited(&state, &admin, "limit.delete", &id, serde_json::json!({})).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Test connection: discovery against the upstream. 200 with `ok: false` and the reason when the

@@ -14,6 +14,7 @@ mod durability;
 mod gateway;
 mod gateway_sessions;
 mod helpers;
+mod limits;
 mod oauth;
 mod ops;
 mod real_clients;

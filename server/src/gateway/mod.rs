@@ -8,6 +8,7 @@
 //! No client credential is ever sent upstream.
 
 pub mod discovery;
+pub mod limits;
 pub mod link;
 pub mod modern;
 pub mod policy;
@@ -92,10 +93,13 @@ struct TenantGateway {
     policy: Arc<crate::policy::TenantPolicy>,
     /// How tool arguments are recorded (the tenant's audit settings).
     arguments: record::Arguments,
+    /// Rate limits and quotas.
+    limits: Arc<[crate::store::LimitRow]>,
 }
 
-/// The change counters a snapshot was built at (servers, tokens, tenants, identity, audit).
-type ChangeVersions = (i64, i64, i64, i64, i64);
+/// The change counters a snapshot was built at (servers, tokens, tenants, identity, audit,
+/// limits).
+type ChangeVersions = (i64, i64, i64, i64, i64, i64);
 
 /// The gateway's snapshot of every tenant's servers and tokens.
 #[derive(Debug)]
@@ -115,6 +119,8 @@ pub struct Gateway {
     http_sessions: HttpSessions,
     /// The MCP client (clientInfo) each session was opened with, by session id.
     clients: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// Rate-limit counters (this replica's).
+    limiter: limits::Limiter,
 }
 
 /// The user an upstream (Streamable HTTP) session was opened by, through which server.
@@ -189,6 +195,7 @@ impl Gateway {
             seen: std::sync::Mutex::default(),
             tokens_seen: std::sync::Mutex::default(),
             clients: std::sync::Mutex::default(),
+            limiter: limits::Limiter::default(),
             client,
         };
         g.refresh(store, tenancy).await?;
@@ -205,6 +212,7 @@ impl Gateway {
             store.change_version("tenants").await?,
             store.change_version("identity").await?,
             store.change_version("audit").await?,
+            store.change_version("limits").await?,
         );
         if self
             .version
@@ -263,6 +271,7 @@ impl Gateway {
             ));
             tg.arguments =
                 record::Arguments::parse(&store.audit_settings(&tenant_id).await?.arguments);
+            tg.limits = Arc::from(store.list_limits(&tenant_id).await?);
             tenants.insert(tenant_id, tg);
         }
         self.tenants.store(Arc::new(tenants));
@@ -353,6 +362,15 @@ impl Gateway {
             self.server_for(&o.tenant_id, &o.user_id, &o.server)
                 .is_some()
         });
+    }
+
+    /// The tenant's rate limits.
+    fn limits(&self, tenant_id: &str) -> Arc<[crate::store::LimitRow]> {
+        self.tenants
+            .load()
+            .get(tenant_id)
+            .map(|t| t.limits.clone())
+            .unwrap_or_else(|| Arc::from(Vec::new()))
     }
 
     /// How the tenant's tool arguments are recorded.
@@ -797,7 +815,45 @@ async fn endpoint(
     // What is decided now is recorded now: refusals, notifications and client answers (which
     // get no answer of their own), and everything while the audit log is failing. Nothing goes
     // upstream, and no refusal is sent, before its record is durable (fail closed).
-    let refuse_all = denial.is_some() || !state.audit.healthy();
+    // Rate limits and quotas (allowed requests only; a refusal counts nowhere).
+    let mut permits = Vec::new();
+    let mut throttle = None;
+    let limits = state.gateway.limits(&tenant.tenant_id);
+    if denial.is_none() && !limits.is_empty() {
+        for (id, e) in events.iter_mut() {
+            if id.is_none() {
+                continue;
+            }
+            let subject = limits::Subject {
+                user: &caller.email,
+                agent: &caller.agent,
+                client: client.as_deref().unwrap_or_default(),
+                server: &server,
+                tool: (e.action == "tools/call")
+                    .then_some(e.target.as_deref())
+                    .flatten(),
+            };
+            match state
+                .gateway
+                .limiter
+                .admit(&tenant.tenant_id, &limits, &subject, now_micros())
+            {
+                Ok(Some(p)) => permits.push(p),
+                Ok(None) => {}
+                Err(t) => {
+                    e.outcome = "throttled".into();
+                    e.detail["limit"] = serde_json::json!(t.limit_id);
+                    e.detail["retry_after_s"] = serde_json::json!(t.retry_after_secs);
+                    throttle = Some(t);
+                    break;
+                }
+            }
+        }
+        if throttle.is_some() {
+            permits.clear();
+        }
+    }
+    let refuse_all = denial.is_some() || throttle.is_some() || !state.audit.healthy();
     let mut now = Vec::new();
     let mut pending = Vec::new();
     for (id, mut e) in events {
@@ -805,7 +861,7 @@ async fn endpoint(
             Some(id) if !refuse_all => pending.push((id, e)),
             _ => {
                 if e.outcome == "forwarded" && refuse_all {
-                    e.outcome = if denial.is_some() {
+                    e.outcome = if denial.is_some() || throttle.is_some() {
                         "not_sent"
                     } else {
                         "refused"
@@ -834,11 +890,26 @@ async fn endpoint(
         let body = serde_json::json!({ "jsonrpc": "2.0", "id": request_id, "error": error });
         return (StatusCode::OK, axum::Json(body)).into_response();
     }
+    if let Some(t) = throttle {
+        // Over a limit: 429 with when to retry, and the same as a JSON-RPC error.
+        let body = serde_json::json!({ "jsonrpc": "2.0", "id": request_id, "error": {
+            "code": -32000,
+            "message": format!("{}: retry in {} s", t.message, t.retry_after_secs),
+            "data": { "retry_after": t.retry_after_secs },
+        }});
+        let mut res = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&t.retry_after_secs.to_string()) {
+            res.headers_mut().insert(http::header::RETRY_AFTER, v);
+        }
+        return res;
+    }
     if refuse_all {
         // The refusals' records were written: the log works again for the next request.
         return audit_down(&request_id);
     }
     let rec = record::Recorder::new(state.audit.clone(), arrived, pending);
+    // Concurrency slots are held until the answer is done (the recorder lives that long).
+    rec.hold(permits);
     let initialize_client = messages
         .first()
         .filter(|m| m.get("method").and_then(serde_json::Value::as_str) == Some("initialize"))

@@ -29,6 +29,8 @@ struct Inner {
     arrived: Instant,
     forwarded: Mutex<Option<Instant>>,
     pending: Mutex<Vec<(Value, Event)>>,
+    /// Rate-limit concurrency slots, released with the recorder (when the answer is done).
+    permits: Mutex<Vec<super::limits::Permit>>,
 }
 
 /// The pending records of one HTTP request's JSON-RPC requests. Cheap to clone.
@@ -141,7 +143,13 @@ impl Recorder {
             arrived,
             forwarded: Mutex::new(None),
             pending: Mutex::new(pending),
+            permits: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Keeps rate-limit slots until the answer is done.
+    pub fn hold(&self, permits: Vec<super::limits::Permit>) {
+        lock(&self.0.permits).extend(permits);
     }
 
     /// The request goes upstream now: the upstream's share of the latency starts.

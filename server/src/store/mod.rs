@@ -104,6 +104,7 @@ macro_rules! tenant_tx {
 
 mod audit;
 mod identity;
+mod limits;
 mod oauth;
 mod scim;
 mod servers;
@@ -112,6 +113,7 @@ mod session;
 pub use audit::{AuditQuery, AuditRow, AuditSettingsRow, Bucket, Count, SiemRow, Volume};
 pub use identity::{CatalogTool, GrantRow, GroupRow, RegistryRow, UserListRow};
 
+pub use limits::LimitRow;
 pub use oauth::{CodeRow, LiveAccessToken, OAuthGrantRow, Redeemed, Refreshed};
 pub use scim::{ScimGroupRow, ScimGroupWrite, ScimUserRow, ScimUserWrite};
 pub use servers::{LiveToken, ServerRow, TokenRow};
