@@ -116,6 +116,8 @@ async fn openapi_document_lists_the_api(engine: Engine) {
         "/api/v1/audit/siem",
         "/api/v1/audit/siem/{id}",
         "/api/v1/tokens/revoke",
+        "/api/v1/limits",
+        "/api/v1/limits/{id}",
     ] {
         assert!(v["paths"][path].is_object(), "{path} documented");
     }
