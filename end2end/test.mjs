@@ -387,6 +387,20 @@ await test('audit: search, detail, export, verify, retention, SIEM', async () =>
   await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('Not added'), null, { timeout: 15000 });
   check('an unsafe SIEM destination is refused with a reason', (await page.textContent('#flash')).includes('https'));
   await page.screenshot({ path: `${shots}/audit.png`, fullPage: true });
+
+  // Rate limits are configured in the console too.
+  await page.click('a[href="/admin/policies"]');
+  await page.waitForSelector('#limit-form', { timeout: 15000 });
+  await page.selectOption('#limit-subject', 'tool');
+  await page.fill('#limit-value', 'echo');
+  await page.fill('#limit-per-minute', '100');
+  await page.click('#limit-add');
+  await page.waitForSelector('#limit-list tr.limit-row', { timeout: 15000 });
+  const limitRow = await page.textContent('#limit-list tr.limit-row');
+  check('a rate limit is added in the console', limitRow.includes('echo') && limitRow.includes('100/min'), limitRow);
+  await page.click('#limit-list tr.limit-row button');
+  await page.waitForSelector('#no-limits', { timeout: 15000 });
+  check('a rate limit is removed in the console', true);
   check('no errors in the browser (audit)', errors.length === 0, JSON.stringify(errors));
   await ctx.close();
 });

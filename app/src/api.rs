@@ -117,6 +117,19 @@ pub struct IdentityView {
     pub registries: Vec<RegistrySummary>,
     /// Servers × groups: what each group may call on each server.
     pub matrix: Matrix,
+    /// Rate limits and quotas.
+    #[serde(default)]
+    pub limits: Vec<LimitView>,
+}
+
+/// One rate-limit rule as the console lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitView {
+    pub id: String,
+    pub subject: String,
+    pub value: String,
+    /// "10/min, 2 at once, 1000/day".
+    pub limits: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +239,19 @@ pub struct IdentityForm {
     pub label: String,
     #[serde(default)]
     pub grant_id: String,
+    /// Rate limits: subject, value, per-minute, concurrent, per-day; `limit_id` to delete.
+    #[serde(default)]
+    pub subject: String,
+    #[serde(default)]
+    pub value: String,
+    #[serde(default)]
+    pub per_minute: String,
+    #[serde(default)]
+    pub concurrent: String,
+    #[serde(default)]
+    pub per_day: String,
+    #[serde(default)]
+    pub limit_id: String,
 }
 
 /// The user portal at `/` on a tenant host.

@@ -162,6 +162,7 @@ fn ConsoleLayout(
         groups: Vec::new(),
         registries: Vec::new(),
         matrix: Default::default(),
+        limits: Vec::new(),
     });
     let nav_open = RwSignal::new(false);
     let current = SECTIONS.iter().find(|s| s.slug == section);
@@ -190,6 +191,7 @@ fn ConsoleLayout(
         .into_any(),
         ("policies", _) => view! {
             <crate::identity::Simulator csrf=csrf.clone() action=identity_action simulation/>
+            <crate::identity::Limits limits=identity.limits.clone() csrf=csrf.clone() action=identity_action/>
         }
         .into_any(),
         ("audit", _) => view! {

@@ -507,3 +507,62 @@ pub fn Portal(state: PortalState, action: ServerAction<IdentityAction>) -> impl 
     }
     .into_any()
 }
+
+/// Rate limits and quotas: the rules, and a form to add one.
+#[component]
+pub fn Limits(
+    limits: Vec<crate::api::LimitView>,
+    csrf: String,
+    action: ServerAction<IdentityAction>,
+) -> impl IntoView {
+    let empty = limits.is_empty();
+    let rows = limits
+        .into_iter()
+        .map(|l| {
+            let csrf = csrf.clone();
+            view! {
+                <tr class="limit-row">
+                    <td>{l.subject}</td><td><code>{l.value}</code></td><td>{l.limits}</td>
+                    <td>
+                        <ActionForm action attr:class="inline">
+                            <FormHead csrf op="delete_limit"/>
+                            <input type="hidden" name="form[limit_id]" value=l.id/>
+                            <button type="submit" class="ghost danger">"Remove"</button>
+                        </ActionForm>
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card" id="limits">
+            <h2>"Rate limits and quotas"</h2>
+            <p class="hint">"A call over a limit gets HTTP 429 and a JSON-RPC error saying when to retry; every throttle is in the audit log. Windows are fixed UTC minutes and days; counting is per replica."</p>
+            {if empty { Some(view! { <p id="no-limits">"No limits: calls are not throttled."</p> }) } else { None }}
+            <table id="limit-list">
+                <thead><tr><th>"Applies to"</th><th>"Value"</th><th>"Limits"</th><th></th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+            <ActionForm action attr:class="stacked" attr:id="limit-form">
+                <FormHead csrf=csrf.clone() op="add_limit"/>
+                <label for="limit-subject">"Applies to"</label>
+                <select id="limit-subject" name="form[subject]">
+                    <option value="user">"each user (or one, by email)"</option>
+                    <option value="agent">"each agent (token or OAuth client name)"</option>
+                    <option value="client">"each MCP client (clientInfo name)"</option>
+                    <option value="server">"each server (or one, by slug)"</option>
+                    <option value="tool">"each tool (or one, by name)"</option>
+                </select>
+                <label for="limit-value">"Value (* for each separately)"</label>
+                <input type="text" id="limit-value" name="form[value]" value="*"/>
+                <label for="limit-per-minute">"Requests per minute"</label>
+                <input type="number" min="1" id="limit-per-minute" name="form[per_minute]"/>
+                <label for="limit-concurrent">"Calls at once"</label>
+                <input type="number" min="1" id="limit-concurrent" name="form[concurrent]"/>
+                <label for="limit-per-day">"Requests per day"</label>
+                <input type="number" min="1" id="limit-per-day" name="form[per_day]"/>
+                <button type="submit" class="primary" id="limit-add">"Add limit"</button>
+            </ActionForm>
+        </section>
+    }
+}

@@ -181,6 +181,27 @@ impl Backend {
                 groups: columns,
                 rows,
             },
+            limits: st
+                .store
+                .list_limits(tid)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|l| app::api::LimitView {
+                    limits: [
+                        l.requests_per_minute.map(|n| format!("{n}/min")),
+                        l.concurrent.map(|n| format!("{n} at once")),
+                        l.per_day.map(|n| format!("{n}/day")),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                    id: l.limit_id,
+                    subject: l.subject,
+                    value: l.value,
+                })
+                .collect(),
         })
     }
 
@@ -365,6 +386,55 @@ impl Backend {
                     }
                 }
             }
+            "add_limit" => {
+                let num = |s: &str| -> Result<Option<i64>, String> {
+                    let s = s.trim();
+                    if s.is_empty() {
+                        return Ok(None);
+                    }
+                    s.parse::<i64>()
+                        .ok()
+                        .filter(|n| (1..=1_000_000).contains(n))
+                        .map(Some)
+                        .ok_or_else(|| format!("{s:?} is not a number from 1 to 1000000"))
+                };
+                let parsed = (
+                    num(&form.per_minute),
+                    num(&form.concurrent),
+                    num(&form.per_day),
+                );
+                match parsed {
+                    (Ok(rpm), Ok(conc), Ok(day)) => {
+                        let value = form.value.trim();
+                        if !crate::gateway::limits::SUBJECTS.contains(&form.subject.as_str()) {
+                            Err("Not added: unknown subject.".into())
+                        } else if value.is_empty() || value.chars().count() > 200 {
+                            Err("Not added: the value must be 1 to 200 characters (or *).".into())
+                        } else if rpm.is_none() && conc.is_none() && day.is_none() {
+                            Err("Not added: give at least one limit.".into())
+                        } else {
+                            let row = crate::store::LimitRow {
+                                limit_id: uuid::Uuid::now_v7().to_string(),
+                                subject: form.subject.clone(),
+                                value: value.to_owned(),
+                                requests_per_minute: rpm,
+                                concurrent: conc,
+                                per_day: day,
+                            };
+                            st.store.create_limit(&tid, &row).await.map_err(internal)?;
+                            Ok(format!("Limit added for {} {}.", row.subject, row.value))
+                        }
+                    }
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                        Err(format!("Not added: {e}."))
+                    }
+                }
+            }
+            "delete_limit" => match st.store.delete_limit(&tid, &form.limit_id).await {
+                Ok(()) => Ok("Limit removed.".into()),
+                Err(crate::store::StoreError::NotFound) => Err("No such limit.".into()),
+                Err(e) => return Err(internal(e)),
+            },
             "revoke_user" => match st.store.user(&tid, &form.user_id).await.map_err(internal)? {
                 None => Err("No such user.".into()),
                 Some(u) => {
