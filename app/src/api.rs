@@ -273,6 +273,18 @@ pub struct PortalUser {
     pub tokens: Vec<TokenSummary>,
     /// A token just issued, shown once.
     pub new_token: Option<String>,
+    /// Apps (OAuth clients) the user allowed, per server.
+    #[serde(default)]
+    pub apps: Vec<AppGrant>,
+}
+
+/// An OAuth client a user allowed to use one server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppGrant {
+    pub id: String,
+    pub client: String,
+    pub server: String,
+    pub since: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

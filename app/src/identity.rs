@@ -456,6 +456,27 @@ pub fn Portal(state: PortalState, action: ServerAction<IdentityAction>) -> impl 
         .map(|t| view! { <tr><td>{t.label}</td><td>{t.created_at}</td><td>{t.last_used_at}</td><td>{t.expires_at}</td></tr> })
         .collect_view();
     let csrf_out = csrf.clone();
+    let apps_empty = user.apps.is_empty();
+    let apps = user
+        .apps
+        .into_iter()
+        .map(|a| {
+            let csrf = csrf.clone();
+            let button_id = format!("revoke-app-{}", a.id);
+            view! {
+                <tr class="app-row">
+                    <td>{a.client}</td><td>{a.server}</td><td>{a.since}</td>
+                    <td>
+                        <ActionForm action attr:class="inline">
+                            <FormHead csrf op="portal_revoke_app"/>
+                            <input type="hidden" name="form[grant_id]" value=a.id/>
+                            <button type="submit" class="ghost danger" id=button_id>"Revoke"</button>
+                        </ActionForm>
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
     view! {
         <Title text=format!("My MCP servers · {tenant_name} · Portcullis")/>
         <main class="portal">
@@ -493,6 +514,18 @@ pub fn Portal(state: PortalState, action: ServerAction<IdentityAction>) -> impl 
                         <table class="table" id="portal-tokens">
                             <thead><tr><th>"Label"</th><th>"Created"</th><th>"Last used"</th><th>"Expires"</th></tr></thead>
                             <tbody>{tokens}</tbody>
+                        </table>
+                    }.into_any()
+                }}
+                <h3>"Connected apps"</h3>
+                <p class="hint">"MCP clients you allowed through the sign-in and consent page (OAuth). Revoking one ends its access at once."</p>
+                {if apps_empty {
+                    view! { <p id="portal-no-apps">"No apps connected."</p> }.into_any()
+                } else {
+                    view! {
+                        <table class="table" id="portal-apps">
+                            <thead><tr><th>"App"</th><th>"Server"</th><th>"Since"</th><th></th></tr></thead>
+                            <tbody>{apps}</tbody>
                         </table>
                     }.into_any()
                 }}

@@ -39,6 +39,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/revoke", axum::routing::post(revoke_tokens))
+        .route("/api/v1/oauth/grants", get(list_grants))
         .route("/api/v1/limits", get(list_limits).post(create_limit))
         .route("/api/v1/limits/{id}", axum::routing::delete(delete_limit))
         .route(
@@ -420,6 +421,9 @@ struct RevokeRequest {
     /// Everything this user holds: every gateway token and their console sessions.
     #[serde(default)]
     user_email: Option<String>,
+    /// One OAuth client grant (all its tokens).
+    #[serde(default)]
+    grant_id: Option<String>,
 }
 
 /// One-step revocation: effective on the next request (this replica's gateway snapshot is
@@ -431,12 +435,26 @@ async fn revoke_tokens(
 ) -> Result<Json<servers::Revoked>, ApiError> {
     let req = body(json)?;
     let tid = &admin.tenant.tenant_id;
-    let revoked = match (req.token.as_deref(), req.user_email.as_deref()) {
-        (Some(t), None) => servers::revoke_token(&state.store, tid, t).await?,
-        (None, Some(u)) => servers::revoke_user(&state.store, tid, u).await?,
+    let revoked = match (
+        req.token.as_deref(),
+        req.user_email.as_deref(),
+        req.grant_id.as_deref(),
+    ) {
+        (Some(t), None, None) => servers::revoke_token(&state.store, tid, t).await?,
+        (None, Some(u), None) => servers::revoke_user(&state.store, tid, u).await?,
+        (None, None, Some(g)) => match state.store.revoke_grant_by_id(tid, g).await? {
+            Some((client, user, _)) => servers::Revoked {
+                tokens: vec![servers::RevokedToken {
+                    user,
+                    label: format!("OAuth: {client}"),
+                }],
+                sessions_ended: false,
+            },
+            None => return Err(ApiError::NotFound),
+        },
         _ => {
             return Err(ApiError::Invalid(
-                "give exactly one of token or user_email".into(),
+                "give exactly one of token, user_email or grant_id".into(),
             ))
         }
     };
@@ -462,6 +480,35 @@ async fn revoke_tokens(
     .detail(serde_json::to_value(&revoked).unwrap_or_default());
     state.audit.note(e).await;
     Ok(Json(revoked))
+}
+
+/// A user's live OAuth grants (apps they allowed): revoke one with `POST /api/v1/tokens/revoke
+/// {"grant_id"}`.
+async fn list_grants(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    q: Result<axum::extract::Query<TokenListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let axum::extract::Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let email = crate::domain::Email::parse(&q.user)
+        .map_err(|e| ApiError::Invalid(format!("user: {}", e.0)))?;
+    let user = state
+        .store
+        .user_by_email(&admin.tenant.tenant_id, &email)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let grants: Vec<serde_json::Value> = state
+        .store
+        .list_user_grants(&admin.tenant.tenant_id, &user.user_id)
+        .await?
+        .into_iter()
+        .map(|(id, client, server, since)| {
+            serde_json::json!({"id": id, "client": client, "server": server, "since": format_time(since)})
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({ "user": user.email, "grants": grants }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

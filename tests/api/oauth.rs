@@ -410,6 +410,104 @@ async fn an_mcp_client_gets_audience_bound_tokens_through_consent(engine: Engine
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
+    // The user's connected apps: listed for the admin (API) and the user (portal); revoking one
+    // grant ends its tokens at once.
+    let (verifier, challenge) = pkce();
+    let code = flow
+        .consent(&mut browser, &challenge, "fx", "approve")
+        .await["code"]
+        .clone();
+    let (_, t) = flow.code_for_tokens(&code, &verifier, "fx").await;
+    let a5 = t["access_token"].as_str().unwrap().to_owned();
+    let (verifier, challenge) = pkce();
+    let code = flow
+        .consent(&mut browser, &challenge, "fy", "approve")
+        .await["code"]
+        .clone();
+    let (_, t) = flow.code_for_tokens(&code, &verifier, "fy").await;
+    let a6 = t["access_token"].as_str().unwrap().to_owned();
+    let (_, me) = api(&app, admin, Method::GET, "/api/v1/me", None).await;
+    let email = me["email"]
+        .as_str()
+        .or(me["user"]["email"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::GET,
+        &format!("/api/v1/oauth/grants?user={email}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let grants = v["grants"].as_array().unwrap().clone();
+    assert!(
+        !grants.is_empty() && grants.iter().all(|g| g["client"] == "Test Agent"),
+        "{v}"
+    );
+    let portal = browser.get("/").await;
+    assert!(
+        portal.body.contains("portal-apps") && portal.body.contains("Test Agent"),
+        "{}",
+        portal.body
+    );
+    // The user takes one back in the portal (a plain form post, as without JavaScript).
+    let first = grants[0]["id"].as_str().unwrap();
+    let action = portal
+        .form_action(&format!("revoke-app-{first}"))
+        .expect("the revoke form");
+    let csrf = portal.input_value("csrf").unwrap();
+    browser
+        .post_form(
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("form[op]", "portal_revoke_app"),
+                ("form[grant_id]", first),
+            ],
+            "/",
+        )
+        .await;
+    let (_, v) = api(
+        &app,
+        admin,
+        Method::GET,
+        &format!("/api/v1/oauth/grants?user={email}"),
+        None,
+    )
+    .await;
+    assert!(!v.to_string().contains(first), "revoked in the portal: {v}");
+    for g in &grants[1..] {
+        let (s, v) = api(
+            &app,
+            admin,
+            Method::POST,
+            "/api/v1/tokens/revoke",
+            Some(json!({"grant_id": g["id"]})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    assert_eq!(grants.len(), 2, "{grants:?}");
+    assert_eq!(
+        init(&app, "fy", Some(&a6)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        init(&app, "fx", Some(&a5)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (_, v) = api(
+        &app,
+        admin,
+        Method::GET,
+        &format!("/api/v1/oauth/grants?user={email}"),
+        None,
+    )
+    .await;
+    assert_eq!(v["grants"], json!([]));
+
     // On the record: consents, token issues, and the agent (the client's name) on MCP records.
     let (_, v) = api(&app, admin, Method::GET, "/api/v1/audit?limit=1000", None).await;
     let events = v["events"].as_array().unwrap();

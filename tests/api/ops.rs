@@ -116,6 +116,7 @@ async fn openapi_document_lists_the_api(engine: Engine) {
         "/api/v1/audit/siem",
         "/api/v1/audit/siem/{id}",
         "/api/v1/tokens/revoke",
+        "/api/v1/oauth/grants",
         "/api/v1/limits",
         "/api/v1/limits/{id}",
     ] {

@@ -276,12 +276,26 @@ impl Backend {
                     Some(Reveal::Secret(t)) => Some(t),
                     _ => None,
                 };
+                let apps = st
+                    .store
+                    .list_user_grants(&tenant.tenant_id, &u.user_id)
+                    .await
+                    .map_err(internal)?
+                    .into_iter()
+                    .map(|(id, client, server, since)| app::api::AppGrant {
+                        id,
+                        client,
+                        server,
+                        since: format_time(since),
+                    })
+                    .collect();
                 Some(PortalUser {
                     email: u.email,
                     is_admin: u.is_admin,
                     servers,
                     tokens,
                     new_token,
+                    apps,
                 })
             }
         };
@@ -328,6 +342,63 @@ impl Backend {
             self.state.refresh_snapshots().await.map_err(internal)?;
             self.reveal(&session, Reveal::Secret(token.expose_secret().to_owned()))?;
             return Ok(true);
+        }
+        // The portal's other form: a user takes back an app's access (an OAuth grant of theirs).
+        if form.op == "portal_revoke_app" {
+            let tenant = tenant_of(parts)?;
+            let session = session(parts)?;
+            super::require_csrf(&session, csrf).await?;
+            let user = self
+                .signed_in_user(&session, &tenant)
+                .await?
+                .ok_or(BackendError::SignedOut)?;
+            let st = &self.state;
+            let mine = st
+                .store
+                .list_user_grants(&tenant.tenant_id, &user.user_id)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .any(|(id, ..)| id == form.grant_id);
+            let found = if mine {
+                st.store
+                    .revoke_grant_by_id(&tenant.tenant_id, &form.grant_id)
+                    .await
+                    .map_err(internal)?
+            } else {
+                None
+            };
+            match found {
+                Some((client, ..)) => {
+                    st.refresh_snapshots().await.map_err(internal)?;
+                    st.audit
+                        .note(
+                            crate::audit::Event::new(
+                                &tenant.tenant_id,
+                                crate::audit::Category::Security,
+                                "oauth.grant_revoke",
+                                "ok",
+                            )
+                            .by(&user.user_id, &user.email)
+                            .target(client.clone())
+                            .detail(
+                                serde_json::json!({"grant_id": form.grant_id, "via": "portal"}),
+                            ),
+                        )
+                        .await;
+                    flash(
+                        &session,
+                        FlashKind::Info,
+                        format!("{client} no longer has access."),
+                    )
+                    .await?;
+                    return Ok(true);
+                }
+                None => {
+                    flash(&session, FlashKind::Error, "No such app access.").await?;
+                    return Ok(false);
+                }
+            }
         }
         let (tenant, session, admin) = self.admin_form(parts, csrf).await?;
         let st = &self.state;

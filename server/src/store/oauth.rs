@@ -307,6 +307,59 @@ impl Store {
         Ok(())
     }
 
+    /// A user's live grants: (grant id, client name, server, since µs).
+    pub async fn list_user_grants(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<(String, String, String, i64)>> {
+        let rows = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_as::<_, (String, String, String, i64)>(
+                "SELECT g.grant_id, c.name, g.server, g.created_at FROM oauth_grant g \
+                 JOIN oauth_client c ON c.tenant_id = g.tenant_id AND c.client_id = g.client_id \
+                 WHERE g.tenant_id = $1 AND g.user_id = $2 AND g.revoked_at IS NULL ORDER BY g.created_at",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .fetch_all(&mut *tx)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Revokes one grant if it is live; returns its client's name and user's email.
+    pub async fn revoke_grant_by_id(
+        &self,
+        tenant_id: &str,
+        grant_id: &str,
+    ) -> Result<Option<(String, String, String)>> {
+        let found = tenant_tx!(self, tenant_id, |tx| {
+            let found: Option<(String, String, String)> = sqlx::query_as(
+                "SELECT c.name, u.email, g.user_id FROM oauth_grant g \
+                 JOIN oauth_client c ON c.tenant_id = g.tenant_id AND c.client_id = g.client_id \
+                 JOIN tenant_user u ON u.tenant_id = g.tenant_id AND u.user_id = g.user_id \
+                 WHERE g.tenant_id = $1 AND g.grant_id = $2 AND g.revoked_at IS NULL",
+            )
+            .bind(tenant_id)
+            .bind(grant_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if found.is_some() {
+                sqlx::query(
+                    "UPDATE oauth_grant SET revoked_at = $3 WHERE tenant_id = $1 AND grant_id = $2",
+                )
+                .bind(tenant_id)
+                .bind(grant_id)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(BUMP).execute(&mut *tx).await?;
+            }
+            found
+        });
+        Ok(found)
+    }
+
     /// Revokes every OAuth grant of a user (with "revoke all access").
     pub async fn revoke_user_oauth(&self, tenant_id: &str, user_id: &str) -> Result<u64> {
         let n = tenant_tx!(self, tenant_id, |tx| {
