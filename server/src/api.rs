@@ -40,6 +40,19 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/revoke", axum::routing::post(revoke_tokens))
         .route("/api/v1/oauth/grants", get(list_grants))
+        .route("/api/v1/approvals", get(list_approvals))
+        .route(
+            "/api/v1/approvals/{id}/{decision}",
+            axum::routing::post(decide_approval),
+        )
+        .route(
+            "/api/v1/approvals/rules",
+            get(list_approval_rules).post(create_approval_rule),
+        )
+        .route(
+            "/api/v1/approvals/rules/{id}",
+            axum::routing::delete(delete_approval_rule),
+        )
         .route("/api/v1/limits", get(list_limits).post(create_limit))
         .route("/api/v1/limits/{id}", axum::routing::delete(delete_limit))
         .route(
@@ -509,6 +522,161 @@ async fn list_grants(
     Ok(Json(
         serde_json::json!({ "user": user.email, "grants": grants }),
     ))
+}
+
+/// Approval requests: pending first, then the latest decisions.
+async fn list_approvals(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let rows = state
+        .store
+        .list_approval_requests(&admin.tenant.tenant_id)
+        .await?;
+    let list: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.approval_id, "user": r.email, "server": r.server, "tool": r.tool,
+                "arguments": r.arguments, "status": r.status, "decided_by": r.decided_by,
+                "created_at": format_time(r.created_at), "expires_at": format_time(r.expires_at),
+                "decided_at": r.decided_at.map(format_time),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "approvals": list })))
+}
+
+/// Approves or denies a pending request; 409 when it is no longer pending.
+async fn decide_approval(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path((id, decision)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let status = match decision.as_str() {
+        "approve" => "approved",
+        "deny" => "denied",
+        _ => return Err(ApiError::NotFound),
+    };
+    let tid = &admin.tenant.tenant_id;
+    if state.store.approval_request(tid, &id).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    if !state
+        .store
+        .decide_approval(tid, &id, status, Some(&admin.user.email))
+        .await?
+    {
+        return Err(ApiError::Conflict(
+            "the request is no longer pending".into(),
+        ));
+    }
+    audited(
+        &state,
+        &admin,
+        "approval.decide",
+        &id,
+        serde_json::json!({"decision": status}),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewApprovalRule {
+    /// A server slug, or `*` (default).
+    #[serde(default = "each")]
+    server: String,
+    /// A tool name glob, `*` (default) for any.
+    #[serde(default = "each")]
+    tool: String,
+    /// `destructive` (default: tools marked or presumed destructive) or `always`.
+    #[serde(default)]
+    applies: Option<String>,
+    /// Seconds a call waits for a decision (1–3600, default 300).
+    #[serde(default)]
+    timeout_secs: Option<i64>,
+}
+
+async fn list_approval_rules(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let rows = state
+        .store
+        .list_approval_rules(&admin.tenant.tenant_id)
+        .await?;
+    Ok(Json(serde_json::json!({ "rules": rows })))
+}
+
+async fn create_approval_rule(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    json: Result<Json<NewApprovalRule>, JsonRejection>,
+) -> Result<(StatusCode, Json<crate::store::ApprovalRule>), ApiError> {
+    let r = body(json)?;
+    let applies = r.applies.unwrap_or_else(|| "destructive".into());
+    if applies != "destructive" && applies != "always" {
+        return Err(ApiError::Invalid(
+            "applies must be destructive or always".into(),
+        ));
+    }
+    let timeout = r.timeout_secs.unwrap_or(300);
+    if !(1..=3600).contains(&timeout) {
+        return Err(ApiError::Invalid("timeout_secs must be 1 to 3600".into()));
+    }
+    let (server, tool) = (r.server.trim().to_owned(), r.tool.trim().to_owned());
+    if server.is_empty() || server.len() > 100 || tool.is_empty() || tool.len() > 200 {
+        return Err(ApiError::Invalid(
+            "server and tool must be given (or *)".into(),
+        ));
+    }
+    if globset::Glob::new(&tool).is_err() {
+        return Err(ApiError::Invalid("tool is not a valid glob".into()));
+    }
+    let row = crate::store::ApprovalRule {
+        rule_id: uuid::Uuid::now_v7().to_string(),
+        server,
+        tool,
+        applies,
+        timeout_secs: timeout,
+    };
+    state
+        .store
+        .create_approval_rule(&admin.tenant.tenant_id, &row)
+        .await?;
+    state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "approval_rule.create",
+        &row.rule_id,
+        serde_json::to_value(&row).unwrap_or_default(),
+    )
+    .await;
+    Ok((StatusCode::CREATED, Json(row)))
+}
+
+async fn delete_approval_rule(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .delete_approval_rule(&admin.tenant.tenant_id, &id)
+        .await?;
+    state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "approval_rule.delete",
+        &id,
+        serde_json::json!({}),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,6 +7,7 @@
 //! `tenants` counters move. A missing snapshot, tenant, server or token means no access.
 //! No client credential is ever sent upstream.
 
+pub mod approvals;
 pub mod discovery;
 pub mod limits;
 pub mod link;
@@ -95,11 +96,13 @@ struct TenantGateway {
     arguments: record::Arguments,
     /// Rate limits and quotas.
     limits: Arc<[crate::store::LimitRow]>,
+    /// Which tool calls wait for an approver.
+    approvals: Arc<[crate::store::ApprovalRule]>,
 }
 
 /// The change counters a snapshot was built at (servers, tokens, tenants, identity, audit,
-/// limits).
-type ChangeVersions = (i64, i64, i64, i64, i64, i64);
+/// limits, approvals).
+type ChangeVersions = (i64, i64, i64, i64, i64, i64, i64);
 
 /// The gateway's snapshot of every tenant's servers and tokens.
 #[derive(Debug)]
@@ -213,6 +216,7 @@ impl Gateway {
             store.change_version("identity").await?,
             store.change_version("audit").await?,
             store.change_version("limits").await?,
+            store.change_version("approvals").await?,
         );
         if self
             .version
@@ -272,6 +276,7 @@ impl Gateway {
             tg.arguments =
                 record::Arguments::parse(&store.audit_settings(&tenant_id).await?.arguments);
             tg.limits = Arc::from(store.list_limits(&tenant_id).await?);
+            tg.approvals = Arc::from(store.list_approval_rules(&tenant_id).await?);
             tenants.insert(tenant_id, tg);
         }
         self.tenants.store(Arc::new(tenants));
@@ -362,6 +367,15 @@ impl Gateway {
             self.server_for(&o.tenant_id, &o.user_id, &o.server)
                 .is_some()
         });
+    }
+
+    /// The tenant's approval rules.
+    fn approval_rules(&self, tenant_id: &str) -> Arc<[crate::store::ApprovalRule]> {
+        self.tenants
+            .load()
+            .get(tenant_id)
+            .map(|t| t.approvals.clone())
+            .unwrap_or_else(|| Arc::from(Vec::new()))
     }
 
     /// The tenant's rate limits.
@@ -906,6 +920,125 @@ async fn endpoint(
     if refuse_all {
         // The refusals' records were written: the log works again for the next request.
         return audit_down(&request_id);
+    }
+    // Human approval: a covered tools/call waits here, before anything goes upstream.
+    let approval_rules = state.gateway.approval_rules(&tenant.tenant_id);
+    if !approval_rules.is_empty() {
+        let mut refusal = None;
+        for (i, (_, e)) in pending.iter_mut().enumerate() {
+            let Some(tool) = e.target.clone().filter(|_| e.action == "tools/call") else {
+                continue;
+            };
+            let observed = state
+                .gateway
+                .observed
+                .get(&tenant.tenant_id, &server, &tool);
+            let Some(rule) =
+                approvals::rule_for(&approval_rules, &tenant_policy, observed, &server, &tool)
+            else {
+                continue;
+            };
+            let approval_id = uuid::Uuid::now_v7().to_string();
+            let expires_at = now_micros() + rule.timeout_secs * 1_000_000;
+            let shown = e
+                .detail
+                .get("arguments")
+                .or_else(|| e.detail.get("arguments_sha256"))
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let event = |action: &str, outcome: &str, by: Option<&str>| {
+                crate::audit::Event::new(
+                    &tenant.tenant_id,
+                    crate::audit::Category::Security,
+                    action,
+                    outcome,
+                )
+                .by(&caller.user_id, &caller.email)
+                .target(tool.clone())
+                .detail(
+                    serde_json::json!({"approval_id": approval_id, "server": server,
+                        "rule": rule.rule_id, "decided_by": by}),
+                )
+            };
+            let decision = match state
+                .store
+                .create_approval_request(
+                    &tenant.tenant_id,
+                    &approval_id,
+                    &caller.user_id,
+                    &caller.email,
+                    &server,
+                    &tool,
+                    &shown,
+                    expires_at,
+                )
+                .await
+            {
+                Ok(()) => {
+                    state
+                        .audit
+                        .note(event("approval.request", "pending", None))
+                        .await;
+                    approvals::wait(&state.store, &tenant.tenant_id, &approval_id, expires_at).await
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "an approval request could not be stored: the call is denied");
+                    approvals::Decision::Denied("(the request could not be stored)".into())
+                }
+            };
+            match decision {
+                approvals::Decision::Approved(by) => {
+                    state
+                        .audit
+                        .note(event("approval.approve", "ok", Some(&by)))
+                        .await;
+                    e.detail["approved_by"] = serde_json::json!(by);
+                }
+                approvals::Decision::Denied(by) => {
+                    state
+                        .audit
+                        .note(event("approval.deny", "ok", Some(&by)))
+                        .await;
+                    refusal = Some((
+                        i,
+                        "approval_denied",
+                        format!("the call was not approved (denied by {by})"),
+                    ));
+                    break;
+                }
+                approvals::Decision::Expired => {
+                    state.audit.note(event("approval.expire", "ok", None)).await;
+                    refusal = Some((
+                        i,
+                        "approval_timeout",
+                        format!(
+                            "the call was not approved within {} s: denied",
+                            rule.timeout_secs
+                        ),
+                    ));
+                    break;
+                }
+            }
+        }
+        if let Some((i, outcome, message)) = refusal {
+            let failing_id = pending[i].0.clone();
+            let events: Vec<crate::audit::Event> = pending
+                .into_iter()
+                .enumerate()
+                .map(|(j, (_, mut e))| {
+                    e.outcome = if j == i { outcome } else { "not_sent" }.into();
+                    e.latency_us =
+                        Some(i64::try_from(arrived.elapsed().as_micros()).unwrap_or(i64::MAX));
+                    e
+                })
+                .collect();
+            if state.audit.record_many(events).await.is_err() {
+                return audit_down(&request_id);
+            }
+            let body = serde_json::json!({ "jsonrpc": "2.0", "id": failing_id,
+                "error": { "code": -32000, "message": message } });
+            return (StatusCode::OK, axum::Json(body)).into_response();
+        }
     }
     let rec = record::Recorder::new(state.audit.clone(), arrived, pending);
     // Concurrency slots are held until the answer is done (the recorder lives that long).

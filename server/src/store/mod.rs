@@ -102,6 +102,7 @@ macro_rules! tenant_tx {
     };
 }
 
+mod approvals;
 mod audit;
 mod identity;
 mod limits;
@@ -110,6 +111,7 @@ mod scim;
 mod servers;
 mod session;
 
+pub use approvals::{ApprovalRequest, ApprovalRule};
 pub use audit::{AuditQuery, AuditRow, AuditSettingsRow, Bucket, Count, SiemRow, Volume};
 pub use identity::{CatalogTool, GrantRow, GroupRow, RegistryRow, UserListRow};
 
