@@ -291,13 +291,8 @@ function adminApi(method, path, body) {
   });
 }
 
-async function mcpAsBob() {
-  // The identity test deactivated bob; an admin lets him back in (his token works again).
-  const users = await adminApi('GET', '/api/v1/users');
-  const bobUser = users.json.users.find((u) => u.email === 'bob@acme.test');
-  const patched = await adminApi('PATCH', `/api/v1/users/${bobUser.id}`, { active: true });
-  if (patched.status !== 200) throw new Error(`reactivating bob: ${patched.status} ${JSON.stringify(patched.json)}`);
-  await new Promise((r) => setTimeout(r, 1500)); // the gateway's snapshot follows the change
+// An MCP session of bob's at the fixture server (plain HTTP): a function that sends one message.
+async function bobSession() {
   // *.localhost resolves in Chromium, not in Node: connect to 127.0.0.1 with the tenant's Host.
   const headers = {
     host: `demo.localhost:${port}`,
@@ -322,8 +317,19 @@ async function mcpAsBob() {
   if (!sid) throw new Error(`initialize failed: ${init.res.status} ${init.text}`);
   const session = { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' };
   await post({ jsonrpc: '2.0', method: 'notifications/initialized' }, session);
-  const echo = await post({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'echo', arguments: { message: 'e2e' } } }, session);
-  const crash = await post({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'crash', arguments: {} } }, session);
+  return (body) => post(body, session);
+}
+
+async function mcpAsBob() {
+  // The identity test deactivated bob; an admin lets him back in (his token works again).
+  const users = await adminApi('GET', '/api/v1/users');
+  const bobUser = users.json.users.find((u) => u.email === 'bob@acme.test');
+  const patched = await adminApi('PATCH', `/api/v1/users/${bobUser.id}`, { active: true });
+  if (patched.status !== 200) throw new Error(`reactivating bob: ${patched.status} ${JSON.stringify(patched.json)}`);
+  await new Promise((r) => setTimeout(r, 1500)); // the gateway's snapshot follows the change
+  const send = await bobSession();
+  const echo = await send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'echo', arguments: { message: 'e2e' } } });
+  const crash = await send({ jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'crash', arguments: {} } });
   return { echo: echo.text, crash: crash.text };
 }
 
@@ -401,6 +407,34 @@ await test('audit: search, detail, export, verify, retention, SIEM', async () =>
   await page.click('#limit-list tr.limit-row button');
   await page.waitForSelector('#no-limits', { timeout: 15000 });
   check('a rate limit is removed in the console', true);
+
+  // Approval: bob's call of echo waits until an approver approves it here.
+  await page.fill('#approval-server', 'fixture');
+  await page.fill('#approval-tool', 'echo');
+  await page.selectOption('#approval-applies', 'always');
+  await page.fill('#approval-timeout', '60');
+  await page.click('#approval-rule-add');
+  await page.waitForSelector('#approval-rules li.approval-rule', { timeout: 15000 });
+  await new Promise((r) => setTimeout(r, 1500)); // the gateway's snapshot follows the rule
+  const send = await bobSession();
+  let answered = false;
+  const waiting = send({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'echo', arguments: { message: 'approved in the console' } } })
+    .then((r) => { answered = true; return r.text; });
+  let approve = null;
+  for (let i = 0; i < 40 && !approve; i++) {
+    await page.goto(`${demo}/admin/policies`);
+    await hydrated(page);
+    approve = await page.$('#approval-list tr[data-status="pending"] button.primary');
+    if (!approve) await new Promise((r) => setTimeout(r, 250));
+  }
+  check('a covered call waits and shows up for approval', approve !== null && !answered);
+  await approve.click();
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('Call approved'), null, { timeout: 15000 });
+  const approvedAnswer = await waiting;
+  check('the approved call completes', approvedAnswer.includes('Echo: approved in the console'), approvedAnswer.slice(0, 200));
+  await page.screenshot({ path: `${shots}/approvals.png`, fullPage: true });
+  await page.click('#approval-rules li.approval-rule button');
+  await page.waitForSelector('#no-approval-rules', { timeout: 15000 });
   check('no errors in the browser (audit)', errors.length === 0, JSON.stringify(errors));
   await ctx.close();
 });

@@ -120,6 +120,30 @@ pub struct IdentityView {
     /// Rate limits and quotas.
     #[serde(default)]
     pub limits: Vec<LimitView>,
+    /// Approval rules and requests (pending first).
+    #[serde(default)]
+    pub approval_rules: Vec<ApprovalRuleView>,
+    #[serde(default)]
+    pub approvals: Vec<ApprovalView>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRuleView {
+    pub id: String,
+    /// "destructive tools matching delete_* on crm, 300 s".
+    pub summary: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalView {
+    pub id: String,
+    pub user: String,
+    pub server: String,
+    pub tool: String,
+    pub arguments: String,
+    pub status: String,
+    pub decided_by: String,
+    pub created_at: String,
 }
 
 /// One rate-limit rule as the console lists it.
@@ -252,6 +276,16 @@ pub struct IdentityForm {
     pub per_day: String,
     #[serde(default)]
     pub limit_id: String,
+    /// Approvals: the request to decide (approve/deny), or a rule (server, tool, applies,
+    /// timeout; `rule_id` to delete).
+    #[serde(default)]
+    pub approval_id: String,
+    #[serde(default)]
+    pub applies: String,
+    #[serde(default)]
+    pub timeout: String,
+    #[serde(default)]
+    pub rule_id: String,
 }
 
 /// The user portal at `/` on a tenant host.

@@ -163,6 +163,8 @@ fn ConsoleLayout(
         registries: Vec::new(),
         matrix: Default::default(),
         limits: Vec::new(),
+        approval_rules: Vec::new(),
+        approvals: Vec::new(),
     });
     let nav_open = RwSignal::new(false);
     let current = SECTIONS.iter().find(|s| s.slug == section);
@@ -191,6 +193,7 @@ fn ConsoleLayout(
         .into_any(),
         ("policies", _) => view! {
             <crate::identity::Simulator csrf=csrf.clone() action=identity_action simulation/>
+            <crate::identity::Approvals rules=identity.approval_rules.clone() approvals=identity.approvals.clone() csrf=csrf.clone() action=identity_action/>
             <crate::identity::Limits limits=identity.limits.clone() csrf=csrf.clone() action=identity_action/>
         }
         .into_any(),

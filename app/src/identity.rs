@@ -599,3 +599,90 @@ pub fn Limits(
         </section>
     }
 }
+
+/// Human approval: pending calls to approve or deny, recent decisions, and the rules.
+#[component]
+pub fn Approvals(
+    rules: Vec<crate::api::ApprovalRuleView>,
+    approvals: Vec<crate::api::ApprovalView>,
+    csrf: String,
+    action: ServerAction<IdentityAction>,
+) -> impl IntoView {
+    let no_rules = rules.is_empty();
+    let rule_rows = rules
+        .into_iter()
+        .map(|r| {
+            let csrf = csrf.clone();
+            view! {
+                <li class="approval-rule">{r.summary}" "
+                    <ActionForm action attr:class="inline">
+                        <FormHead csrf op="delete_approval_rule"/>
+                        <input type="hidden" name="form[rule_id]" value=r.id/>
+                        <button type="submit" class="ghost danger">"Remove"</button>
+                    </ActionForm>
+                </li>
+            }
+        })
+        .collect_view();
+    let no_requests = approvals.is_empty();
+    let request_rows = approvals
+        .into_iter()
+        .map(|a| {
+            let pending = a.status == "pending";
+            let (csrf_a, csrf_d) = (csrf.clone(), csrf.clone());
+            let (id_a, id_d) = (a.id.clone(), a.id.clone());
+            let approve_id = format!("approve-{}", a.id);
+            let deny_id = format!("deny-{}", a.id);
+            view! {
+                <tr class="approval-row" data-status=a.status.clone()>
+                    <td>{a.created_at}</td><td>{a.user}</td><td>{a.server}</td><td><code>{a.tool}</code></td>
+                    <td><code class="args">{a.arguments}</code></td>
+                    <td>{if pending { "waiting".to_owned() } else { format!("{} {}", a.status, a.decided_by) }}</td>
+                    <td>
+                        {pending.then(|| view! {
+                            <ActionForm action attr:class="inline">
+                                <FormHead csrf=csrf_a op="approve"/>
+                                <input type="hidden" name="form[approval_id]" value=id_a/>
+                                <button type="submit" class="primary" id=approve_id>"Approve"</button>
+                            </ActionForm>
+                            <ActionForm action attr:class="inline">
+                                <FormHead csrf=csrf_d op="deny"/>
+                                <input type="hidden" name="form[approval_id]" value=id_d/>
+                                <button type="submit" class="ghost danger" id=deny_id>"Deny"</button>
+                            </ActionForm>
+                        })}
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card" id="approvals">
+            <h2>"Approvals"</h2>
+            <p class="hint">"A call a rule covers waits, before it reaches the server, until someone here approves it; no decision in time is a denial. Every request and decision is in the audit log. Reload to see new requests."</p>
+            {if no_requests { Some(view! { <p id="no-approvals">"No approval requests."</p> }) } else { None }}
+            <table id="approval-list">
+                <thead><tr><th>"Asked"</th><th>"User"</th><th>"Server"</th><th>"Tool"</th><th>"Arguments"</th><th>"Status"</th><th></th></tr></thead>
+                <tbody>{request_rows}</tbody>
+            </table>
+            <h3>"Rules"</h3>
+            {if no_rules { Some(view! { <p id="no-approval-rules">"No rules: no call waits for approval."</p> }) } else { None }}
+            <ul id="approval-rules">{rule_rows}</ul>
+            <ActionForm action attr:class="stacked" attr:id="approval-rule-form">
+                <FormHead csrf=csrf.clone() op="add_approval_rule"/>
+                <label for="approval-server">"Server (slug, or * for all)"</label>
+                <input type="text" id="approval-server" name="form[server]" value="*"/>
+                <label for="approval-tool">"Tool (name or glob)"</label>
+                <input type="text" id="approval-tool" name="form[tool]" value="*"/>
+                <label for="approval-applies">"Which calls"</label>
+                <select id="approval-applies" name="form[applies]">
+                    <option value="destructive">"Tools marked (or presumed) destructive"</option>
+                    <option value="always">"Every call of these tools"</option>
+                </select>
+                <label for="approval-timeout">"Seconds to wait for a decision"</label>
+                <input type="number" min="1" max="3600" id="approval-timeout" name="form[timeout]" value="300"/>
+                <button type="submit" class="primary" id="approval-rule-add">"Add rule"</button>
+            </ActionForm>
+        </section>
+    }
+}

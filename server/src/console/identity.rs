@@ -202,6 +202,48 @@ impl Backend {
                     value: l.value,
                 })
                 .collect(),
+            approval_rules: st
+                .store
+                .list_approval_rules(tid)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|r| app::api::ApprovalRuleView {
+                    summary: format!(
+                        "{} tools matching {} on {}, {} s to decide",
+                        if r.applies == "always" {
+                            "all"
+                        } else {
+                            "destructive"
+                        },
+                        r.tool,
+                        if r.server == "*" {
+                            "any server".to_owned()
+                        } else {
+                            r.server.clone()
+                        },
+                        r.timeout_secs
+                    ),
+                    id: r.rule_id,
+                })
+                .collect(),
+            approvals: st
+                .store
+                .list_approval_requests(tid)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|a| app::api::ApprovalView {
+                    id: a.approval_id,
+                    user: a.email,
+                    server: a.server,
+                    tool: a.tool,
+                    arguments: a.arguments,
+                    status: a.status,
+                    decided_by: a.decided_by.unwrap_or_default(),
+                    created_at: format_time(a.created_at),
+                })
+                .collect(),
         })
     }
 
@@ -499,6 +541,59 @@ impl Backend {
                     (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                         Err(format!("Not added: {e}."))
                     }
+                }
+            }
+            "approve" | "deny" => {
+                let status = if form.op == "approve" {
+                    "approved"
+                } else {
+                    "denied"
+                };
+                match st
+                    .store
+                    .decide_approval(&tid, &form.approval_id, status, Some(&admin.email))
+                    .await
+                    .map_err(internal)?
+                {
+                    true => Ok(format!("Call {status}.")),
+                    false => Err("That request is no longer waiting.".into()),
+                }
+            }
+            "add_approval_rule" => {
+                let timeout = form
+                    .timeout
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|t| (1..=3600).contains(t));
+                let (server, tool) = (form.server.trim(), form.tool.trim());
+                if timeout.is_none() {
+                    Err("Not added: seconds to wait must be 1 to 3600.".into())
+                } else if server.is_empty() || tool.is_empty() || globset::Glob::new(tool).is_err()
+                {
+                    Err("Not added: give a server (or *) and a tool name or glob.".into())
+                } else if form.applies != "destructive" && form.applies != "always" {
+                    Err("Not added: unknown choice of calls.".into())
+                } else {
+                    let row = crate::store::ApprovalRule {
+                        rule_id: uuid::Uuid::now_v7().to_string(),
+                        server: server.to_owned(),
+                        tool: tool.to_owned(),
+                        applies: form.applies.clone(),
+                        timeout_secs: timeout.unwrap_or(300),
+                    };
+                    st.store
+                        .create_approval_rule(&tid, &row)
+                        .await
+                        .map_err(internal)?;
+                    Ok("Approval rule added.".into())
+                }
+            }
+            "delete_approval_rule" => {
+                match st.store.delete_approval_rule(&tid, &form.rule_id).await {
+                    Ok(()) => Ok("Approval rule removed.".into()),
+                    Err(crate::store::StoreError::NotFound) => Err("No such rule.".into()),
+                    Err(e) => return Err(internal(e)),
                 }
             }
             "delete_limit" => match st.store.delete_limit(&tid, &form.limit_id).await {
