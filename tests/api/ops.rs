@@ -117,6 +117,10 @@ async fn openapi_document_lists_the_api(engine: Engine) {
         "/api/v1/audit/siem/{id}",
         "/api/v1/tokens/revoke",
         "/api/v1/oauth/grants",
+        "/api/v1/approvals",
+        "/api/v1/approvals/{id}/{decision}",
+        "/api/v1/approvals/rules",
+        "/api/v1/approvals/rules/{id}",
         "/api/v1/limits",
         "/api/v1/limits/{id}",
     ] {
