@@ -16,6 +16,7 @@ use sha2::Digest;
 on_both_engines!(
     an_mcp_client_gets_audience_bound_tokens_through_consent,
     the_typescript_sdk_oauth_client_connects_unmodified,
+    the_python_sdk_oauth_client_connects_unmodified,
 );
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
@@ -527,6 +528,27 @@ async fn an_mcp_client_gets_audience_bound_tokens_through_consent(engine: Engine
 }
 
 async fn the_typescript_sdk_oauth_client_connects_unmodified(engine: Engine) {
+    let mut cmd = std::process::Command::new("node");
+    cmd.arg(crate::gateway::fixture_path("oauth_client.mjs"));
+    sdk_client_does_the_dance(engine, cmd, "SDK Agent", "Echo: via oauth").await;
+}
+
+async fn the_python_sdk_oauth_client_connects_unmodified(engine: Engine) {
+    let python = std::env::var("PORTCULLIS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(crate::gateway::fixture_path("oauth_client.py"));
+    sdk_client_does_the_dance(engine, cmd, "Python Agent", "Echo: via python oauth").await;
+}
+
+/// Runs an SDK's OAuth client (`cmd` + the endpoint URL): it prints `AUTHORIZE <url>`; the test
+/// is the user's browser (signed in, approves `client` on the consent page) and hands it the
+/// redirect; it prints `RESULT <answer>`.
+async fn sdk_client_does_the_dance(
+    engine: Engine,
+    mut cmd: std::process::Command,
+    client: &str,
+    expected: &str,
+) {
     use std::io::{BufRead, Write};
     let app = spawn_app(engine).await;
     let acme = app.create_tenant("acme").await;
@@ -549,16 +571,15 @@ async fn the_typescript_sdk_oauth_client_connects_unmodified(engine: Engine) {
     .await;
     assert_eq!(s, StatusCode::CREATED);
     let endpoint = format!("http://{}/mcp/fx", app.host(Some("acme")));
-    let mut node = std::process::Command::new("node")
-        .arg(crate::gateway::fixture_path("oauth_client.mjs"))
+    let mut child = cmd
         .arg(&endpoint)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()
-        .expect("node runs the SDK's OAuth client");
+        .expect("the SDK's OAuth client runs");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let stdout = node.stdout.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout)
             .lines()
@@ -581,15 +602,19 @@ async fn the_typescript_sdk_oauth_client_connects_unmodified(engine: Engine) {
     let q: std::collections::HashMap<String, String> =
         authorize.query_pairs().into_owned().collect();
     assert_eq!(q["code_challenge_method"], "S256");
-    assert_eq!(q["resource"], endpoint, "RFC 8707: the endpoint itself");
+    assert_eq!(
+        q["resource"].trim_end_matches('/'),
+        endpoint,
+        "RFC 8707: the endpoint itself"
+    );
     let mut browser = app.browser(Some("acme"));
     browser.sign_in(admin).await;
     let path = format!("{}?{}", authorize.path(), authorize.query().unwrap());
-    let location = approve_at(&mut browser, &path, "approve", "SDK Agent").await;
-    let mut stdin = node.stdin.take().unwrap();
+    let location = approve_at(&mut browser, &path, "approve", client).await;
+    let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "CALLBACK {location}").unwrap();
-    assert_eq!(next("RESULT "), "Echo: via oauth");
-    assert!(node.wait().unwrap().success());
+    assert_eq!(next("RESULT "), expected);
+    assert!(child.wait().unwrap().success());
     app.stop().await;
 }
 
