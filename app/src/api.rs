@@ -335,6 +335,8 @@ pub struct PortalServer {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenSummary {
+    #[serde(default)]
+    pub id: String,
     pub label: String,
     pub created_at: String,
     pub last_used_at: String,

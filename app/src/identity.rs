@@ -453,7 +453,22 @@ pub fn Portal(state: PortalState, action: ServerAction<IdentityAction>) -> impl 
     let tokens = user
         .tokens
         .into_iter()
-        .map(|t| view! { <tr><td>{t.label}</td><td>{t.created_at}</td><td>{t.last_used_at}</td><td>{t.expires_at}</td></tr> })
+        .map(|t| {
+            let csrf = csrf.clone();
+            let button_id = format!("revoke-token-{}", t.id);
+            view! {
+                <tr>
+                    <td>{t.label}</td><td>{t.created_at}</td><td>{t.last_used_at}</td><td>{t.expires_at}</td>
+                    <td>
+                        <ActionForm action attr:class="inline">
+                            <FormHead csrf op="portal_revoke_token"/>
+                            <input type="hidden" name="form[grant_id]" value=t.id/>
+                            <button type="submit" class="ghost danger" id=button_id>"Revoke"</button>
+                        </ActionForm>
+                    </td>
+                </tr>
+            }
+        })
         .collect_view();
     let csrf_out = csrf.clone();
     let apps_empty = user.apps.is_empty();
@@ -512,7 +527,7 @@ pub fn Portal(state: PortalState, action: ServerAction<IdentityAction>) -> impl 
                 } else {
                     view! {
                         <table class="table" id="portal-tokens">
-                            <thead><tr><th>"Label"</th><th>"Created"</th><th>"Last used"</th><th>"Expires"</th></tr></thead>
+                            <thead><tr><th>"Label"</th><th>"Created"</th><th>"Last used"</th><th>"Expires"</th><th></th></tr></thead>
                             <tbody>{tokens}</tbody>
                         </table>
                     }.into_any()

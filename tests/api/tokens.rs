@@ -222,6 +222,42 @@ async fn revocation_bites_on_the_next_request(engine: Engine) {
     assert_eq!(s, StatusCode::NOT_FOUND, "already revoked");
     assert_eq!(init_status(&app, "fx", &b).await, StatusCode::OK);
 
+    // A user revokes one of their own tokens in the portal (a plain form post).
+    let (_, me) = api(&app, admin, Method::GET, "/api/v1/me", None).await;
+    let my_email = me["email"].as_str().unwrap().to_owned();
+    let mine = user_token(&app, "acme", admin, &my_email).await;
+    assert_eq!(init_status(&app, "fx", &mine).await, StatusCode::OK);
+    let (_, listed) = api(
+        &app,
+        admin,
+        Method::GET,
+        &format!("/api/v1/tokens?user={my_email}"),
+        None,
+    )
+    .await;
+    let id = listed["tokens"][0]["id"].as_str().unwrap().to_owned();
+    let mut own = app.browser(Some("acme"));
+    own.sign_in(admin).await;
+    let portal = own.get("/").await;
+    let action = portal
+        .form_action(&format!("revoke-token-{id}"))
+        .expect("the portal lists the token");
+    let csrf = portal.input_value("csrf").unwrap();
+    own.post_form(
+        &action,
+        &[
+            ("csrf", &csrf),
+            ("form[op]", "portal_revoke_token"),
+            ("form[grant_id]", &id),
+        ],
+        "/",
+    )
+    .await;
+    assert_eq!(
+        init_status(&app, "fx", &mine).await,
+        StatusCode::UNAUTHORIZED
+    );
+
     // Everything a user holds: tokens and console sessions. A second admin signed in to the
     // console loses the session on their next page.
     let out = app.cli(&[
@@ -328,8 +364,8 @@ async fn revocation_bites_on_the_next_request(engine: Engine) {
         .collect();
     assert_eq!(
         actions.iter().filter(|a| **a == "token.revoke").count(),
-        1,
-        "{actions:?}"
+        2,
+        "API and portal: {actions:?}"
     );
     assert_eq!(
         actions

@@ -302,6 +302,7 @@ impl Backend {
                     .map_err(internal)?
                     .into_iter()
                     .map(|t| TokenSummary {
+                        id: t.api_token_id,
                         label: t.label,
                         created_at: format_time(t.created_at),
                         last_used_at: t
@@ -384,6 +385,46 @@ impl Backend {
             self.state.refresh_snapshots().await.map_err(internal)?;
             self.reveal(&session, Reveal::Secret(token.expose_secret().to_owned()))?;
             return Ok(true);
+        }
+        // A user revokes one of their own gateway tokens.
+        if form.op == "portal_revoke_token" {
+            let tenant = tenant_of(parts)?;
+            let session = session(parts)?;
+            super::require_csrf(&session, csrf).await?;
+            let user = self
+                .signed_in_user(&session, &tenant)
+                .await?
+                .ok_or(BackendError::SignedOut)?;
+            let st = &self.state;
+            let label = st
+                .store
+                .revoke_user_token_by_id(&tenant.tenant_id, &user.user_id, &form.grant_id)
+                .await
+                .map_err(internal)?;
+            return match label {
+                Some(label) => {
+                    st.refresh_snapshots().await.map_err(internal)?;
+                    st.audit
+                        .note(
+                            crate::audit::Event::new(
+                                &tenant.tenant_id,
+                                crate::audit::Category::Security,
+                                "token.revoke",
+                                "ok",
+                            )
+                            .by(&user.user_id, &user.email)
+                            .target(user.email.clone())
+                            .detail(serde_json::json!({"label": label, "via": "portal"})),
+                        )
+                        .await;
+                    flash(&session, FlashKind::Info, format!("Token {label} revoked.")).await?;
+                    Ok(true)
+                }
+                None => {
+                    flash(&session, FlashKind::Error, "No such token.").await?;
+                    Ok(false)
+                }
+            };
         }
         // The portal's other form: a user takes back an app's access (an OAuth grant of theirs).
         if form.op == "portal_revoke_app" {

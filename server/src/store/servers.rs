@@ -272,6 +272,45 @@ impl Store {
         Ok(found)
     }
 
+    /// Revokes one of a user's own live gateway tokens by id; returns its label.
+    pub async fn revoke_user_token_by_id(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        token_id: &str,
+    ) -> Result<Option<String>> {
+        let label = tenant_tx!(self, tenant_id, |tx| {
+            let label: Option<(String,)> = sqlx::query_as(
+                "SELECT label FROM api_token WHERE tenant_id = $1 AND user_id = $2 \
+                 AND api_token_id = $3 AND revoked_at IS NULL",
+            )
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(token_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if label.is_some() {
+                sqlx::query(
+                    "UPDATE api_token SET revoked_at = $4 WHERE tenant_id = $1 AND user_id = $2 \
+                     AND api_token_id = $3",
+                )
+                .bind(tenant_id)
+                .bind(user_id)
+                .bind(token_id)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE change_counter SET version = version + 1 WHERE topic = 'api_tokens'",
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+            label.map(|(l,)| l)
+        });
+        Ok(label)
+    }
+
     /// Revokes every live gateway token of a user and ends their console and portal sessions
     /// (those signed in before now); returns the revoked tokens' labels.
     pub async fn revoke_user_access(&self, tenant_id: &str, user_id: &str) -> Result<Vec<String>> {
