@@ -4,12 +4,14 @@
 -- Kept in step with migrations/postgres/0007_oauth.sql.
 
 CREATE TABLE oauth_client (
-    client_id     TEXT    NOT NULL CONSTRAINT oauth_client_pk PRIMARY KEY,
+    -- Ours (pcc_…) or, for a client known by its metadata document, that document's URL.
+    client_id     TEXT    NOT NULL,
     tenant_id     TEXT    NOT NULL CONSTRAINT oauth_client_tenant_fk REFERENCES tenant (tenant_id) ON DELETE CASCADE,
     name          TEXT    NOT NULL,
     -- JSON array; an authorization request must name one of them exactly.
     redirect_uris TEXT    NOT NULL,
-    created_at    INTEGER NOT NULL
+    created_at    INTEGER NOT NULL,
+    CONSTRAINT oauth_client_pk PRIMARY KEY (tenant_id, client_id)
 );
 
 CREATE TABLE oauth_code (

@@ -332,6 +332,10 @@ pub struct ServeArgs {
     /// this, doubling up to 5 minutes.
     #[arg(long, env = "PORTCULLIS_SIEM_INTERVAL_MS")]
     pub siem_interval_ms: Option<u64>,
+    /// Let OAuth client metadata documents be fetched from loopback and private addresses
+    /// (development and tests only: in production that is an SSRF hole).
+    #[arg(long, env = "PORTCULLIS_CIMD_ALLOW_PRIVATE")]
+    pub cimd_allow_private: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -455,6 +459,8 @@ pub struct Settings {
     pub gateway_max_body: usize,
     /// See `ServeArgs::siem_interval_ms`.
     pub siem_interval: std::time::Duration,
+    /// See `ServeArgs::cimd_allow_private`.
+    pub cimd_allow_private: bool,
 }
 
 fn read_file_config(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
@@ -590,6 +596,7 @@ impl Settings {
                 Some(n) => std::time::Duration::from_millis(n),
                 None => std::time::Duration::from_secs(2),
             },
+            cimd_allow_private: serve.cimd_allow_private,
         })
     }
 }

@@ -134,7 +134,7 @@ async fn as_metadata(State(state): State<AppState>, host: Option<Extension<Host>
         "revocation_endpoint_auth_methods_supported": ["none"],
         "scopes_supported": [SCOPE],
         "authorization_response_iss_parameter_supported": true,
-        "client_id_metadata_document_supported": false,
+        "client_id_metadata_document_supported": true,
     }))
     .into_response()
 }
@@ -282,7 +282,128 @@ enum Refusal {
     Redirect(String, &'static str, String),
 }
 
+/// Whether an address is one a metadata-document fetch must not reach (SSRF): loopback,
+/// private, link-local (cloud metadata at 169.254.169.254), unspecified, multicast.
+fn private_ip(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64 // CGNAT 100.64/10
+        }
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
+                || v6.to_ipv4_mapped().is_some_and(|v4| private_ip(std::net::IpAddr::V4(v4)))
+        }
+    }
+}
+
+/// Largest client metadata document read.
+const MAX_CIMD_BYTES: usize = 64 * 1024;
+
+/// A client known by its metadata document (Client ID Metadata Documents, MCP 2025-11-25):
+/// `client_id` is an https URL with a path; the document there must name itself as
+/// `client_id` and list the redirect URIs. Fetched without redirects, bounded in time and size,
+/// never from private addresses; then kept as the tenant's client row.
+async fn client_from_metadata(state: &AppState, t: &Tenant, client_id: &str) -> Result<(), String> {
+    let u = url::Url::parse(client_id).map_err(|_| "client_id is not a URL".to_owned())?;
+    if u.scheme() != "https"
+        || u.path() == "/"
+        || u.fragment().is_some()
+        || !u.username().is_empty()
+    {
+        return Err("a client_id URL must be https with a path, without fragment or user".into());
+    }
+    let host = u.host_str().ok_or("client_id has no host")?.to_owned();
+    let port = u.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<std::net::IpAddr> =
+        tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .map(|a| a.ip())
+            .collect();
+    if !state.cimd_allow_private && (addrs.is_empty() || addrs.iter().any(|ip| private_ip(*ip))) {
+        return Err(format!("{host} resolves to a private address: refused"));
+    }
+    let res = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        state
+            .gateway
+            .client()
+            .get(client_id)
+            .header("accept", "application/json")
+            .send(),
+    )
+    .await
+    .map_err(|_| "the client metadata document did not come in time".to_owned())?
+    .map_err(|e| format!("cannot fetch the client metadata document: {e}"))?;
+    if !res.status().is_success() {
+        return Err(format!(
+            "the client metadata document answered {}",
+            res.status()
+        ));
+    }
+    let mut body = Vec::new();
+    let mut stream = res.bytes_stream();
+    use futures_util::StreamExt;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_CIMD_BYTES {
+            return Err("the client metadata document is too large".into());
+        }
+    }
+    let doc: Value = serde_json::from_slice(&body)
+        .map_err(|_| "the client metadata document is not JSON".to_owned())?;
+    if doc["client_id"].as_str() != Some(client_id) {
+        return Err("the client metadata document does not name itself as client_id".into());
+    }
+    let uris: Vec<String> = doc["redirect_uris"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if uris.is_empty() || uris.len() > 10 || !uris.iter().all(|x| redirect_ok(x)) {
+        return Err(
+            "the client metadata document's redirect_uris are missing or not allowed".into(),
+        );
+    }
+    let name: String = doc["client_name"]
+        .as_str()
+        .unwrap_or(&host)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(100)
+        .collect();
+    state
+        .store
+        .upsert_oauth_client(
+            &t.tenant_id,
+            client_id,
+            &format!("{name} ({host})"),
+            &json!(uris).to_string(),
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
 async fn check(state: &AppState, t: &Tenant, r: &AuthRequest) -> Result<Checked, Refusal> {
+    if r.client_id.starts_with("https://") {
+        client_from_metadata(state, t, &r.client_id)
+            .await
+            .map_err(|why| Refusal::Page(format!("client_id: {why}")))?;
+    }
     let client = state
         .store
         .oauth_client(&t.tenant_id, &r.client_id)
@@ -926,6 +1047,28 @@ async fn revoke(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_documents_never_come_from_private_addresses() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "172.16.0.9",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(private_ip(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "2606:2800:220:1::1"] {
+            assert!(!private_ip(ip.parse().unwrap()), "{ip}");
+        }
+    }
 
     #[test]
     fn redirect_uris_are_https_or_loopback_http_without_fragments() {

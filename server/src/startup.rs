@@ -166,6 +166,7 @@ impl Application {
             sso: Arc::default(),
             audit,
             siem_interval: settings.siem_interval,
+            cimd_allow_private: settings.cimd_allow_private,
         };
         let router = build_router(state.clone(), &settings.site_root);
         let (shutdown, _) = watch::channel(false);

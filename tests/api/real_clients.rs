@@ -211,7 +211,7 @@ async fn python_clients_reach_a_legacy_sse_server_through_the_gateway() {
 }
 
 /// A private CA and a certificate it signed for 127.0.0.1, made with the openssl CLI.
-fn make_certificates(dir: &std::path::Path) {
+pub(crate) fn make_certificates(dir: &std::path::Path) {
     let run = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
             .args(args)

@@ -81,6 +81,32 @@ impl Store {
         Ok(id)
     }
 
+    /// A client known by its metadata document (its `client_id` is the document's URL): made or
+    /// refreshed from the document just fetched.
+    pub async fn upsert_oauth_client(
+        &self,
+        tenant_id: &str,
+        client_id: &str,
+        name: &str,
+        redirect_uris: &str,
+    ) -> Result<()> {
+        tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query(
+                "INSERT INTO oauth_client (client_id, tenant_id, name, redirect_uris, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, client_id) DO UPDATE SET name = $3, \
+                 redirect_uris = $4",
+            )
+            .bind(client_id)
+            .bind(tenant_id)
+            .bind(name)
+            .bind(redirect_uris)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(())
+    }
+
     /// A client's name and redirect URIs (JSON array).
     pub async fn oauth_client(
         &self,
