@@ -4,8 +4,11 @@
 //! the rule's timeout is a denial. Requests and decisions live in the database, so an approver
 //! on any replica releases a call waiting on another.
 
+use crate::audit::{Category, Event};
 use crate::policy::TenantPolicy;
+use crate::state::AppState;
 use crate::store::{now_micros, ApprovalRule, Store};
+use serde_json::{json, Value};
 use std::time::Duration;
 
 /// How often a waiting call looks for the decision.
@@ -70,6 +73,111 @@ pub async fn wait(store: &Store, tenant_id: &str, approval_id: &str, expires_at:
         }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Who asks, for the requests and their records.
+#[derive(Debug, Clone, Copy)]
+pub struct Asker<'a> {
+    pub tenant_id: &'a str,
+    pub user_id: &'a str,
+    pub email: &'a str,
+    pub server: &'a str,
+}
+
+/// Holds each covered `tools/call` of `pending` until it is decided. `None`: every call may
+/// go on (an approved one's record names its approver); else the index of the first refused
+/// call, its outcome and the message for the client.
+pub async fn gate(
+    state: &AppState,
+    who: Asker<'_>,
+    rules: &[ApprovalRule],
+    policy: &TenantPolicy,
+    pending: &mut [(Value, Event)],
+) -> Option<(usize, &'static str, String)> {
+    for (i, (_, e)) in pending.iter_mut().enumerate() {
+        let Some(tool) = e.target.clone().filter(|_| e.action == "tools/call") else {
+            continue;
+        };
+        let observed = state
+            .gateway
+            .observed_hints(who.tenant_id, who.server, &tool);
+        let Some(rule) = rule_for(rules, policy, observed, who.server, &tool) else {
+            continue;
+        };
+        let approval_id = uuid::Uuid::now_v7().to_string();
+        let expires_at = now_micros() + rule.timeout_secs * 1_000_000;
+        let shown = e
+            .detail
+            .get("arguments")
+            .or_else(|| e.detail.get("arguments_sha256"))
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let event = |action: &str, outcome: &str, by: Option<&str>| {
+            Event::new(who.tenant_id, Category::Security, action, outcome)
+                .by(who.user_id, who.email)
+                .target(tool.clone())
+                .detail(json!({"approval_id": approval_id, "server": who.server,
+                    "rule": rule.rule_id, "decided_by": by}))
+        };
+        let decision = match state
+            .store
+            .create_approval_request(
+                who.tenant_id,
+                &approval_id,
+                who.user_id,
+                who.email,
+                who.server,
+                &tool,
+                &shown,
+                expires_at,
+            )
+            .await
+        {
+            Ok(()) => {
+                state
+                    .audit
+                    .note(event("approval.request", "pending", None))
+                    .await;
+                wait(&state.store, who.tenant_id, &approval_id, expires_at).await
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "an approval request could not be stored: the call is denied");
+                Decision::Denied("(the request could not be stored)".into())
+            }
+        };
+        match decision {
+            Decision::Approved(by) => {
+                state
+                    .audit
+                    .note(event("approval.approve", "ok", Some(&by)))
+                    .await;
+                e.detail["approved_by"] = json!(by);
+            }
+            Decision::Denied(by) => {
+                state
+                    .audit
+                    .note(event("approval.deny", "ok", Some(&by)))
+                    .await;
+                return Some((
+                    i,
+                    "approval_denied",
+                    format!("the call was not approved (denied by {by})"),
+                ));
+            }
+            Decision::Expired => {
+                state.audit.note(event("approval.expire", "ok", None)).await;
+                return Some((
+                    i,
+                    "approval_timeout",
+                    format!(
+                        "the call was not approved within {} s: denied",
+                        rule.timeout_secs
+                    ),
+                ));
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -924,102 +924,19 @@ async fn endpoint(
     // Human approval: a covered tools/call waits here, before anything goes upstream.
     let approval_rules = state.gateway.approval_rules(&tenant.tenant_id);
     if !approval_rules.is_empty() {
-        let mut refusal = None;
-        for (i, (_, e)) in pending.iter_mut().enumerate() {
-            let Some(tool) = e.target.clone().filter(|_| e.action == "tools/call") else {
-                continue;
-            };
-            let observed = state
-                .gateway
-                .observed
-                .get(&tenant.tenant_id, &server, &tool);
-            let Some(rule) =
-                approvals::rule_for(&approval_rules, &tenant_policy, observed, &server, &tool)
-            else {
-                continue;
-            };
-            let approval_id = uuid::Uuid::now_v7().to_string();
-            let expires_at = now_micros() + rule.timeout_secs * 1_000_000;
-            let shown = e
-                .detail
-                .get("arguments")
-                .or_else(|| e.detail.get("arguments_sha256"))
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            let event = |action: &str, outcome: &str, by: Option<&str>| {
-                crate::audit::Event::new(
-                    &tenant.tenant_id,
-                    crate::audit::Category::Security,
-                    action,
-                    outcome,
-                )
-                .by(&caller.user_id, &caller.email)
-                .target(tool.clone())
-                .detail(
-                    serde_json::json!({"approval_id": approval_id, "server": server,
-                        "rule": rule.rule_id, "decided_by": by}),
-                )
-            };
-            let decision = match state
-                .store
-                .create_approval_request(
-                    &tenant.tenant_id,
-                    &approval_id,
-                    &caller.user_id,
-                    &caller.email,
-                    &server,
-                    &tool,
-                    &shown,
-                    expires_at,
-                )
-                .await
-            {
-                Ok(()) => {
-                    state
-                        .audit
-                        .note(event("approval.request", "pending", None))
-                        .await;
-                    approvals::wait(&state.store, &tenant.tenant_id, &approval_id, expires_at).await
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, "an approval request could not be stored: the call is denied");
-                    approvals::Decision::Denied("(the request could not be stored)".into())
-                }
-            };
-            match decision {
-                approvals::Decision::Approved(by) => {
-                    state
-                        .audit
-                        .note(event("approval.approve", "ok", Some(&by)))
-                        .await;
-                    e.detail["approved_by"] = serde_json::json!(by);
-                }
-                approvals::Decision::Denied(by) => {
-                    state
-                        .audit
-                        .note(event("approval.deny", "ok", Some(&by)))
-                        .await;
-                    refusal = Some((
-                        i,
-                        "approval_denied",
-                        format!("the call was not approved (denied by {by})"),
-                    ));
-                    break;
-                }
-                approvals::Decision::Expired => {
-                    state.audit.note(event("approval.expire", "ok", None)).await;
-                    refusal = Some((
-                        i,
-                        "approval_timeout",
-                        format!(
-                            "the call was not approved within {} s: denied",
-                            rule.timeout_secs
-                        ),
-                    ));
-                    break;
-                }
-            }
-        }
+        let refusal = approvals::gate(
+            &state,
+            approvals::Asker {
+                tenant_id: &tenant.tenant_id,
+                user_id: &caller.user_id,
+                email: &caller.email,
+                server: &server,
+            },
+            &approval_rules,
+            &tenant_policy,
+            &mut pending,
+        )
+        .await;
         if let Some((i, outcome, message)) = refusal {
             let failing_id = pending[i].0.clone();
             let events: Vec<crate::audit::Event> = pending
