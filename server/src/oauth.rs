@@ -778,6 +778,25 @@ struct TokenForm {
     scope: Option<String>,
 }
 
+/// A replayed code or reused refresh token revoked its grant (in the store): the gateway
+/// forgets the grant's tokens now, the event is recorded, the client gets `invalid_grant`.
+async fn revoked_for_misuse(state: &AppState, t: &Tenant, action: &str, why: &str) -> Response {
+    let _ = state.refresh_snapshots().await;
+    state
+        .audit
+        .note(
+            crate::audit::Event::new(
+                &t.tenant_id,
+                crate::audit::Category::Security,
+                action,
+                "refused",
+            )
+            .detail(json!({})),
+        )
+        .await;
+    oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why)
+}
+
 fn s256(verifier: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
@@ -825,22 +844,13 @@ async fn token(
             let (code, grant) = match redeemed {
                 Redeemed::Unknown => return bad_grant("unknown authorization code"),
                 Redeemed::Replayed => {
-                    let _ = state.refresh_snapshots().await;
-                    state
-                        .audit
-                        .note(
-                            crate::audit::Event::new(
-                                &t.tenant_id,
-                                crate::audit::Category::Security,
-                                "oauth.code_replayed",
-                                "refused",
-                            )
-                            .detail(json!({})),
-                        )
-                        .await;
-                    return bad_grant(
+                    return revoked_for_misuse(
+                        &state,
+                        &t,
+                        "oauth.code_replayed",
                         "the authorization code was already used: the tokens it issued are revoked",
-                    );
+                    )
+                    .await;
                 }
                 Redeemed::Fresh(code, grant) => (code, grant),
             };
@@ -895,22 +905,13 @@ async fn token(
                     (g.grant_id, g.client_id, g.server, g.user_id)
                 }
                 Ok(Refreshed::Reused) => {
-                    let _ = state.refresh_snapshots().await;
-                    state
-                        .audit
-                        .note(
-                            crate::audit::Event::new(
-                                &t.tenant_id,
-                                crate::audit::Category::Security,
-                                "oauth.refresh_reused",
-                                "refused",
-                            )
-                            .detail(json!({})),
-                        )
-                        .await;
-                    return bad_grant(
+                    return revoked_for_misuse(
+                        &state,
+                        &t,
+                        "oauth.refresh_reused",
                         "the refresh token was already used: the whole grant is revoked",
-                    );
+                    )
+                    .await;
                 }
                 Ok(Refreshed::Unknown) => return bad_grant("unknown or expired refresh token"),
                 Err(e) => {

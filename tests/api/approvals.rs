@@ -2,8 +2,8 @@
 //! the console in the browser tests); no decision in time is a denial; everything is recorded.
 
 use crate::access::api;
-use crate::gateway::{add_server_ungranted, user_token};
-use crate::gateway_sessions::{stdio_fixture, Mcp};
+use crate::gateway::user_token;
+use crate::gateway_sessions::Mcp;
 use crate::helpers::{spawn_app, Engine, TestApp};
 use crate::on_both_engines;
 use reqwest::{Method, StatusCode};
@@ -24,26 +24,8 @@ async fn pending(app: &TestApp, admin: &str) -> Vec<Value> {
 
 async fn covered_calls_wait_for_an_approver_and_time_out_denied(engine: Engine) {
     let app = spawn_app(engine).await;
-    let acme = app.create_tenant("acme").await;
-    let admin = acme.admin_token.clone();
+    let admin = crate::gateway_sessions::acme_with_fixtures(&app, &["fx"]).await;
     let admin = admin.as_str();
-    add_server_ungranted(
-        &app,
-        "acme",
-        admin,
-        "fx",
-        stdio_fixture(&uuid::Uuid::new_v4().to_string()),
-    )
-    .await;
-    let (s, _) = api(
-        &app,
-        admin,
-        Method::POST,
-        "/api/v1/registries",
-        Some(json!({"slug": "all", "servers": ["fx"], "grants": [{"subject": "everyone"}]})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED);
     for bad in [
         json!({"applies": "sometimes"}),
         json!({"timeout_secs": 0}),

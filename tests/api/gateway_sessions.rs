@@ -1221,3 +1221,24 @@ async fn a_streamable_http_upstream_session_belongs_to_the_user_who_opened_it() 
     );
     app.stop().await;
 }
+
+/// Tenant `acme` with one stdio fixture server per slug, all granted to everyone (registry
+/// `all`): its admin token.
+pub async fn acme_with_fixtures(app: &TestApp, slugs: &[&str]) -> String {
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.clone();
+    for slug in slugs {
+        let tag = uuid::Uuid::new_v4().to_string();
+        crate::gateway::add_server_ungranted(app, "acme", &admin, slug, stdio_fixture(&tag)).await;
+    }
+    let (s, v) = crate::access::api(
+        app,
+        &admin,
+        reqwest::Method::POST,
+        "/api/v1/registries",
+        Some(json!({"slug": "all", "servers": slugs, "grants": [{"subject": "everyone"}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    admin
+}

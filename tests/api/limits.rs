@@ -3,8 +3,8 @@
 //! JSON-RPC error saying when to retry, and the throttle is on the record.
 
 use crate::access::api;
-use crate::gateway::{add_server_ungranted, user_token};
-use crate::gateway_sessions::{stdio_fixture, Mcp};
+use crate::gateway::user_token;
+use crate::gateway_sessions::Mcp;
 use crate::helpers::{spawn_app, Engine};
 use crate::on_both_engines;
 use reqwest::{Method, StatusCode};
@@ -14,27 +14,8 @@ on_both_engines!(calls_over_a_limit_are_refused_with_when_to_retry);
 
 async fn calls_over_a_limit_are_refused_with_when_to_retry(engine: Engine) {
     let app = spawn_app(engine).await;
-    let acme = app.create_tenant("acme").await;
-    let admin = acme.admin_token.as_str();
-    for slug in ["fx", "fy"] {
-        add_server_ungranted(
-            &app,
-            "acme",
-            admin,
-            slug,
-            stdio_fixture(&uuid::Uuid::new_v4().to_string()),
-        )
-        .await;
-    }
-    let (s, _) = api(
-        &app,
-        admin,
-        Method::POST,
-        "/api/v1/registries",
-        Some(json!({"slug": "all", "servers": ["fx", "fy"], "grants": [{"subject": "everyone"}]})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let admin = crate::gateway_sessions::acme_with_fixtures(&app, &["fx", "fy"]).await;
+    let admin = admin.as_str();
     // Bad rules are refused and change nothing.
     for bad in [
         json!({"subject": "planet", "requests_per_minute": 1}),

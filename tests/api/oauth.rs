@@ -3,8 +3,6 @@
 //! reuse detection, code replay, RFC 7009 revocation — and each refusal.
 
 use crate::access::api;
-use crate::gateway::add_server_ungranted;
-use crate::gateway_sessions::stdio_fixture;
 use crate::helpers::{spawn_app, Browser, Engine, TestApp};
 use crate::on_both_engines;
 use base64::Engine as _;
@@ -170,27 +168,8 @@ async fn init(app: &TestApp, server: &str, token: Option<&str>) -> (StatusCode, 
 
 async fn an_mcp_client_gets_audience_bound_tokens_through_consent(engine: Engine) {
     let app = spawn_app(engine).await;
-    let acme = app.create_tenant("acme").await;
-    let admin = acme.admin_token.as_str();
-    for slug in ["fx", "fy"] {
-        add_server_ungranted(
-            &app,
-            "acme",
-            admin,
-            slug,
-            stdio_fixture(&uuid::Uuid::new_v4().to_string()),
-        )
-        .await;
-    }
-    let (s, _) = api(
-        &app,
-        admin,
-        Method::POST,
-        "/api/v1/registries",
-        Some(json!({"slug": "all", "servers": ["fx", "fy"], "grants": [{"subject": "everyone"}]})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let admin = crate::gateway_sessions::acme_with_fixtures(&app, &["fx", "fy"]).await;
+    let admin = admin.as_str();
     let base = format!("http://{}", app.host(Some("acme")));
     let get_json = |path: String| {
         let app = &app;
@@ -553,25 +532,8 @@ async fn sdk_client_does_the_dance(
 ) {
     use std::io::{BufRead, Write};
     let app = spawn_app(engine).await;
-    let acme = app.create_tenant("acme").await;
-    let admin = acme.admin_token.as_str();
-    add_server_ungranted(
-        &app,
-        "acme",
-        admin,
-        "fx",
-        stdio_fixture(&uuid::Uuid::new_v4().to_string()),
-    )
-    .await;
-    let (s, _) = api(
-        &app,
-        admin,
-        Method::POST,
-        "/api/v1/registries",
-        Some(json!({"slug": "all", "servers": ["fx"], "grants": [{"subject": "everyone"}]})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let admin = crate::gateway_sessions::acme_with_fixtures(&app, &["fx"]).await;
+    let admin = admin.as_str();
     let endpoint = format!("http://{}/mcp/fx", app.host(Some("acme")));
     let mut child = cmd
         .arg(&endpoint)
@@ -627,25 +589,8 @@ async fn sdk_client_does_the_dance(
 async fn the_conformance_suites_authorization_scenarios_pass() {
     use tokio::io::AsyncBufReadExt;
     let app = spawn_app(Engine::Sqlite).await;
-    let acme = app.create_tenant("acme").await;
-    let admin = acme.admin_token.as_str();
-    add_server_ungranted(
-        &app,
-        "acme",
-        admin,
-        "fx",
-        stdio_fixture(&uuid::Uuid::new_v4().to_string()),
-    )
-    .await;
-    let (s, _) = api(
-        &app,
-        admin,
-        Method::POST,
-        "/api/v1/registries",
-        Some(json!({"slug": "all", "servers": ["fx"], "grants": [{"subject": "everyone"}]})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let admin = crate::gateway_sessions::acme_with_fixtures(&app, &["fx"]).await;
+    let admin = admin.as_str();
     let callback_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -786,25 +731,8 @@ async fn a_client_known_by_its_metadata_document_gets_through() {
         },
     )
     .await;
-    let acme = app.create_tenant("acme").await;
-    let admin = acme.admin_token.as_str();
-    add_server_ungranted(
-        &app,
-        "acme",
-        admin,
-        "fx",
-        stdio_fixture(&uuid::Uuid::new_v4().to_string()),
-    )
-    .await;
-    let (s, _) = api(
-        &app,
-        admin,
-        Method::POST,
-        "/api/v1/registries",
-        Some(json!({"slug": "all", "servers": ["fx"], "grants": [{"subject": "everyone"}]})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let admin = crate::gateway_sessions::acme_with_fixtures(&app, &["fx"]).await;
+    let admin = admin.as_str();
     let md: Value = app
         .get(
             &app.host(Some("acme")),

@@ -3,8 +3,8 @@
 //! the CLI.
 
 use crate::access::api;
-use crate::gateway::{add_server_ungranted, user_token};
-use crate::gateway_sessions::{stdio_fixture, Mcp};
+use crate::gateway::user_token;
+use crate::gateway_sessions::Mcp;
 use crate::helpers::{spawn_app, Engine, TestApp};
 use crate::on_both_engines;
 use reqwest::header::HOST;
@@ -18,22 +18,7 @@ on_both_engines!(
 
 /// Tenant acme with two fixture servers, both granted to everyone.
 async fn setup(app: &TestApp) -> String {
-    let acme = app.create_tenant("acme").await;
-    let admin = acme.admin_token.clone();
-    for slug in ["fx", "fy"] {
-        let tag = uuid::Uuid::new_v4().to_string();
-        add_server_ungranted(app, "acme", &admin, slug, stdio_fixture(&tag)).await;
-    }
-    let (s, v) = api(
-        app,
-        &admin,
-        Method::POST,
-        "/api/v1/registries",
-        Some(json!({"slug": "all", "servers": ["fx", "fy"], "grants": [{"subject": "everyone"}]})),
-    )
-    .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    admin
+    crate::gateway_sessions::acme_with_fixtures(app, &["fx", "fy"]).await
 }
 
 /// `initialize` on a server with a token: the HTTP status.
