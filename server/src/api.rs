@@ -391,20 +391,29 @@ struct TokenListQuery {
     user: String,
 }
 
+/// The tenant's user a `?user=EMAIL` query names (404 when there is none).
+async fn user_of_query(
+    state: &AppState,
+    admin: &TenantAdmin,
+    q: Result<axum::extract::Query<TokenListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<crate::store::UserRow, ApiError> {
+    let axum::extract::Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let email = crate::domain::Email::parse(&q.user)
+        .map_err(|e| ApiError::Invalid(format!("user: {}", e.0)))?;
+    state
+        .store
+        .user_by_email(&admin.tenant.tenant_id, &email)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
 /// A user's live gateway tokens (never the tokens themselves): label, scope, expiry, last use.
 async fn list_tokens(
     State(state): State<AppState>,
     admin: TenantAdmin,
     q: Result<axum::extract::Query<TokenListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let axum::extract::Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let email = crate::domain::Email::parse(&q.user)
-        .map_err(|e| ApiError::Invalid(format!("user: {}", e.0)))?;
-    let user = state
-        .store
-        .user_by_email(&admin.tenant.tenant_id, &email)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let user = user_of_query(&state, &admin, q).await?;
     let rows = state
         .store
         .list_user_tokens(&admin.tenant.tenant_id, &user.user_id)
@@ -502,14 +511,7 @@ async fn list_grants(
     admin: TenantAdmin,
     q: Result<axum::extract::Query<TokenListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let axum::extract::Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let email = crate::domain::Email::parse(&q.user)
-        .map_err(|e| ApiError::Invalid(format!("user: {}", e.0)))?;
-    let user = state
-        .store
-        .user_by_email(&admin.tenant.tenant_id, &email)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let user = user_of_query(&state, &admin, q).await?;
     let grants: Vec<serde_json::Value> = state
         .store
         .list_user_grants(&admin.tenant.tenant_id, &user.user_id)

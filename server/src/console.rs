@@ -177,6 +177,23 @@ impl Backend {
         Ok((tenant, session, user))
     }
 
+    /// A portal form's checks: this host's tenant, the session's anti-CSRF token, a signed-in
+    /// active user (admin or not).
+    async fn portal_form(
+        &self,
+        parts: &Parts,
+        csrf: &str,
+    ) -> Result<(Arc<Tenant>, Session, crate::store::UserRow), BackendError> {
+        let tenant = tenant_of(parts)?;
+        let session = session(parts)?;
+        require_csrf(&session, csrf).await?;
+        let user = self
+            .signed_in_user(&session, &tenant)
+            .await?
+            .ok_or(BackendError::SignedOut)?;
+        Ok((tenant, session, user))
+    }
+
     fn server_summary(&self, tenant_slug: &str, row: &crate::store::ServerRow) -> ServerSummary {
         let view = servers::view(Some(&self.state.urls), tenant_slug, row);
         let target = match row.upstream() {

@@ -365,13 +365,7 @@ impl Backend {
     ) -> Result<bool, BackendError> {
         // The portal's one form: any signed-in user makes a gateway token for themselves.
         if form.op == "portal_token" {
-            let tenant = tenant_of(parts)?;
-            let session = session(parts)?;
-            super::require_csrf(&session, csrf).await?;
-            let user = self
-                .signed_in_user(&session, &tenant)
-                .await?
-                .ok_or(BackendError::SignedOut)?;
+            let (tenant, session, user) = self.portal_form(parts, csrf).await?;
             let label = form.label.trim();
             let label = if label.is_empty() { "portal" } else { label };
             let (_, token) = crate::servers::create_user_token(
@@ -388,13 +382,7 @@ impl Backend {
         }
         // A user revokes one of their own gateway tokens.
         if form.op == "portal_revoke_token" {
-            let tenant = tenant_of(parts)?;
-            let session = session(parts)?;
-            super::require_csrf(&session, csrf).await?;
-            let user = self
-                .signed_in_user(&session, &tenant)
-                .await?
-                .ok_or(BackendError::SignedOut)?;
+            let (tenant, session, user) = self.portal_form(parts, csrf).await?;
             let st = &self.state;
             let label = st
                 .store
@@ -428,13 +416,7 @@ impl Backend {
         }
         // The portal's other form: a user takes back an app's access (an OAuth grant of theirs).
         if form.op == "portal_revoke_app" {
-            let tenant = tenant_of(parts)?;
-            let session = session(parts)?;
-            super::require_csrf(&session, csrf).await?;
-            let user = self
-                .signed_in_user(&session, &tenant)
-                .await?
-                .ok_or(BackendError::SignedOut)?;
+            let (tenant, session, user) = self.portal_form(parts, csrf).await?;
             let st = &self.state;
             let mine = st
                 .store
