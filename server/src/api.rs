@@ -86,6 +86,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/scim/token", axum::routing::post(rotate_scim_token))
         .route("/api/v1/sso", get(get_sso).put(put_sso).delete(delete_sso))
         .merge(crate::audit::api::routes())
+        .merge(crate::agents::api::routes())
 }
 
 /// JSON bodies that fail to parse become a 400 in our envelope, not axum's plain text.
@@ -446,6 +447,9 @@ struct RevokeRequest {
     /// One OAuth client grant (all its tokens).
     #[serde(default)]
     grant_id: Option<String>,
+    /// Every token of one agent (by slug).
+    #[serde(default)]
+    agent: Option<String>,
 }
 
 /// One-step revocation: effective on the next request (this replica's gateway snapshot is
@@ -461,10 +465,12 @@ async fn revoke_tokens(
         req.token.as_deref(),
         req.user_email.as_deref(),
         req.grant_id.as_deref(),
+        req.agent.as_deref(),
     ) {
-        (Some(t), None, None) => servers::revoke_token(&state.store, tid, t).await?,
-        (None, Some(u), None) => servers::revoke_user(&state.store, tid, u).await?,
-        (None, None, Some(g)) => match state.store.revoke_grant_by_id(tid, g).await? {
+        (Some(t), None, None, None) => servers::revoke_token(&state.store, tid, t).await?,
+        (None, Some(u), None, None) => servers::revoke_user(&state.store, tid, u).await?,
+        (None, None, None, Some(a)) => servers::revoke_agent(&state.store, tid, a).await?,
+        (None, None, Some(g), None) => match state.store.revoke_grant_by_id(tid, g).await? {
             Some((client, user, _)) => servers::Revoked {
                 tokens: vec![servers::RevokedToken {
                     user,
@@ -476,7 +482,7 @@ async fn revoke_tokens(
         },
         _ => {
             return Err(ApiError::Invalid(
-                "give exactly one of token, user_email or grant_id".into(),
+                "give exactly one of token, user_email, grant_id or agent".into(),
             ))
         }
     };
@@ -486,12 +492,15 @@ async fn revoke_tokens(
         .first()
         .map(|t| t.user.clone())
         .or(req.user_email.clone())
+        .or(req.agent.as_ref().map(|a| format!("agent:{a}")))
         .unwrap_or_default();
     let e = crate::audit::Event::new(
         tid,
         crate::audit::Category::Security,
         if req.user_email.is_some() {
             "access.revoke_user"
+        } else if req.agent.is_some() {
+            "access.revoke_agent"
         } else {
             "token.revoke"
         },

@@ -266,20 +266,27 @@ pub async fn token(store_cfg: &StoreConfig, cmd: TokenCommand) -> Result<ExitCod
             tenant,
             token,
             user,
+            agent,
             json,
         } => {
             let tid = tenant_id(&store, &tenant).await?;
-            let revoked = match (&token, &user) {
-                (Some(t), _) => servers::revoke_token(&store, &tid, t).await,
-                (None, Some(u)) => servers::revoke_user(&store, &tid, u).await,
-                (None, None) => unreachable!("clap requires one"),
+            let revoked = match (&token, &user, &agent) {
+                (Some(t), _, _) => servers::revoke_token(&store, &tid, t).await,
+                (None, Some(u), _) => servers::revoke_user(&store, &tid, u).await,
+                (None, None, Some(a)) => servers::revoke_agent(&store, &tid, a).await,
+                (None, None, None) => {
+                    return Err(CliError(
+                        "give one of --token, --user or --agent".into(),
+                    ))
+                }
             };
             let revoked = match revoked {
                 Ok(r) => r,
                 Err(servers::ServerError::NotFound) => {
-                    return Err(CliError(match user {
-                        Some(u) => format!("no user {u} in tenant {tenant}"),
-                        None => format!("no live gateway token like that in tenant {tenant}"),
+                    return Err(CliError(match (&user, &agent) {
+                        (Some(u), _) => format!("no user {u} in tenant {tenant}"),
+                        (None, Some(a)) => format!("no agent {a} in tenant {tenant}"),
+                        _ => format!("no live gateway token like that in tenant {tenant}"),
                     }))
                 }
                 Err(e) => return Err(e.into()),
@@ -289,6 +296,8 @@ pub async fn token(store_cfg: &StoreConfig, cmd: TokenCommand) -> Result<ExitCod
                 crate::audit::Category::Security,
                 if user.is_some() {
                     "access.revoke_user"
+                } else if agent.is_some() {
+                    "access.revoke_agent"
                 } else {
                     "token.revoke"
                 },
@@ -299,7 +308,8 @@ pub async fn token(store_cfg: &StoreConfig, cmd: TokenCommand) -> Result<ExitCod
                 .tokens
                 .first()
                 .map(|t| t.user.clone())
-                .or(user.clone());
+                .or(user.clone())
+                .or(agent.as_ref().map(|a| format!("agent:{a}")));
             e.actor = Some("operator (CLI)".into());
             crate::audit::record_direct(&store, &e).await?;
             if json {

@@ -275,19 +275,23 @@ pub enum TokenCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Revokes one gateway token, or everything a user holds (every gateway token and their
-    /// console and portal sessions); reports what it revoked. Running servers stop accepting
+    /// Revokes one gateway token, everything a user holds (every gateway token, their agents'
+    /// tokens and their console and portal sessions), or every token of an agent; reports
+    /// what it revoked. Running servers stop accepting
     /// them within a second (at once on PostgreSQL, through the change notification).
-    #[command(group(clap::ArgGroup::new("what").required(true).args(["token", "user"])))]
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["token", "user", "agent"])))]
     Revoke {
         #[arg(long)]
         tenant: String,
-        /// The gateway token itself (pct_user_…).
+        /// The gateway token itself (pct_user_… or pct_agent_…).
         #[arg(long)]
         token: Option<String>,
-        /// The user's email: everything they hold.
+        /// The user's email: everything they hold (their agents' tokens included).
         #[arg(long)]
         user: Option<String>,
+        /// An agent's slug: every token of the agent.
+        #[arg(long)]
+        agent: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -376,6 +376,8 @@ pub enum TokenKind {
     OAuthRefresh,
     /// An OAuth authorization code: `pct_oac_…` (one use, a minute).
     OAuthCode,
+    /// An agent's token for its endpoint `/mcp/agents/{slug}`: `pct_agent_…`.
+    Agent,
 }
 
 impl TokenKind {
@@ -388,6 +390,7 @@ impl TokenKind {
             TokenKind::OAuthAccess => "pct_oat_",
             TokenKind::OAuthRefresh => "pct_ort_",
             TokenKind::OAuthCode => "pct_oac_",
+            TokenKind::Agent => "pct_agent_",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! ARCHITECTURE.md maps the modules.
 
 pub mod access;
+pub mod agents;
 pub mod api;
 pub mod audit;
 pub mod auth;

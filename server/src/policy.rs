@@ -663,6 +663,14 @@ impl TenantPolicy {
         None
     }
 
+    /// Whether a tool is held back because it is outside the server's reviewed catalog and
+    /// the server denies new tools (for principals without a user's grants: tenant agents).
+    pub fn quarantined(&self, server: &str, tool: &str) -> bool {
+        self.servers
+            .get(server)
+            .is_some_and(|sp| sp.new_tools_deny && !sp.catalog.contains_key(tool))
+    }
+
     /// The hints the policy uses for a tool: the reviewed catalog's, else `observed`.
     pub fn hints(&self, server: &str, tool: &str, observed: Option<Hints>) -> Hints {
         self.servers

@@ -204,14 +204,27 @@ pub struct RevokedToken {
     pub label: String,
 }
 
-/// Revokes one gateway token (given in full, as its holder has it).
+/// Revokes one gateway token (given in full, as its holder has it): a user's or an agent's.
 pub async fn revoke_token(
     store: &Store,
     tenant_id: &str,
     token: &str,
 ) -> Result<Revoked, ServerError> {
-    let hash = crate::domain::TokenHash::of_presented(TokenKind::User, token.trim())
-        .ok_or_else(|| ServerError::Invalid("token: not a gateway token (pct_user_…)".into()))?;
+    if let Some(hash) = crate::domain::TokenHash::of_presented(TokenKind::Agent, token.trim()) {
+        return match store.revoke_agent_token_hash(tenant_id, &hash).await? {
+            Some((agent, label)) => Ok(Revoked {
+                tokens: vec![RevokedToken {
+                    user: format!("agent:{agent}"),
+                    label,
+                }],
+                sessions_ended: false,
+            }),
+            None => Err(ServerError::NotFound),
+        };
+    }
+    let hash = crate::domain::TokenHash::of_presented(TokenKind::User, token.trim()).ok_or_else(
+        || ServerError::Invalid("token: not a gateway token (pct_user_… or pct_agent_…)".into()),
+    )?;
     match store.revoke_token_hash(tenant_id, &hash).await? {
         Some((label, user)) => Ok(Revoked {
             tokens: vec![RevokedToken { user, label }],
@@ -234,14 +247,53 @@ pub async fn revoke_user(
         .ok_or(ServerError::NotFound)?;
     let labels = store.revoke_user_access(tenant_id, &user.user_id).await?;
     store.revoke_user_oauth(tenant_id, &user.user_id).await?;
+    // The agents they own lose their tokens too (they would stop anyway while the owner is
+    // deactivated; revoked, they stay stopped if the owner comes back).
+    let agents = store
+        .revoke_owned_agent_tokens(tenant_id, &user.user_id)
+        .await?;
+    let mut tokens: Vec<RevokedToken> = labels
+        .into_iter()
+        .map(|label| RevokedToken {
+            user: user.email.clone(),
+            label,
+        })
+        .collect();
+    tokens.extend(agents.into_iter().map(|(agent, label)| RevokedToken {
+        user: user.email.clone(),
+        label: format!("agent {agent}: {label}"),
+    }));
+    Ok(Revoked {
+        tokens,
+        sessions_ended: true,
+    })
+}
+
+/// Revokes every token of an agent (by slug).
+pub async fn revoke_agent(
+    store: &Store,
+    tenant_id: &str,
+    slug: &str,
+) -> Result<Revoked, ServerError> {
+    let agent = store
+        .agent_by_slug(tenant_id, slug.trim())
+        .await?
+        .ok_or(ServerError::NotFound)?;
+    let labels = store
+        .revoke_agent_tokens(tenant_id, &agent.agent_id)
+        .await?;
+    let user = agent
+        .owner_email
+        .clone()
+        .unwrap_or_else(|| format!("agent:{}", agent.slug));
     Ok(Revoked {
         tokens: labels
             .into_iter()
             .map(|label| RevokedToken {
-                user: user.email.clone(),
-                label,
+                user: user.clone(),
+                label: format!("agent {}: {label}", agent.slug),
             })
             .collect(),
-        sessions_ended: true,
+        sessions_ended: false,
     })
 }

@@ -208,8 +208,27 @@ impl Link {
         }
     }
 
-    /// The gateway's own request to the upstream.
+    /// The gateway's own request to the upstream: its result, or the error's message.
     pub async fn internal_request(
+        &self,
+        method: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> Result<Value, String> {
+        let msg = self.internal_message(method, params, timeout).await?;
+        match msg.get("error") {
+            Some(e) => Err(e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("error")
+                .to_owned()),
+            None => Ok(msg.get("result").cloned().unwrap_or(Value::Null)),
+        }
+    }
+
+    /// The gateway's own request to the upstream: the whole JSON-RPC response (result or
+    /// error, as the upstream sent it); `Err` when there was none.
+    pub async fn internal_message(
         &self,
         method: &str,
         params: Value,
@@ -692,15 +711,8 @@ impl Link {
                         session.push(stream, &msg, true);
                     }
                     Some(Waiter::Internal(tx)) => {
-                        let r = match msg.get("error") {
-                            Some(e) => Err(e
-                                .get("message")
-                                .and_then(Value::as_str)
-                                .unwrap_or("error")
-                                .to_owned()),
-                            None => Ok(msg.get("result").cloned().unwrap_or(Value::Null)),
-                        };
-                        let _ = tx.send(r);
+                        // The whole response; `internal_request` reads it.
+                        let _ = tx.send(Ok(msg));
                     }
                     None => {} // late answer to a cancelled or expired request
                 }

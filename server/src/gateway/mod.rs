@@ -7,6 +7,7 @@
 //! `tenants` counters move. A missing snapshot, tenant, server or token means no access.
 //! No client credential is ever sent upstream.
 
+pub mod agent;
 pub mod approvals;
 pub mod discovery;
 pub mod limits;
@@ -17,6 +18,7 @@ pub mod record;
 pub mod session;
 pub mod sse;
 pub mod stdio;
+pub mod upstream;
 
 /// Locks a mutex; a panic elsewhere while holding it does not make the data unusable here.
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -45,7 +47,9 @@ use std::time::Duration;
 const UPSTREAM_HEADERS_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/mcp/{server}", any(endpoint))
+    Router::new()
+        .route("/mcp/{server}", any(endpoint))
+        .route("/mcp/agents/{agent}", any(agent::endpoint))
 }
 
 /// The client the gateway reaches upstreams with (one connection pool): rustls with the
@@ -98,11 +102,14 @@ struct TenantGateway {
     limits: Arc<[crate::store::LimitRow]>,
     /// Which tool calls wait for an approver.
     approvals: Arc<[crate::store::ApprovalRule]>,
+    /// Agents by slug, and their tokens by hash.
+    agents: HashMap<String, Arc<crate::agents::Agent>>,
+    agent_tokens: HashMap<String, agent::AgentCredential>,
 }
 
 /// The change counters a snapshot was built at (servers, tokens, tenants, identity, audit,
-/// limits, approvals).
-type ChangeVersions = (i64, i64, i64, i64, i64, i64, i64);
+/// limits, approvals, agents).
+type ChangeVersions = (i64, i64, i64, i64, i64, i64, i64, i64);
 
 /// The gateway's snapshot of every tenant's servers and tokens.
 #[derive(Debug)]
@@ -124,6 +131,8 @@ pub struct Gateway {
     clients: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
     /// Rate-limit counters (this replica's).
     limiter: limits::Limiter,
+    /// Upstream sessions the gateway holds for agents.
+    upstreams: upstream::Upstreams,
 }
 
 /// The user an upstream (Streamable HTTP) session was opened by, through which server.
@@ -199,6 +208,7 @@ impl Gateway {
             tokens_seen: std::sync::Mutex::default(),
             clients: std::sync::Mutex::default(),
             limiter: limits::Limiter::default(),
+            upstreams: upstream::Upstreams::default(),
             client,
         };
         g.refresh(store, tenancy).await?;
@@ -217,6 +227,7 @@ impl Gateway {
             store.change_version("audit").await?,
             store.change_version("limits").await?,
             store.change_version("approvals").await?,
+            store.change_version("agents").await?,
         );
         if self
             .version
@@ -277,6 +288,22 @@ impl Gateway {
                 record::Arguments::parse(&store.audit_settings(&tenant_id).await?.arguments);
             tg.limits = Arc::from(store.list_limits(&tenant_id).await?);
             tg.approvals = Arc::from(store.list_approval_rules(&tenant_id).await?);
+            for row in store.list_agents(&tenant_id).await? {
+                tg.agents.insert(
+                    row.slug.clone(),
+                    Arc::new(crate::agents::Agent::from_row(&row)),
+                );
+            }
+            for t in store.list_live_agent_tokens(&tenant_id).await? {
+                tg.agent_tokens.insert(
+                    t.token_hash,
+                    agent::AgentCredential {
+                        slug: t.slug,
+                        label: t.label,
+                        expires_at: t.expires_at,
+                    },
+                );
+            }
             tenants.insert(tenant_id, tg);
         }
         self.tenants.store(Arc::new(tenants));
@@ -363,6 +390,7 @@ impl Gateway {
         self.hub
             .sweep(|tenant, user, slug| self.server_for(tenant, user, slug));
         lock(&self.clients).retain(|_, (_, at)| at.elapsed() < Duration::from_secs(24 * 3600));
+        self.upstreams.sweep();
         self.http_sessions.sweep(|o| {
             self.server_for(&o.tenant_id, &o.user_id, &o.server)
                 .is_some()

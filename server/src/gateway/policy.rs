@@ -62,7 +62,7 @@ impl Observed {
             .collect()
     }
 
-    fn record(&self, tenant: &str, server: &str, tools: &[Value]) {
+    pub(crate) fn record(&self, tenant: &str, server: &str, tools: &[Value]) {
         let mut map = super::lock(&self.0);
         if map.len() + tools.len() > OBSERVED_CAP {
             map.clear();

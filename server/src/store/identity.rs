@@ -343,6 +343,15 @@ impl Store {
                 .bind(hash)
                 .execute(&mut *tx)
                 .await?;
+                // Agent tokens are hashed the same way; one of the two updates finds it.
+                sqlx::query(
+                    "UPDATE agent_token SET last_used_at = $1 WHERE tenant_id = $2 AND token_hash = $3",
+                )
+                .bind(at)
+                .bind(tenant_id)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
             }
         });
         Ok(())

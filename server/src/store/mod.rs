@@ -102,6 +102,7 @@ macro_rules! tenant_tx {
     };
 }
 
+mod agents;
 mod approvals;
 mod audit;
 mod identity;
@@ -111,6 +112,7 @@ mod scim;
 mod servers;
 mod session;
 
+pub use agents::{AgentRow, AgentTokenRow, AgentWrite, LiveAgentToken};
 pub use approvals::{ApprovalRequest, ApprovalRule};
 pub use audit::{AuditQuery, AuditRow, AuditSettingsRow, Bucket, Count, SiemRow, Volume};
 pub use identity::{CatalogTool, GrantRow, GroupRow, RegistryRow, UserListRow};
