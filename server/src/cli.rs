@@ -275,9 +275,7 @@ pub async fn token(store_cfg: &StoreConfig, cmd: TokenCommand) -> Result<ExitCod
                 (None, Some(u), _) => servers::revoke_user(&store, &tid, u).await,
                 (None, None, Some(a)) => servers::revoke_agent(&store, &tid, a).await,
                 (None, None, None) => {
-                    return Err(CliError(
-                        "give one of --token, --user or --agent".into(),
-                    ))
+                    return Err(CliError("give one of --token, --user or --agent".into()))
                 }
             };
             let revoked = match revoked {

@@ -222,9 +222,10 @@ pub async fn revoke_token(
             None => Err(ServerError::NotFound),
         };
     }
-    let hash = crate::domain::TokenHash::of_presented(TokenKind::User, token.trim()).ok_or_else(
-        || ServerError::Invalid("token: not a gateway token (pct_user_… or pct_agent_…)".into()),
-    )?;
+    let hash =
+        crate::domain::TokenHash::of_presented(TokenKind::User, token.trim()).ok_or_else(|| {
+            ServerError::Invalid("token: not a gateway token (pct_user_… or pct_agent_…)".into())
+        })?;
     match store.revoke_token_hash(tenant_id, &hash).await? {
         Some((label, user)) => Ok(Revoked {
             tokens: vec![RevokedToken { user, label }],

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
+mod agents;
 mod approvals;
 mod audit;
 mod audit_ops;

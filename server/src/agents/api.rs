@@ -44,10 +44,7 @@ async fn audited(state: &AppState, admin: &TenantAdmin, action: &str, slug: &str
     state.audit.note(e).await;
 }
 
-async fn list(
-    State(state): State<AppState>,
-    admin: TenantAdmin,
-) -> Result<Json<Value>, ApiError> {
+async fn list(State(state): State<AppState>, admin: TenantAdmin) -> Result<Json<Value>, ApiError> {
     let rows = state.store.list_agents(&admin.tenant.tenant_id).await?;
     let agents: Vec<Value> = rows
         .iter()

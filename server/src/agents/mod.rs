@@ -353,10 +353,8 @@ pub fn blast_radius(
             .map(|(_, n)| n.clone());
         let reachable = name.is_some() && agent.reaches(policy, &entry.server);
         let catalog = policy.catalog(&entry.server);
-        let mut known: Vec<(String, Hints, bool)> = catalog
-            .iter()
-            .map(|(n, h)| (n.clone(), *h, true))
-            .collect();
+        let mut known: Vec<(String, Hints, bool)> =
+            catalog.iter().map(|(n, h)| (n.clone(), *h, true)).collect();
         for (n, h) in observed(&entry.server) {
             if !known.iter().any(|(k, _, _)| *k == n) {
                 known.push((n, h.unwrap_or_default(), false));
@@ -450,16 +448,24 @@ async fn validate(
             "description must be at most 2000 characters".into(),
         ));
     }
-    let owner = match input.owner.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+    let owner = match input
+        .owner
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         None => None,
         Some(email) => {
-            let email = Email::parse(email)
-                .map_err(|e| AccessError::Invalid(format!("owner: {}", e.0)))?;
+            let email =
+                Email::parse(email).map_err(|e| AccessError::Invalid(format!("owner: {}", e.0)))?;
             let user = store
                 .user_by_email(tenant_id, &email)
                 .await?
                 .ok_or_else(|| {
-                    AccessError::Invalid(format!("owner: no user {} in this tenant", email.as_str()))
+                    AccessError::Invalid(format!(
+                        "owner: no user {} in this tenant",
+                        email.as_str()
+                    ))
                 })?;
             Some(user.user_id)
         }
@@ -474,7 +480,11 @@ async fn validate(
     Ok((slug, name, owner, set.to_json()))
 }
 
-pub async fn create(store: &Store, tenant_id: &str, input: &AgentInput) -> Result<AgentRow, AccessError> {
+pub async fn create(
+    store: &Store,
+    tenant_id: &str,
+    input: &AgentInput,
+) -> Result<AgentRow, AccessError> {
     let slug = input
         .slug
         .clone()
@@ -570,7 +580,11 @@ pub async fn issue_token(
     }
     let token = NewToken::generate(TokenKind::Agent);
     let expires_at = expires_in_days.map(|d| crate::store::now_micros() + d * 86_400_000_000);
-    let label = if label.is_empty() { "agent token" } else { label };
+    let label = if label.is_empty() {
+        "agent token"
+    } else {
+        label
+    };
     store
         .create_agent_token(tenant_id, &row.agent_id, &token.hash, label, expires_at)
         .await?;
@@ -578,7 +592,11 @@ pub async fn issue_token(
 }
 
 /// The agent's view for the API and console.
-pub fn view(state: &crate::state::AppState, tenant_slug: &str, row: &AgentRow) -> serde_json::Value {
+pub fn view(
+    state: &crate::state::AppState,
+    tenant_slug: &str,
+    row: &AgentRow,
+) -> serde_json::Value {
     let set = ToolSet::from_stored(&row.tool_set);
     serde_json::json!({
         "slug": row.slug,
@@ -609,7 +627,10 @@ mod tests {
     #[test]
     fn tool_sets_match_names_and_globs_per_server() {
         let set = ToolSet::parse(
-            vec![entry("crm", &["search_*", "get_contact"]), entry("hr", &["lookup"])],
+            vec![
+                entry("crm", &["search_*", "get_contact"]),
+                entry("hr", &["lookup"]),
+            ],
             None,
         )
         .expect("valid");
@@ -632,8 +653,11 @@ mod tests {
             .contains("lists no tools"));
         assert!(ToolSet::parse(vec![entry("crm", &["[unclosed"])], None).is_err());
         assert!(ToolSet::parse(vec![entry("Bad Slug", &["x"])], None).is_err());
-        let set = ToolSet::parse(vec![entry("crm", &["a", "b"]), entry("crm", &["b", "c"])], None)
-            .expect("valid");
+        let set = ToolSet::parse(
+            vec![entry("crm", &["a", "b"]), entry("crm", &["b", "c"])],
+            None,
+        )
+        .expect("valid");
         assert_eq!(set.entries().len(), 1);
         assert_eq!(set.entries()[0].tools, vec!["a", "b", "c"]);
         assert_eq!(ToolSet::from_stored("not json").entries().len(), 0);

@@ -156,8 +156,10 @@ pub async fn endpoint(
                 -32600,
                 "this endpoint has no stream to GET: use POST",
             );
-            res.headers_mut()
-                .insert(http::header::ALLOW, HeaderValue::from_static("POST, DELETE"));
+            res.headers_mut().insert(
+                http::header::ALLOW,
+                HeaderValue::from_static("POST, DELETE"),
+            );
             return res;
         }
     }
@@ -243,7 +245,10 @@ pub async fn endpoint(
         "ping" => call.local(&id, &method, json!({})).await,
         "logging/setLevel" => call.local(&id, &method, json!({})).await,
         "tools/list" => call.list(&id, Kind::Tool, "tools/list", "tools").await,
-        "prompts/list" => call.list(&id, Kind::Prompt, "prompts/list", "prompts").await,
+        "prompts/list" => {
+            call.list(&id, Kind::Prompt, "prompts/list", "prompts")
+                .await
+        }
         "resources/list" => {
             call.list(&id, Kind::Resource, "resources/list", "resources")
                 .await
@@ -261,8 +266,16 @@ pub async fn endpoint(
             call.routed(&id, &method, params).await
         }
         _ => {
-            call.refuse(&id, &method, None, None, -32601, "Method not found", "error")
-                .await
+            call.refuse(
+                &id,
+                &method,
+                None,
+                None,
+                -32601,
+                "Method not found",
+                "error",
+            )
+            .await
         }
     }
 }
@@ -295,7 +308,12 @@ impl Call<'_> {
 
     /// Records `e` (completed) and answers `answer`; withheld when the record cannot be
     /// written.
-    async fn respond(&self, mut e: Event, answer: Value, headers: Option<(&str, String)>) -> Response {
+    async fn respond(
+        &self,
+        mut e: Event,
+        answer: Value,
+        headers: Option<(&str, String)>,
+    ) -> Response {
         let id = answer.get("id").cloned().unwrap_or(Value::Null);
         let (outcome, code) = record::outcome_of(&answer);
         if e.outcome == "ok" {
@@ -377,12 +395,8 @@ impl Call<'_> {
         }
         let mut e = self.event("initialize", None, None);
         e.session_id = Some(sid.clone());
-        self.respond(
-            e,
-            json_rpc(id, result),
-            Some(("mcp-session-id", sid)),
-        )
-        .await
+        self.respond(e, json_rpc(id, result), Some(("mcp-session-id", sid)))
+            .await
     }
 
     fn timeout(&self) -> std::time::Duration {
@@ -431,7 +445,11 @@ impl Call<'_> {
                     .unwrap_or("error")
                     .to_owned());
             }
-            if let Some(list) = msg.pointer("/result").and_then(|r| r.get(key)).and_then(Value::as_array) {
+            if let Some(list) = msg
+                .pointer("/result")
+                .and_then(|r| r.get(key))
+                .and_then(Value::as_array)
+            {
                 items.extend(list.iter().cloned());
             }
             cursor = msg
@@ -505,7 +523,8 @@ impl Call<'_> {
             e.detail["failed"] = json!(failed);
         }
         e.decision = Some("allow".into());
-        self.respond(e, json_rpc(id, json!({ key: out })), None).await
+        self.respond(e, json_rpc(id, json!({ key: out })), None)
+            .await
     }
 
     /// Whether a listed item is the agent's to see.
@@ -522,7 +541,9 @@ impl Call<'_> {
             return self.agent.may_call(self.policy, server, name, hints, None);
         }
         match &self.agent.owner {
-            Some((uid, _)) => crate::policy::list_item_visible(self.policy, uid, server, kind, item),
+            Some((uid, _)) => {
+                crate::policy::list_item_visible(self.policy, uid, server, kind, item)
+            }
             None => true,
         }
     }
@@ -540,7 +561,15 @@ impl Call<'_> {
                 Some("ref/resource") => (Kind::Resource, "/ref/uri"),
                 _ => {
                     return self
-                        .refuse(id, method, None, None, -32602, "Invalid params: ref", "error")
+                        .refuse(
+                            id,
+                            method,
+                            None,
+                            None,
+                            -32602,
+                            "Invalid params: ref",
+                            "error",
+                        )
                         .await
                 }
             },
@@ -644,7 +673,11 @@ impl Call<'_> {
                         "data": {"retry_after": t.retry_after_secs},
                     }});
                     let mut res = self
-                        .respond(e, answer, Some(("retry-after", t.retry_after_secs.to_string())))
+                        .respond(
+                            e,
+                            answer,
+                            Some(("retry-after", t.retry_after_secs.to_string())),
+                        )
                         .await;
                     if res.status() == StatusCode::OK {
                         *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;

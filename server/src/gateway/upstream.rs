@@ -173,7 +173,11 @@ async fn http_request(
 }
 
 /// Opens an upstream session: `initialize`, then `notifications/initialized`.
-async fn http_initialize(gw: &Gateway, url: &str, timeout: Duration) -> Result<HttpSession, Failure> {
+async fn http_initialize(
+    gw: &Gateway,
+    url: &str,
+    timeout: Duration,
+) -> Result<HttpSession, Failure> {
     let id = gw.upstreams.id();
     let body = json!({"jsonrpc": "2.0", "id": id, "method": "initialize", "params": {
         "protocolVersion": UPSTREAM_PROTOCOL,
@@ -335,14 +339,17 @@ async fn read_answer(
 
 /// The data of the first complete SSE event in `buf`, and what follows it.
 fn split_event(buf: &[u8]) -> Option<(String, Vec<u8>)> {
-    let text = std::str::from_utf8(buf).ok().map(str::to_owned).or_else(|| {
-        // A chunk may end inside a UTF-8 sequence: look only at the valid prefix.
-        let valid = std::str::from_utf8(buf)
-            .err()
-            .map(|e| e.valid_up_to())
-            .unwrap_or(0);
-        std::str::from_utf8(&buf[..valid]).ok().map(str::to_owned)
-    })?;
+    let text = std::str::from_utf8(buf)
+        .ok()
+        .map(str::to_owned)
+        .or_else(|| {
+            // A chunk may end inside a UTF-8 sequence: look only at the valid prefix.
+            let valid = std::str::from_utf8(buf)
+                .err()
+                .map(|e| e.valid_up_to())
+                .unwrap_or(0);
+            std::str::from_utf8(&buf[..valid]).ok().map(str::to_owned)
+        })?;
     let normalized = text.replace("\r\n", "\n");
     let end = normalized.find("\n\n")?;
     let event = &normalized[..end];

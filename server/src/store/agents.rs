@@ -252,7 +252,11 @@ impl Store {
     }
 
     /// Revokes every live token of one agent; returns their labels.
-    pub async fn revoke_agent_tokens(&self, tenant_id: &str, agent_id: &str) -> Result<Vec<String>> {
+    pub async fn revoke_agent_tokens(
+        &self,
+        tenant_id: &str,
+        agent_id: &str,
+    ) -> Result<Vec<String>> {
         Ok(self
             .revoke_agent_tokens_where(tenant_id, "agent_id", agent_id)
             .await?
