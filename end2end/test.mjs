@@ -435,6 +435,51 @@ await test('audit: search, detail, export, verify, retention, SIEM', async () =>
   await page.screenshot({ path: `${shots}/approvals.png`, fullPage: true });
   await page.click('#approval-rules li.approval-rule button');
   await page.waitForSelector('#no-approval-rules', { timeout: 15000 });
+
+  // Agents: one owned by bob with echo and crash of the fixture; bob's rules deny him crash,
+  // so the agent reaches echo only. Its token is shown once, works at its endpoint, and is
+  // revoked from the console.
+  await page.click('a[href="/admin/agents"]');
+  await page.waitForSelector('#agent-form', { timeout: 15000 });
+  await page.fill('#agent-slug', 'helper');
+  await page.fill('#agent-name', 'Helper');
+  await page.selectOption('#agent-owner', 'bob@acme.test');
+  await page.fill('#agent-tools', 'fixture: echo, crash');
+  await page.click('#agent-create');
+  await page.waitForSelector('#agent-helper', { timeout: 15000 });
+  await page.click('#agent-helper button:has-text("Issue a token")');
+  await page.waitForSelector('#agent-token-value', { timeout: 15000 });
+  const agentToken = (await page.textContent('#agent-token-value')).trim();
+  check('an agent token is issued in the console and shown once', agentToken.startsWith('pct_agent_'), agentToken.slice(0, 12));
+  const agentCall = (body) => new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: '/mcp/agents/helper', method: 'POST',
+      headers: { host: `demo.localhost:${port}`, authorization: `Bearer ${agentToken}`,
+        'content-type': 'application/json', accept: 'application/json, text/event-stream' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode, text }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+  await new Promise((r) => setTimeout(r, 1500)); // the gateway's snapshot follows
+  const listed = await agentCall({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
+  const names = listed.status === 200 ? JSON.parse(listed.text).result.tools.map((t) => t.name) : [];
+  check('the agent lists its set as far as its owner may', JSON.stringify(names) === '["fixture__echo"]', `${listed.status} ${listed.text.slice(0, 200)}`);
+  const echoed = await agentCall({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'fixture__echo', arguments: { message: 'agent' } } });
+  check('the agent calls its tool', echoed.text.includes('Echo: agent'), echoed.text.slice(0, 200));
+  await page.goto(`${demo}/admin/agents`);
+  await hydrated(page);
+  const radius = await page.textContent('#agent-helper .agent-radius');
+  check('the blast radius counts what the agent reaches', radius.startsWith('1 system(s), 1 tool(s)'), radius);
+  const reach = await page.$$eval('#agent-helper .reach-tool', (li) => li.map((l) => l.textContent));
+  check('the blast radius lists echo as read-only and not crash', reach.length === 1 && reach[0].includes('echo') && reach[0].includes('read-only'), JSON.stringify(reach));
+  await page.screenshot({ path: `${shots}/agents.png`, fullPage: true });
+  await page.click('#agent-helper button:has-text("Revoke all its tokens")');
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('Revoked 1 token'), null, { timeout: 15000 });
+  const refused = await agentCall({ jsonrpc: '2.0', id: 3, method: 'ping' });
+  check('a revoked agent token is refused on the next request', refused.status === 401, `${refused.status}`);
   check('no errors in the browser (audit)', errors.length === 0, JSON.stringify(errors));
   await ctx.close();
 });

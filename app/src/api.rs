@@ -125,6 +125,46 @@ pub struct IdentityView {
     pub approval_rules: Vec<ApprovalRuleView>,
     #[serde(default)]
     pub approvals: Vec<ApprovalView>,
+    /// Agents, with their tokens and blast radius.
+    #[serde(default)]
+    pub agents: Vec<AgentView>,
+}
+
+/// One agent as the console shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentView {
+    pub slug: String,
+    pub name: String,
+    /// The owner's email, or "the tenant".
+    pub owner: String,
+    pub enabled: bool,
+    pub disabled: bool,
+    pub endpoint: String,
+    /// One line per server: `server: tool, tool`.
+    pub tool_set: String,
+    pub tokens: Vec<AgentTokenView>,
+    /// "2 systems, 4 tools: 3 write, 2 destructive, 0 reach outside".
+    pub radius: String,
+    pub systems: Vec<AgentSystemView>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentTokenView {
+    pub label: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub expires_at: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSystemView {
+    pub server: String,
+    pub name: String,
+    pub reachable: bool,
+    /// (tool, "read-only" / "writes" / "destructive", reaches outside).
+    pub tools: Vec<(String, String, bool)>,
+    /// Names of the set matching no known tool.
+    pub unmatched: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +326,12 @@ pub struct IdentityForm {
     pub timeout: String,
     #[serde(default)]
     pub rule_id: String,
+    /// Agents: the owner's email (empty: the tenant) and the tool set, one `server: tools`
+    /// line per server (with `slug`, `name`, `label`, `active`).
+    #[serde(default)]
+    pub owner: String,
+    #[serde(default)]
+    pub tool_set: String,
 }
 
 /// The user portal at `/` on a tenant host.

@@ -165,6 +165,7 @@ fn ConsoleLayout(
         limits: Vec::new(),
         approval_rules: Vec::new(),
         approvals: Vec::new(),
+        agents: Vec::new(),
     });
     let nav_open = RwSignal::new(false);
     let current = SECTIONS.iter().find(|s| s.slug == section);
@@ -197,6 +198,19 @@ fn ConsoleLayout(
             <crate::identity::Limits limits=identity.limits.clone() csrf=csrf.clone() action=identity_action/>
         }
         .into_any(),
+        ("agents", _) => {
+            let users: Vec<String> = identity
+                .users
+                .iter()
+                .filter(|u| u.active)
+                .map(|u| u.email.clone())
+                .collect();
+            let slugs: Vec<String> = servers.iter().map(|s| s.slug.clone()).collect();
+            view! {
+                <crate::agents::Agents agents=identity.agents.clone() users servers=slugs csrf=csrf.clone() action=identity_action secret/>
+            }
+            .into_any()
+        }
         ("audit", _) => view! {
             <crate::audit::AuditSection csrf=csrf.clone() action=audit_action/>
         }

@@ -12,7 +12,7 @@ use leptos_meta::Title;
 
 /// A hidden `form[op]` and the CSRF token: the head of every identity form.
 #[component]
-fn FormHead(csrf: String, op: &'static str) -> impl IntoView {
+pub(crate) fn FormHead(csrf: String, op: &'static str) -> impl IntoView {
     view! {
         <input type="hidden" name="csrf" value=csrf/>
         <input type="hidden" name="form[op]" value=op/>

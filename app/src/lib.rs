@@ -4,6 +4,7 @@
 //! JavaScript disabled too.
 
 pub mod api;
+mod agents;
 mod audit;
 mod console;
 mod identity;

@@ -22,6 +22,7 @@ use secrecy::ExposeSecret;
 use std::sync::Arc;
 use tower_sessions::Session;
 
+mod agents;
 pub mod audit;
 mod identity;
 

@@ -49,11 +49,9 @@ async fn create_agent(app: &TestApp, admin: &str) -> String {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    assert!(
-        v["endpoint"]
-            .as_str()
-            .unwrap()
-            .ends_with("/mcp/agents/research"),
+    assert_eq!(
+        v["endpoint"],
+        format!("http://{}/mcp/agents/research", app.host(Some("acme"))),
         "{v}"
     );
     agent_token(app, admin, "research").await

@@ -607,7 +607,7 @@ pub fn view(
         "enabled": row.disabled_at.is_none() && row.owner_active,
         "owner_active": row.owner_active,
         "tool_set": set.entries(),
-        "endpoint": format!("{}/mcp/agents/{}", state.urls.tenant_gateway(tenant_slug).trim_end_matches('/'), row.slug),
+        "endpoint": format!("{}agents/{}", state.urls.tenant_gateway(tenant_slug), row.slug),
         "created_at": crate::tenants::format_time(row.created_at),
         "updated_at": crate::tenants::format_time(row.updated_at),
     })

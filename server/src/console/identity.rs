@@ -244,6 +244,7 @@ impl Backend {
                     created_at: format_time(a.created_at),
                 })
                 .collect(),
+            agents: self.agents_view(tenant).await?,
         })
     }
 
@@ -351,7 +352,7 @@ impl Backend {
         })
     }
 
-    fn reveal(&self, session: &tower_sessions::Session, r: Reveal) -> Result<(), BackendError> {
+    pub(super) fn reveal(&self, session: &tower_sessions::Session, r: Reveal) -> Result<(), BackendError> {
         let id = session.id().ok_or_else(|| internal("session without id"))?;
         self.state.reveals.put(id.to_string(), r);
         Ok(())
@@ -872,6 +873,7 @@ impl Backend {
                 )?;
                 return Ok(true);
             }
+            op if op.starts_with("agent_") => self.agent_action(&tid, &session, &form).await?,
             other => Err(format!("Unknown form {other:?}.")),
         };
         st.refresh_snapshots().await.map_err(internal)?;
