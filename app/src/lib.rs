@@ -3,8 +3,8 @@
 //! browser (feature `hydrate`); every form is a server-function `ActionForm`, so it works with
 //! JavaScript disabled too.
 
-pub mod api;
 mod agents;
+pub mod api;
 mod audit;
 mod console;
 mod identity;

@@ -187,9 +187,7 @@ impl Backend {
                                     ""
                                 }
                             )),
-                            Err(crate::access::AccessError::Store(e)) => {
-                                return Err(internal(e))
-                            }
+                            Err(crate::access::AccessError::Store(e)) => return Err(internal(e)),
                             Err(e) => Err(format!("Not saved: {e}.")),
                         }
                     }

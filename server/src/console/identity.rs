@@ -352,7 +352,11 @@ impl Backend {
         })
     }
 
-    pub(super) fn reveal(&self, session: &tower_sessions::Session, r: Reveal) -> Result<(), BackendError> {
+    pub(super) fn reveal(
+        &self,
+        session: &tower_sessions::Session,
+        r: Reveal,
+    ) -> Result<(), BackendError> {
         let id = session.id().ok_or_else(|| internal("session without id"))?;
         self.state.reveals.put(id.to_string(), r);
         Ok(())

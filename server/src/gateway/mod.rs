@@ -133,6 +133,8 @@ pub struct Gateway {
     limiter: limits::Limiter,
     /// Upstream sessions the gateway holds for agents.
     upstreams: upstream::Upstreams,
+    /// Sessions (id, user) whose client declared elicitation: approvals ask them.
+    elicitors: std::sync::Mutex<HashMap<(String, String), std::time::Instant>>,
 }
 
 /// The user an upstream (Streamable HTTP) session was opened by, through which server.
@@ -209,6 +211,7 @@ impl Gateway {
             clients: std::sync::Mutex::default(),
             limiter: limits::Limiter::default(),
             upstreams: upstream::Upstreams::default(),
+            elicitors: std::sync::Mutex::default(),
             client,
         };
         g.refresh(store, tenancy).await?;
@@ -391,6 +394,7 @@ impl Gateway {
             .sweep(|tenant, user, slug| self.server_for(tenant, user, slug));
         lock(&self.clients).retain(|_, (_, at)| at.elapsed() < Duration::from_secs(24 * 3600));
         self.upstreams.sweep();
+        lock(&self.elicitors).retain(|_, at| at.elapsed() < Duration::from_secs(24 * 3600));
         self.http_sessions.sweep(|o| {
             self.server_for(&o.tenant_id, &o.user_id, &o.server)
                 .is_some()
@@ -779,6 +783,16 @@ async fn endpoint(
     }
     // The policy seam, then the audit seam, for every message (each one of a batch).
     let parsed = serde_json::from_slice::<serde_json::Value>(&body).ok();
+    // A client's answer to the gateway's own approval question: taken here, never forwarded
+    // (the question's record and the decision's are the approval's).
+    if let Some(m) = parsed.as_ref().filter(|m| {
+        m.get("method").is_none()
+            && m.get("id")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|id| id.starts_with(approvals::ELICIT_PREFIX))
+    }) {
+        return approvals::elicitation_answer(&state, &tenant.tenant_id, &caller.email, m).await;
+    }
     let messages: Vec<&serde_json::Value> = match &parsed {
         Some(serde_json::Value::Array(items)) => items.iter().collect(),
         Some(one) => vec![one],
@@ -949,9 +963,75 @@ async fn endpoint(
         // The refusals' records were written: the log works again for the next request.
         return audit_down(&request_id);
     }
+    let initialize_client = messages
+        .first()
+        .filter(|m| m.get("method").and_then(serde_json::Value::as_str) == Some("initialize"))
+        .and_then(|m| client_label(Some(m)));
+    let elicits = messages.first().is_some_and(|m| {
+        m.get("method").and_then(serde_json::Value::as_str) == Some("initialize")
+            && m.pointer("/params/capabilities/elicitation").is_some()
+    });
+    // List requests: their responses lose what the caller may not use. In a batch (the
+    // 2025-03-26 era, proxied as sent) each response is matched to its request by id.
+    let mut filters: Vec<(serde_json::Value, policy::ResponseFilter)> = Vec::new();
+    for m in &messages {
+        let (Some(id), Some(method)) = (
+            m.get("id"),
+            m.get("method").and_then(serde_json::Value::as_str),
+        ) else {
+            continue;
+        };
+        if let Some(f) = policy::list_filter(
+            tenant_policy.clone(),
+            state.gateway.observed.clone(),
+            &tenant.tenant_id,
+            &caller.user_id,
+            &server,
+            method,
+        ) {
+            filters.push((id.clone(), f));
+        }
+    }
+    let filter: Option<policy::ResponseFilter> = match filters.len() {
+        0 => None,
+        1 if messages.len() == 1 => filters.pop().map(|(_, f)| f),
+        _ => Some(policy::by_id(filters)),
+    };
+    drop(attempts);
+    let forward = Forward {
+        state: state.clone(),
+        tenant_id: tenant.tenant_id.clone(),
+        user_id: caller.user_id.clone(),
+        server: server.clone(),
+        upstream: upstream.clone(),
+        url,
+        method,
+        headers,
+        body,
+        session_id,
+        request_id: request_id.clone(),
+        filter,
+        initialize_client,
+        elicits,
+    };
     // Human approval: a covered tools/call waits here, before anything goes upstream.
     let approval_rules = state.gateway.approval_rules(&tenant.tenant_id);
     if !approval_rules.is_empty() {
+        // A client that can be asked (it declared elicitation in its session) is asked
+        // itself; an approver in the console may decide as well.
+        let who = approvals::Asker {
+            tenant_id: &tenant.tenant_id,
+            user_id: &caller.user_id,
+            email: &caller.email,
+            server: &server,
+        };
+        if let Some(covered) = forward
+            .elicitable(&pending)
+            .then(|| approvals::covering(&state, who, &approval_rules, &tenant_policy, &pending))
+            .flatten()
+        {
+            return approvals::by_elicitation(forward, covered, pending, permits, arrived).await;
+        }
         let refusal = approvals::gate(
             &state,
             approvals::Asker {
@@ -985,127 +1065,161 @@ async fn endpoint(
             return (StatusCode::OK, axum::Json(body)).into_response();
         }
     }
-    let rec = record::Recorder::new(state.audit.clone(), arrived, pending);
-    // Concurrency slots are held until the answer is done (the recorder lives that long).
-    rec.hold(permits);
-    let initialize_client = messages
-        .first()
-        .filter(|m| m.get("method").and_then(serde_json::Value::as_str) == Some("initialize"))
-        .and_then(|m| client_label(Some(m)));
-    // List requests: their responses lose what the caller may not use. In a batch (the
-    // 2025-03-26 era, proxied as sent) each response is matched to its request by id.
-    let mut filters: Vec<(serde_json::Value, policy::ResponseFilter)> = Vec::new();
-    for m in &messages {
-        let (Some(id), Some(method)) = (
-            m.get("id"),
-            m.get("method").and_then(serde_json::Value::as_str),
-        ) else {
-            continue;
-        };
-        if let Some(f) = policy::list_filter(
-            tenant_policy.clone(),
-            state.gateway.observed.clone(),
-            &tenant.tenant_id,
-            &caller.user_id,
-            &server,
+    forward.run(pending, permits, arrived).await
+}
+
+/// Everything the endpoint needs to send a request upstream once it is allowed (and approved).
+pub(crate) struct Forward {
+    state: AppState,
+    tenant_id: String,
+    user_id: String,
+    server: String,
+    upstream: Arc<ServerTransport>,
+    url: Option<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+    session_id: Option<String>,
+    pub(crate) request_id: serde_json::Value,
+    filter: Option<policy::ResponseFilter>,
+    initialize_client: Option<String>,
+    /// The request is an `initialize` whose client declares elicitation.
+    elicits: bool,
+}
+
+impl Forward {
+    pub(crate) fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Whether the client of this request can be asked through MCP elicitation: one message,
+    /// in a session whose `initialize` declared the capability (session era only: the
+    /// 2026-07-28 era asks through input-required results instead).
+    fn elicitable(&self, pending: &[(serde_json::Value, crate::audit::Event)]) -> bool {
+        pending.len() == 1
+            && self.method == Method::POST
+            && !modern::is_modern(&self.headers)
+            && self.session_id.as_ref().is_some_and(|sid| {
+                lock(&self.state.gateway.elicitors)
+                    .contains_key(&(sid.clone(), self.user_id.clone()))
+            })
+    }
+
+    /// Sends the request upstream by its transport and returns the answer, released only once
+    /// its records are durable.
+    pub(crate) async fn run(
+        self,
+        pending: Vec<(serde_json::Value, crate::audit::Event)>,
+        permits: Vec<limits::Permit>,
+        arrived: std::time::Instant,
+    ) -> Response {
+        let Forward {
+            state,
+            tenant_id,
+            user_id,
+            server,
+            upstream,
+            url,
             method,
-        ) {
-            filters.push((id.clone(), f));
-        }
-    }
-    let filter: Option<policy::ResponseFilter> = match filters.len() {
-        0 => None,
-        1 if messages.len() == 1 => filters.pop().map(|(_, f)| f),
-        _ => Some(policy::by_id(filters)),
-    };
-    drop(attempts);
-    let Some(url) = url else {
-        let target = session::Target {
-            tenant_id: &tenant.tenant_id,
-            user_id: &caller.user_id,
-            server: &server,
-            transport: &upstream,
+            headers,
+            body,
+            session_id,
+            request_id,
             filter,
-        };
-        let gw = &state.gateway;
-        rec.forwarded();
-        let res = gw
-            .hub
-            .handle(target, &gw.client, &method, &headers, body)
-            .await;
-        remember_client(gw, &res, initialize_client);
-        return record::recorded(res, rec).await;
-    };
-    // An upstream's session belongs to the user who opened it through the gateway (the
-    // upstream cannot tell users apart): anyone else, or an id the gateway never saw, gets 404.
-    let owner = SessionOwner {
-        tenant_id: tenant.tenant_id.clone(),
-        user_id: caller.user_id.clone(),
-        server: server.clone(),
-    };
-    if let Some(sid) = &session_id {
-        if !state.gateway.http_sessions.check(sid, &owner) {
-            return rpc_error(
-                StatusCode::NOT_FOUND,
-                -32001,
-                "session not found (it ended or never existed): initialize again",
-            );
-        }
-    }
-    let is_delete = method == Method::DELETE;
-    let upstream_req = state
-        .gateway
-        .client
-        .request(method, &url)
-        .headers(headers)
-        .body(body);
-    rec.forwarded();
-    let sent = tokio::time::timeout(UPSTREAM_HEADERS_TIMEOUT, upstream_req.send()).await;
-    let Ok(sent) = sent else {
-        tracing::warn!(server.slug = %server, "upstream did not answer in time");
-        if rec.finish("timeout", None).await.is_err() {
-            return record::withheld(&request_id);
-        }
-        return rpc_error(
-            StatusCode::GATEWAY_TIMEOUT,
-            -32603,
-            "the upstream MCP server did not answer in time",
-        );
-    };
-    match sent {
-        Ok(res) => {
-            let status = res.status();
-            if let Some(sid) = res
-                .headers()
-                .get("mcp-session-id")
-                .and_then(|v| v.to_str().ok())
-            {
-                state.gateway.http_sessions.record(sid, owner);
-            }
-            if let (true, true, Some(sid)) = (is_delete, status.is_success(), &session_id) {
-                state.gateway.http_sessions.forget(sid);
-            }
-            let headers = copy_headers(res.headers(), FORWARD_RESPONSE);
-            let body = match filter {
-                Some(f) => filtered_body(res, f).await,
-                None => Body::from_stream(res.bytes_stream().map_err(std::io::Error::other)),
+            initialize_client,
+            elicits,
+        } = self;
+        let rec = record::Recorder::new(state.audit.clone(), arrived, pending);
+        // Concurrency slots are held until the answer is done (the recorder lives that long).
+        rec.hold(permits);
+        let Some(url) = url else {
+            let target = session::Target {
+                tenant_id: &tenant_id,
+                user_id: &user_id,
+                server: &server,
+                transport: &upstream,
+                filter,
             };
-            let mut out = Response::new(body);
-            *out.status_mut() = status;
-            *out.headers_mut() = headers;
-            remember_client(&state.gateway, &out, initialize_client);
-            record::recorded(out, rec).await
+            let gw = &state.gateway;
+            rec.forwarded();
+            let res = gw
+                .hub
+                .handle(target, &gw.client, &method, &headers, body)
+                .await;
+            remember_client(gw, &res, initialize_client, elicits, &user_id);
+            return record::recorded(res, rec).await;
+        };
+        // An upstream's session belongs to the user who opened it through the gateway (the
+        // upstream cannot tell users apart): anyone else, or an id the gateway never saw, gets 404.
+        let owner = SessionOwner {
+            tenant_id: tenant_id.clone(),
+            user_id: user_id.clone(),
+            server: server.clone(),
+        };
+        if let Some(sid) = &session_id {
+            if !state.gateway.http_sessions.check(sid, &owner) {
+                return rpc_error(
+                    StatusCode::NOT_FOUND,
+                    -32001,
+                    "session not found (it ended or never existed): initialize again",
+                );
+            }
         }
-        Err(e) => {
-            tracing::warn!(server.slug = %server, error = %e, "upstream unreachable");
-            if rec.finish("unreachable", None).await.is_err() {
+        let is_delete = method == Method::DELETE;
+        let upstream_req = state
+            .gateway
+            .client
+            .request(method, &url)
+            .headers(headers)
+            .body(body);
+        rec.forwarded();
+        let sent = tokio::time::timeout(UPSTREAM_HEADERS_TIMEOUT, upstream_req.send()).await;
+        let Ok(sent) = sent else {
+            tracing::warn!(server.slug = %server, "upstream did not answer in time");
+            if rec.finish("timeout", None).await.is_err() {
                 return record::withheld(&request_id);
             }
-            rpc_error(
-                StatusCode::BAD_GATEWAY,
+            return rpc_error(
+                StatusCode::GATEWAY_TIMEOUT,
                 -32603,
-                "the upstream MCP server is unreachable",
-            )
+                "the upstream MCP server did not answer in time",
+            );
+        };
+        match sent {
+            Ok(res) => {
+                let status = res.status();
+                if let Some(sid) = res
+                    .headers()
+                    .get("mcp-session-id")
+                    .and_then(|v| v.to_str().ok())
+                {
+                    state.gateway.http_sessions.record(sid, owner);
+                }
+                if let (true, true, Some(sid)) = (is_delete, status.is_success(), &session_id) {
+                    state.gateway.http_sessions.forget(sid);
+                }
+                let headers = copy_headers(res.headers(), FORWARD_RESPONSE);
+                let body = match filter {
+                    Some(f) => filtered_body(res, f).await,
+                    None => Body::from_stream(res.bytes_stream().map_err(std::io::Error::other)),
+                };
+                let mut out = Response::new(body);
+                *out.status_mut() = status;
+                *out.headers_mut() = headers;
+                remember_client(&state.gateway, &out, initialize_client, elicits, &user_id);
+                record::recorded(out, rec).await
+            }
+            Err(e) => {
+                tracing::warn!(server.slug = %server, error = %e, "upstream unreachable");
+                if rec.finish("unreachable", None).await.is_err() {
+                    return record::withheld(&request_id);
+                }
+                rpc_error(
+                    StatusCode::BAD_GATEWAY,
+                    -32603,
+                    "the upstream MCP server is unreachable",
+                )
+            }
         }
     }
 }
@@ -1125,14 +1239,32 @@ fn client_label(msg: Option<&serde_json::Value>) -> Option<String> {
     Some(label.chars().take(120).collect())
 }
 
-/// After an `initialize`: the session the answer opened is this client's.
-fn remember_client(gw: &Gateway, res: &Response, client: Option<String>) {
-    let (Some(client), Some(sid)) = (
-        client,
-        res.headers()
-            .get("mcp-session-id")
-            .and_then(|v| v.to_str().ok()),
-    ) else {
+/// After an `initialize`: the session the answer opened is this client's (and, when the client
+/// declared elicitation, the gateway may ask its user for approvals through it).
+fn remember_client(
+    gw: &Gateway,
+    res: &Response,
+    client: Option<String>,
+    elicits: bool,
+    user_id: &str,
+) {
+    let Some(sid) = res
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
+    if elicits {
+        let mut e = lock(&gw.elicitors);
+        if e.len() < 100_000 {
+            e.insert(
+                (sid.to_owned(), user_id.to_owned()),
+                std::time::Instant::now(),
+            );
+        }
+    }
+    let Some(client) = client else {
         return;
     };
     let mut clients = lock(&gw.clients);
