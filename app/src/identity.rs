@@ -585,7 +585,7 @@ pub fn Limits(
     view! {
         <section class="card" id="limits">
             <h2>"Rate limits and quotas"</h2>
-            <p class="hint">"A call over a limit gets HTTP 429 and a JSON-RPC error saying when to retry; every throttle is in the audit log. Windows are fixed UTC minutes and days; counting is per replica."</p>
+            <p class="hint">"A call over a limit gets HTTP 429 and a JSON-RPC error saying when to retry; every throttle is in the audit log. Windows are fixed UTC minutes and days; replicas share their counts within about a second (concurrent calls count per replica)."</p>
             {if empty { Some(view! { <p id="no-limits">"No limits: calls are not throttled."</p> }) } else { None }}
             <table id="limit-list">
                 <thead><tr><th>"Applies to"</th><th>"Value"</th><th>"Limits"</th><th></th></tr></thead>

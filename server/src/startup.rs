@@ -311,6 +311,7 @@ async fn gateway_janitor(
         tokio::select! {
             _ = tick.tick() => {
                 gateway.sweep();
+                gateway.sync_limits(&store).await;
                 n += 1;
                 // Users' "last seen" (gateway use), written every 30 s, not per request.
                 if n.is_multiple_of(30) {

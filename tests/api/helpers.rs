@@ -195,6 +195,48 @@ pub async fn spawn_app_in(engine: Engine, serve: ServeArgs, dir: tempfile::TempD
     }
 }
 
+impl TestApp {
+    /// A second replica: another application on the same PostgreSQL database (and master key),
+    /// on its own port and data directory, as replicas behind a load balancer run.
+    pub async fn replica(&self) -> TestApp {
+        let db = self
+            ._db
+            .as_ref()
+            .expect("replicas share a PostgreSQL database");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let global = GlobalArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            database_url: Some(db.url.clone()),
+            ..Default::default()
+        };
+        let serve = ServeArgs {
+            bind: Some("127.0.0.1:0".into()),
+            ..ServeArgs::default()
+        };
+        let settings = Settings::resolve(&global, &serve, Some(TEST_MASTER_KEY.to_string()))
+            .expect("test settings");
+        let app = Application::build(settings)
+            .await
+            .expect("the replica starts");
+        let port = app.port();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            port,
+            data_dir: dir.path().to_path_buf(),
+            platform_token: self.platform_token.clone(),
+            db_args: self.db_args.clone(),
+            client: self.client.clone(),
+            shutdown: Some(tx),
+            server: Some(server),
+            _dir: dir,
+            _db: None,
+        }
+    }
+}
+
 /// A created tenant as the platform API returns it.
 pub struct CreatedTenant {
     pub admin_token: String,

@@ -12,6 +12,58 @@ use serde_json::{json, Value};
 
 on_both_engines!(calls_over_a_limit_are_refused_with_when_to_retry);
 
+/// Two replicas on one PostgreSQL database share their counts: a daily quota of 4 holds across
+/// both (within about a second of each other's counting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_across_replicas() {
+    let a = crate::helpers::spawn_app(Engine::Postgres).await;
+    let admin = crate::gateway_sessions::acme_with_fixtures(&a, &["fx"]).await;
+    let b = a.replica().await;
+    let (s, v) = api(
+        &a,
+        &admin,
+        Method::POST,
+        "/api/v1/limits",
+        Some(json!({"subject": "tool", "value": "add", "per_day": 4})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let dev = user_token(&a, "acme", &admin, "dev@acme.example").await;
+    // Both replicas' snapshots have the rule and the token (the change counters, ≤ 1 s).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut on_a = Mcp::new(&a, "acme", "fx", &dev);
+    on_a.initialize().await;
+    let mut on_b = Mcp::new(&b, "acme", "fx", &dev);
+    on_b.initialize().await;
+    let args = json!({"a": 1, "b": 1});
+    assert_eq!(on_a.call_text(1, "add", args.clone()).await, "2");
+    assert_eq!(on_a.call_text(2, "add", args.clone()).await, "2");
+    // The counts are shared within about a second.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(on_b.call_text(3, "add", args.clone()).await, "2");
+    assert_eq!(on_b.call_text(4, "add", args.clone()).await, "2");
+    let over = |m: &Mcp<'_>, id: i64| {
+        m.post(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "add", "arguments": {"a": 1, "b": 1}}}))
+            .send()
+    };
+    let res = over(&on_b, 5).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "b counted a's two calls"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let res = over(&on_a, 6).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "a counted b's two calls"
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
 async fn calls_over_a_limit_are_refused_with_when_to_retry(engine: Engine) {
     let app = spawn_app(engine).await;
     let admin = crate::gateway_sessions::acme_with_fixtures(&app, &["fx", "fy"]).await;

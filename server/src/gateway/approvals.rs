@@ -256,8 +256,8 @@ pub async fn gate(
     policy: &TenantPolicy,
     pending: &mut [(Value, Event)],
 ) -> Option<(usize, &'static str, String)> {
-    for i in 0..pending.len() {
-        let Some((rule, tool, shown)) = covers(state, who, rules, policy, &pending[i].1) else {
+    for (i, (_, e)) in pending.iter_mut().enumerate() {
+        let Some((rule, tool, shown)) = covers(state, who, rules, policy, e) else {
             continue;
         };
         let c = Covered {
@@ -276,9 +276,7 @@ pub async fn gate(
                 Decision::Denied("(the request could not be stored)".into()),
             ),
         };
-        if let Some((outcome, message)) =
-            settle(state, who, &c, &decision.0, decision.1, &mut pending[i].1).await
-        {
+        if let Some((outcome, message)) = settle(state, who, &c, &decision.0, decision.1, e).await {
             return Some((i, outcome, message));
         }
     }

@@ -2,13 +2,17 @@
 //! server, tool) — one value or each value separately — with requests per minute, concurrent
 //! calls and a daily quota.
 //!
-//! Counting is in memory, per replica: fixed one-minute and one-day windows (UTC) and an
-//! in-flight count released when the request's answer is done (the permit lives in the
-//! request's audit recorder). With N replicas behind a balancer a limit can be exceeded by up to
-//! N times its value at worst; sharing the counters belongs to the scale-out work.
+//! Fixed one-minute and one-day windows (UTC). Each replica counts in memory and, about once a
+//! second (`sync`, from the gateway janitor), adds what it counted to the shared counter in the
+//! database and reads back the total of every replica; a decision compares that total plus
+//! what this replica counted since. So a limit holds across replicas within what the other
+//! replicas admit in about a second (more only while the database cannot be reached: then
+//! each replica goes on with its own counts). Concurrent calls are counted per replica (an
+//! in-flight count released when the request's answer is done: the permit lives in the
+//! request's audit recorder).
 
 use super::lock;
-use crate::store::LimitRow;
+use crate::store::{CounterDelta, LimitRow};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -41,11 +45,20 @@ impl Subject<'_> {
 #[derive(Debug, Default)]
 struct Window {
     minute: i64,
+    /// Counted here since the last sync.
     in_minute: i64,
+    /// Every replica's count at the last sync (this one's synced part included).
+    shared_minute: i64,
     day: i64,
     in_day: i64,
+    shared_day: i64,
     inflight: i64,
+    /// Whether the rule counts requests (per minute or day), so the window is shared.
+    counted: bool,
 }
+
+/// Counters changed this recently (by any replica) are read back at each sync.
+const SYNC_WHILE_USED: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// (tenant, rule, value) → its counters.
 type Windows = Arc<Mutex<HashMap<(String, String, String), Window>>>;
@@ -54,6 +67,8 @@ type Windows = Arc<Mutex<HashMap<(String, String, String), Window>>>;
 #[derive(Debug, Default)]
 pub struct Limiter {
     windows: Windows,
+    /// The minute old shared windows were last deleted in.
+    last_forget: Mutex<i64>,
 }
 
 /// Holds one in-flight slot of each concurrency rule that counted it; released when dropped.
@@ -112,14 +127,17 @@ impl Limiter {
             if win.minute != minute {
                 win.minute = minute;
                 win.in_minute = 0;
+                win.shared_minute = 0;
             }
             if win.day != day {
                 win.day = day;
                 win.in_day = 0;
+                win.shared_day = 0;
             }
+            win.counted = r.requests_per_minute.is_some() || r.per_day.is_some();
             let who = format!("{} {}", r.subject, v);
             if let Some(max) = r.requests_per_minute {
-                if win.in_minute >= max {
+                if win.shared_minute + win.in_minute >= max {
                     let next = (minute + 1) * 60_000_000;
                     return Err(Throttle {
                         limit_id: r.limit_id.clone(),
@@ -129,7 +147,7 @@ impl Limiter {
                 }
             }
             if let Some(max) = r.per_day {
-                if win.in_day >= max {
+                if win.shared_day + win.in_day >= max {
                     let next = (day + 1) * 86_400_000_000;
                     return Err(Throttle {
                         limit_id: r.limit_id.clone(),
@@ -168,6 +186,107 @@ impl Limiter {
             windows: self.windows.clone(),
             keys,
         }))
+    }
+
+    /// Shares this replica's counts: adds what it counted since the last sync to the
+    /// database's counters, then takes every replica's totals of the counters changed in the
+    /// last two minutes (so a replica knows a busy subject before its first request of it).
+    /// `tenants`: those with rules that count requests. A database failure keeps the counts
+    /// for the next sync (limits then hold per replica meanwhile).
+    pub async fn sync(&self, store: &crate::store::Store, tenants: &[String], now: i64) {
+        let minute = now / 60_000_000;
+        let day = now / 86_400_000_000;
+        let mut batches: HashMap<&str, Vec<CounterDelta>> =
+            tenants.iter().map(|t| (t.as_str(), Vec::new())).collect();
+        {
+            let w = lock(&self.windows);
+            for (key, win) in w.iter() {
+                if !win.counted || win.day != day {
+                    continue;
+                }
+                let Some(batch) = batches.get_mut(key.0.as_str()) else {
+                    continue;
+                };
+                if win.minute == minute && win.in_minute > 0 {
+                    batch.push(CounterDelta {
+                        limit_id: key.1.clone(),
+                        value: key.2.clone(),
+                        kind: "minute",
+                        window: minute,
+                        delta: win.in_minute,
+                    });
+                }
+                if win.in_day > 0 {
+                    batch.push(CounterDelta {
+                        limit_id: key.1.clone(),
+                        value: key.2.clone(),
+                        kind: "day",
+                        window: day,
+                        delta: win.in_day,
+                    });
+                }
+            }
+        }
+        // Old windows go once a minute (the first sync of each minute).
+        let forget = {
+            let mut last = lock(&self.last_forget);
+            let first = *last != minute;
+            *last = minute;
+            first
+        };
+        let since = now - i64::try_from(SYNC_WHILE_USED.as_micros()).unwrap_or(i64::MAX);
+        for (tenant, deltas) in batches {
+            let totals = match store
+                .add_limit_counts(tenant, &deltas, (minute, day), since, forget)
+                .await
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(tenant.id = %tenant, error = %e, "rate-limit counters could not be shared; counting locally meanwhile");
+                    continue;
+                }
+            };
+            let mut w = lock(&self.windows);
+            // What was added is now in the totals.
+            for d in &deltas {
+                let key = (tenant.to_owned(), d.limit_id.clone(), d.value.clone());
+                if let Some(win) = w.get_mut(&key) {
+                    match d.kind {
+                        "minute" if win.minute == d.window => {
+                            win.in_minute = (win.in_minute - d.delta).max(0);
+                        }
+                        "day" if win.day == d.window => {
+                            win.in_day = (win.in_day - d.delta).max(0);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            for t in totals {
+                let key = (tenant.to_owned(), t.limit_id, t.value);
+                let win = w.entry(key).or_insert_with(|| Window {
+                    minute,
+                    day,
+                    counted: true,
+                    ..Window::default()
+                });
+                if win.minute != minute {
+                    win.minute = minute;
+                    win.in_minute = 0;
+                    win.shared_minute = 0;
+                }
+                if win.day != day {
+                    win.day = day;
+                    win.in_day = 0;
+                    win.shared_day = 0;
+                }
+                match t.kind.as_str() {
+                    "minute" if t.window_start == minute => win.shared_minute = t.count,
+                    "day" if t.window_start == day => win.shared_day = t.count,
+                    _ => {}
+                }
+            }
+        }
     }
 }
 

@@ -317,6 +317,25 @@ impl Gateway {
         Ok(true)
     }
 
+    /// Shares this replica's rate-limit counts with the others (once a second, from the
+    /// janitor).
+    pub async fn sync_limits(&self, store: &Store) {
+        let tenants: Vec<String> = self
+            .tenants
+            .load()
+            .iter()
+            .filter(|(_, t)| {
+                t.limits
+                    .iter()
+                    .any(|l| l.requests_per_minute.is_some() || l.per_day.is_some())
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !tenants.is_empty() {
+            self.limiter.sync(store, &tenants, now_micros()).await;
+        }
+    }
+
     /// The upstream HTTP client (shared connection pool).
     pub fn client(&self) -> &reqwest::Client {
         &self.client

@@ -117,7 +117,7 @@ pub use approvals::{ApprovalRequest, ApprovalRule};
 pub use audit::{AuditQuery, AuditRow, AuditSettingsRow, Bucket, Count, SiemRow, Volume};
 pub use identity::{CatalogTool, GrantRow, GroupRow, RegistryRow, UserListRow};
 
-pub use limits::LimitRow;
+pub use limits::{CounterDelta, CounterTotal, LimitRow};
 pub use oauth::{CodeRow, LiveAccessToken, OAuthGrantRow, Redeemed, Refreshed};
 pub use scim::{ScimGroupRow, ScimGroupWrite, ScimUserRow, ScimUserWrite};
 pub use servers::{LiveToken, ServerRow, TokenRow};
