@@ -391,39 +391,43 @@ async fn agents_reach_their_tool_set_as_far_as_their_owner_may(engine: Engine) {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new(python())
-            .arg(fixture_path("mcp_client.py"))
-            .arg(app.url("/mcp/agents/research"))
-            .arg("legacy")
-            .arg(&token)
-            .arg(app.host(Some("acme")))
-            .arg("py")
-            .output(),
-    )
-    .await
-    .expect("the MCP client finishes")
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        seen["tools"],
-        json!(["py__add", "py__test_simple_text", "py__whoami"])
-    );
-    assert_eq!(seen["add"], json!(["42"]));
-    assert_eq!(
-        seen["resource"],
-        json!(["This is the content of the static text resource."])
-    );
-    assert_eq!(
-        seen["prompt"],
-        json!(["Prompt with arguments: arg1='x', arg2='y'"])
-    );
+    for mode in ["legacy", "auto"] {
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new(python())
+                .arg(fixture_path("mcp_client.py"))
+                .arg(app.url("/mcp/agents/research"))
+                .arg(mode)
+                .arg(&token)
+                .arg(app.host(Some("acme")))
+                .arg("py")
+                .output(),
+        )
+        .await
+        .expect("the MCP client finishes")
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "client failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+        // The agent endpoint speaks the session era; the SDK's auto mode falls back to it.
+        assert_eq!(seen["protocol"], "2025-11-25", "{mode}: {seen}");
+        assert_eq!(
+            seen["tools"],
+            json!(["py__add", "py__test_simple_text", "py__whoami"])
+        );
+        assert_eq!(seen["add"], json!(["42"]));
+        assert_eq!(
+            seen["resource"],
+            json!(["This is the content of the static text resource."])
+        );
+        assert_eq!(
+            seen["prompt"],
+            json!(["Prompt with arguments: arg1='x', arg2='y'"])
+        );
+    }
     app.stop().await;
 }
 
