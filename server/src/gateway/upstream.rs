@@ -91,8 +91,9 @@ pub async fn request(
 ) -> Result<Value, Failure> {
     match transport.as_ref() {
         ServerTransport::StreamableHttp { url } => {
-            let key = format!("{tenant_id}/{server}/{principal}");
             let url = url.as_str().to_owned();
+            // The URL is part of the key: a server moved elsewhere gets a fresh session.
+            let key = format!("{tenant_id}/{server}/{principal}/{url}");
             tokio::time::timeout(
                 timeout,
                 http_request(gw, &key, &url, method, params, timeout),
