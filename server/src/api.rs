@@ -90,7 +90,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// JSON bodies that fail to parse become a 400 in our envelope, not axum's plain text.
-fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(crate) fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     json.map(|Json(v)| v)
         .map_err(|e| ApiError::BadRequest(e.body_text()))
 }
@@ -1166,7 +1166,7 @@ async fn delete_sso(
 }
 
 /// Records an admin action in the durable audit log, once it has taken effect.
-async fn audited(
+pub(crate) async fn audited(
     state: &AppState,
     admin: &TenantAdmin,
     action: &str,

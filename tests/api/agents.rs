@@ -477,6 +477,30 @@ async fn agent_tokens_are_revoked_by_agent_and_with_their_owner(engine: Engine) 
     .await;
     assert_eq!(tokens["tokens"].as_array().unwrap().len(), 1, "{tokens}");
     assert!(!tokens.to_string().contains(&second), "never listed");
+    // One token by its listed id: a spare one goes, `second` stays.
+    let spare = agent_token(&app, admin, "research").await;
+    let (_, tokens) = api(
+        &app,
+        admin,
+        Method::GET,
+        "/api/v1/agents/research/tokens",
+        None,
+    )
+    .await;
+    let spare_id = tokens["tokens"][1]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/agents/research/tokens/{spare_id}");
+    let (s, _) = api(&app, admin, Method::DELETE, &path, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = api(&app, admin, Method::DELETE, &path, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "already revoked");
+    assert_eq!(
+        status_of(&app, "/mcp/agents/research", &spare).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status_of(&app, "/mcp/agents/research", &second).await,
+        StatusCode::OK
+    );
 
     // The whole agent, through the CLI (the operators' contract).
     let out = app.cli(&[

@@ -2,7 +2,7 @@
 //! radius. Revoking an agent's tokens is `POST /api/v1/tokens/revoke {"agent": slug}`.
 
 use super::{blast_radius, view, Agent, AgentInput, BlastRadius};
-use crate::audit::{Category, Event};
+use crate::api::{audited, body};
 use crate::auth::TenantAdmin;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -28,20 +28,11 @@ pub fn routes() -> Router<AppState> {
             "/api/v1/agents/{slug}/tokens",
             get(list_tokens).post(create_token),
         )
+        .route(
+            "/api/v1/agents/{slug}/tokens/{id}",
+            axum::routing::delete(revoke_token),
+        )
         .route("/api/v1/agents/{slug}/blast-radius", get(radius))
-}
-
-fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    json.map(|Json(v)| v)
-        .map_err(|e| ApiError::BadRequest(e.body_text()))
-}
-
-async fn audited(state: &AppState, admin: &TenantAdmin, action: &str, slug: &str, detail: Value) {
-    let e = Event::new(&admin.tenant.tenant_id, Category::Admin, action, "ok")
-        .by(&admin.user.user_id, &admin.user.email)
-        .target(format!("agent:{slug}"))
-        .detail(detail);
-    state.audit.note(e).await;
 }
 
 async fn list(State(state): State<AppState>, admin: TenantAdmin) -> Result<Json<Value>, ApiError> {
@@ -62,7 +53,14 @@ async fn create(
     let row = super::create(&state.store, &admin.tenant.tenant_id, &input).await?;
     state.refresh_snapshots().await?;
     let v = view(&state, &admin.tenant.slug, &row);
-    audited(&state, &admin, "agent.create", &row.slug, v.clone()).await;
+    audited(
+        &state,
+        &admin,
+        "agent.create",
+        &format!("agent:{}", row.slug),
+        v.clone(),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(v)))
 }
 
@@ -89,7 +87,14 @@ async fn replace(
     let row = super::update(&state.store, &admin.tenant.tenant_id, &slug, &input).await?;
     state.refresh_snapshots().await?;
     let v = view(&state, &admin.tenant.slug, &row);
-    audited(&state, &admin, "agent.update", &row.slug, v.clone()).await;
+    audited(
+        &state,
+        &admin,
+        "agent.update",
+        &format!("agent:{}", row.slug),
+        v.clone(),
+    )
+    .await;
     Ok(Json(v))
 }
 
@@ -106,7 +111,14 @@ async fn remove(
         .ok_or(ApiError::NotFound)?;
     state.store.delete_agent(tid, &row.agent_id).await?;
     state.refresh_snapshots().await?;
-    audited(&state, &admin, "agent.delete", &row.slug, json!({})).await;
+    audited(
+        &state,
+        &admin,
+        "agent.delete",
+        &format!("agent:{}", row.slug),
+        json!({}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -139,7 +151,7 @@ async fn create_token(
         &state,
         &admin,
         "token.issue",
-        &row.slug,
+        &format!("agent:{}", row.slug),
         json!({"kind": "agent", "expires_in_days": req.expires_in_days}),
     )
     .await;
@@ -180,6 +192,32 @@ async fn list_tokens(
         })
         .collect();
     Ok(Json(json!({ "agent": row.slug, "tokens": tokens })))
+}
+
+/// Revokes one of an agent's tokens by id (as listed); effective on the next request.
+async fn revoke_token(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path((slug, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tid = &admin.tenant.tenant_id;
+    let row = state
+        .store
+        .agent_by_slug(tid, &slug)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let label = state
+        .store
+        .revoke_agent_token_by_id(tid, &row.agent_id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    state.refresh_snapshots().await?;
+    let e = crate::audit::Event::new(tid, crate::audit::Category::Security, "token.revoke", "ok")
+        .by(&admin.user.user_id, &admin.user.email)
+        .target(format!("agent:{}", row.slug))
+        .detail(json!({"label": label, "token_id": id}));
+    state.audit.note(e).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The blast radius of an agent, from the gateway's current snapshot (policy, reviewed
