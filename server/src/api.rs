@@ -37,6 +37,14 @@ pub fn router() -> Router<AppState> {
             "/api/v1/servers/{slug}/test",
             axum::routing::post(test_server),
         )
+        .route(
+            "/api/v1/servers/{slug}/credential",
+            get(get_credential)
+                .put(put_credential)
+                .delete(delete_credential),
+        )
+        .route("/api/v1/vault", get(vault_status))
+        .route("/api/v1/vault/rotate", axum::routing::post(rotate_vault))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
         .route("/api/v1/tokens/revoke", axum::routing::post(revoke_tokens))
         .route("/api/v1/oauth/grants", get(list_grants))
@@ -800,7 +808,14 @@ async fn test_server(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let row = find_server(&state, &admin, &slug).await?;
     let upstream = row.upstream().map_err(ApiError::internal)?;
-    let result = crate::gateway::discovery::discover(&state.gateway, &upstream, q.era).await;
+    let credential = state.gateway.credential(&admin.tenant.tenant_id, &row.slug);
+    let result = crate::gateway::discovery::discover(
+        &state.gateway,
+        &upstream,
+        q.era,
+        credential.as_deref(),
+    )
+    .await;
     Ok(Json(match result {
         Ok(d) => serde_json::json!({ "ok": true, "discovery": d }),
         Err(e) => serde_json::json!({ "ok": false, "error": e }),
@@ -816,9 +831,15 @@ async fn record_catalog(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let row = find_server(&state, &admin, &slug).await?;
     let upstream = row.upstream().map_err(ApiError::internal)?;
-    let d = crate::gateway::discovery::discover(&state.gateway, &upstream, Default::default())
-        .await
-        .map_err(|e| ApiError::Invalid(format!("the server could not be reached: {e}")))?;
+    let credential = state.gateway.credential(&admin.tenant.tenant_id, &row.slug);
+    let d = crate::gateway::discovery::discover(
+        &state.gateway,
+        &upstream,
+        Default::default(),
+        credential.as_deref(),
+    )
+    .await
+    .map_err(|e| ApiError::Invalid(format!("the server could not be reached: {e}")))?;
     let tools: Vec<serde_json::Value> = d.tools.iter().map(access::tool_value).collect();
     let n =
         access::record_catalog(&state.store, &admin.tenant.tenant_id, &row.slug, &tools).await?;
@@ -1183,4 +1204,131 @@ pub(crate) async fn audited(
     .target(target)
     .detail(detail);
     state.audit.note(e).await;
+}
+
+impl From<servers::CredentialError> for ApiError {
+    fn from(e: servers::CredentialError) -> Self {
+        use servers::CredentialError;
+        match e {
+            CredentialError::Invalid(m) => ApiError::Invalid(m),
+            CredentialError::NotFound => ApiError::NotFound,
+            CredentialError::Store(s) => s.into(),
+            CredentialError::Vault(v) => ApiError::internal(v),
+        }
+    }
+}
+
+/// What is set as a server's credential (kind, header, when, data key) — never the value.
+async fn get_credential(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+) -> Result<Json<servers::CredentialView>, ApiError> {
+    servers::credential_view(&state.store, &admin.tenant.tenant_id, &slug, &state.vault)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound)
+}
+
+/// Seals a server's credential in the vault; the gateway injects it from the next request.
+async fn put_credential(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+    json: Result<Json<servers::CredentialInput>, JsonRejection>,
+) -> Result<Json<servers::CredentialView>, ApiError> {
+    let input = body(json)?;
+    let view = servers::set_credential(
+        &state.vault,
+        &state.store,
+        &admin.tenant.tenant_id,
+        &slug,
+        &input,
+    )
+    .await?;
+    state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "server.credential.set",
+        &slug,
+        serde_json::json!({"kind": view.kind, "header": view.header, "key_id": view.key_id}),
+    )
+    .await;
+    Ok(Json(view))
+}
+
+async fn delete_credential(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !servers::delete_credential(&state.vault, &state.store, &admin.tenant.tenant_id, &slug)
+        .await?
+    {
+        return Err(ApiError::NotFound);
+    }
+    state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "server.credential.delete",
+        &slug,
+        serde_json::json!({}),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The tenant's vault: its data keys (ids, when made and retired, the master key's
+/// fingerprint that wraps each) and how many secrets it holds — never a key or a secret.
+async fn vault_status(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tid = &admin.tenant.tenant_id;
+    let keys: Vec<serde_json::Value> = state
+        .store
+        .vault_keys(tid)
+        .await?
+        .into_iter()
+        .map(|k| {
+            serde_json::json!({"key_id": k.key_id, "created_at": format_time(k.created_at),
+                "retired_at": k.retired_at.map(format_time), "active": k.retired_at.is_none(),
+                "kek_fingerprint": k.kek_fingerprint})
+        })
+        .collect();
+    let secrets = state.store.vault_secrets(tid).await?.len();
+    Ok(Json(serde_json::json!({
+        "algorithm": "AES-256-GCM",
+        "kek_fingerprint": state.keys.fingerprint(),
+        "keys": keys,
+        "secrets": secrets,
+    })))
+}
+
+/// Rotates the tenant's data key: a new key becomes active and every secret is re-encrypted
+/// under it, in one transaction.
+async fn rotate_vault(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let (key_id, moved) = state
+        .vault
+        .rotate_data_key(&state.store, &admin.tenant.tenant_id)
+        .await
+        .map_err(ApiError::internal)?;
+    let e = crate::audit::Event::new(
+        &admin.tenant.tenant_id,
+        crate::audit::Category::Security,
+        "vault.rotate",
+        "ok",
+    )
+    .by(&admin.user.user_id, &admin.user.email)
+    .target(key_id.clone())
+    .detail(serde_json::json!({"key_id": key_id, "secrets": moved}));
+    state.audit.note(e).await;
+    Ok(Json(
+        serde_json::json!({"key_id": key_id, "secrets_reencrypted": moved}),
+    ))
 }

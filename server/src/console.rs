@@ -458,10 +458,12 @@ impl ConsoleBackend for Backend {
             return flash(&session, FlashKind::Error, "No such server.").await;
         };
         let upstream = row.upstream().map_err(internal)?;
+        let credential = self.state.gateway.credential(&tenant.tenant_id, &row.slug);
         let result = crate::gateway::discovery::discover(
             &self.state.gateway,
             &upstream,
             crate::gateway::discovery::Era::Auto,
+            credential.as_deref(),
         )
         .await;
         let view = match result {

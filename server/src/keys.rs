@@ -122,6 +122,12 @@ impl MasterKey {
         h.finalize().into()
     }
 
+    /// The key-encryption key that wraps the vault's data keys (derived, so the master key
+    /// itself never encrypts anything directly).
+    pub fn vault_kek(&self) -> zeroize::Zeroizing<[u8; 32]> {
+        zeroize::Zeroizing::new(self.derive("vault key-encryption key"))
+    }
+
     /// The Ed25519 key that signs a tenant's audit checkpoints (derived from the master key and
     /// the tenant id, so it survives restarts and is the same on every replica).
     pub fn checkpoint_key(&self, tenant_id: &str) -> ed25519_dalek::SigningKey {

@@ -26,3 +26,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tenancy;
 pub mod tenants;
+pub mod vault;

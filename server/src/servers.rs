@@ -298,3 +298,218 @@ pub async fn revoke_agent(
         sessions_ended: false,
     })
 }
+
+// ---- upstream credentials (in the vault) ------------------------------------------------------
+
+/// Where a server's credential lives in the vault.
+fn credential_slot(server_id: &str) -> crate::vault::Slot<'_> {
+    crate::vault::Slot {
+        table: "mcp_server",
+        row: server_id,
+        name: "credential",
+    }
+}
+
+/// A server's credential as an admin sets it: `bearer` (sent as `Authorization: Bearer …`) or
+/// `header` (a header of the admin's choosing, e.g. `X-Api-Key`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialInput {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// The secret. Never returned, logged or recorded.
+    pub value: String,
+}
+
+impl Drop for CredentialInput {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.value.zeroize();
+    }
+}
+
+impl CredentialInput {
+    /// The header it becomes; the message says what is wrong.
+    fn to_header(&self) -> Result<crate::gateway::Credential, String> {
+        use http::{HeaderName, HeaderValue};
+        let value = self.value.trim();
+        if value.is_empty() || value.len() > 8192 {
+            return Err("value: 1 to 8192 characters".into());
+        }
+        let (name, value) = match self.kind.as_str() {
+            "bearer" => (http::header::AUTHORIZATION, format!("Bearer {value}")),
+            "header" => {
+                let name = self.header.as_deref().unwrap_or_default().trim();
+                let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| "header: a valid HTTP header name is required".to_owned())?;
+                // Headers the gateway itself sets or the protocol depends on.
+                const RESERVED: &[&str] = &[
+                    "host",
+                    "content-length",
+                    "content-type",
+                    "accept",
+                    "transfer-encoding",
+                    "connection",
+                    "mcp-session-id",
+                    "mcp-protocol-version",
+                    "mcp-method",
+                    "mcp-name",
+                    "last-event-id",
+                    "te",
+                    "upgrade",
+                ];
+                if RESERVED.contains(&name.as_str()) {
+                    return Err(format!(
+                        "header: {} is set by the gateway itself",
+                        name.as_str()
+                    ));
+                }
+                (name, value.to_owned())
+            }
+            _ => return Err("kind must be bearer or header".into()),
+        };
+        let mut value = HeaderValue::from_str(&value)
+            .map_err(|_| "value: printable ASCII only (it goes in an HTTP header)".to_owned())?;
+        value.set_sensitive(true);
+        Ok(crate::gateway::Credential {
+            header: name,
+            value,
+        })
+    }
+}
+
+/// What an admin sees of a server's credential: never the value.
+#[derive(Debug, Clone, Serialize)]
+pub struct CredentialView {
+    pub kind: String,
+    pub header: String,
+    pub updated_at: String,
+    /// The data key it is sealed under.
+    pub key_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no such server")]
+    NotFound,
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+async fn server_row(
+    store: &Store,
+    tenant_id: &str,
+    slug: &str,
+) -> Result<ServerRow, CredentialError> {
+    let slug = ServerSlug::parse(slug).map_err(|_| CredentialError::NotFound)?;
+    store
+        .server_by_slug(tenant_id, &slug)
+        .await?
+        .ok_or(CredentialError::NotFound)
+}
+
+/// Seals a server's credential in the vault; the gateway injects it from the next request.
+pub async fn set_credential(
+    vault: &crate::vault::Vault,
+    store: &Store,
+    tenant_id: &str,
+    slug: &str,
+    input: &CredentialInput,
+) -> Result<CredentialView, CredentialError> {
+    let row = server_row(store, tenant_id, slug).await?;
+    if row.transport != "streamable_http" {
+        return Err(CredentialError::Invalid(
+            "credentials are injected into Streamable HTTP servers for now; stdio and SSE servers \
+             get theirs in a later release"
+                .into(),
+        ));
+    }
+    input.to_header().map_err(CredentialError::Invalid)?;
+    let json = zeroize::Zeroizing::new(serde_json::to_string(input).unwrap_or_default());
+    vault
+        .put(
+            store,
+            tenant_id,
+            credential_slot(&row.server_id),
+            &json,
+            "servers",
+        )
+        .await?;
+    credential_view(store, tenant_id, slug, vault)
+        .await?
+        .ok_or(CredentialError::NotFound)
+}
+
+/// Deletes a server's credential; whether there was one.
+pub async fn delete_credential(
+    vault: &crate::vault::Vault,
+    store: &Store,
+    tenant_id: &str,
+    slug: &str,
+) -> Result<bool, CredentialError> {
+    let row = server_row(store, tenant_id, slug).await?;
+    Ok(vault
+        .delete(store, tenant_id, credential_slot(&row.server_id), "servers")
+        .await?)
+}
+
+/// What is set for a server (never the value).
+pub async fn credential_view(
+    store: &Store,
+    tenant_id: &str,
+    slug: &str,
+    vault: &crate::vault::Vault,
+) -> Result<Option<CredentialView>, CredentialError> {
+    let row = server_row(store, tenant_id, slug).await?;
+    let Some(sealed) = store
+        .vault_secret(tenant_id, "mcp_server", &row.server_id, "credential")
+        .await?
+    else {
+        return Ok(None);
+    };
+    let plain = vault
+        .get(store, tenant_id, credential_slot(&row.server_id))
+        .await?
+        .ok_or(CredentialError::NotFound)?;
+    let input: CredentialInput = serde_json::from_str(&plain)
+        .map_err(|_| CredentialError::Vault(crate::vault::VaultError::Corrupt))?;
+    Ok(Some(CredentialView {
+        header: match input.kind.as_str() {
+            "bearer" => "authorization".into(),
+            _ => input
+                .header
+                .clone()
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+        },
+        kind: input.kind.clone(),
+        updated_at: format_time(sealed.updated_at),
+        key_id: sealed.key_id,
+    }))
+}
+
+/// The header the gateway injects for a server, decrypted for the snapshot.
+pub async fn credential(
+    vault: &crate::vault::Vault,
+    store: &Store,
+    tenant_id: &str,
+    row: &ServerRow,
+) -> Result<Option<crate::gateway::Credential>, crate::vault::VaultError> {
+    let Some(plain) = vault
+        .get(store, tenant_id, credential_slot(&row.server_id))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let input: CredentialInput =
+        serde_json::from_str(&plain).map_err(|_| crate::vault::VaultError::Corrupt)?;
+    input
+        .to_header()
+        .map(Some)
+        .map_err(|_| crate::vault::VaultError::Corrupt)
+}

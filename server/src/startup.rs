@@ -116,8 +116,11 @@ impl Application {
         };
         let client = crate::gateway::upstream_client(settings.upstream_ca_file.as_deref())
             .map_err(StartupError::UpstreamClient)?;
-        let gateway =
-            Arc::new(crate::gateway::Gateway::load(&store, &tenancy, client, hub_options).await?);
+        let vault = Arc::new(crate::vault::Vault::new(master_key.clone()));
+        let gateway = Arc::new(
+            crate::gateway::Gateway::load(&store, &tenancy, client, hub_options, vault.clone())
+                .await?,
+        );
 
         let listener =
             TcpListener::bind(settings.bind)
@@ -163,6 +166,7 @@ impl Application {
             reveals: Arc::new(Reveals::default()),
             secure_cookies,
             keys: master_key,
+            vault,
             sso: Arc::default(),
             audit,
             siem_interval: settings.siem_interval,

@@ -24,6 +24,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// The master key: seals secrets kept at rest (IdP client secrets).
     pub keys: Arc<crate::keys::MasterKey>,
+    /// The vault: secrets under per-tenant data keys (upstream credentials).
+    pub vault: Arc<crate::vault::Vault>,
     /// IdP discovery documents and keys, per tenant.
     pub sso: Arc<crate::sso::SsoCache>,
     /// The durable audit log's writer.

@@ -25,3 +25,4 @@ mod servers;
 mod sso;
 mod tenancy;
 mod tokens;
+mod vault;

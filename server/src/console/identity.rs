@@ -694,10 +694,12 @@ impl Backend {
                     None => Err("No such server.".into()),
                     Some((Err(e), _)) => return Err(internal(e)),
                     Some((Ok(upstream), slug)) => {
+                        let credential = st.gateway.credential(&tid, &slug);
                         match crate::gateway::discovery::discover(
                             &st.gateway,
                             &upstream,
                             Default::default(),
+                            credential.as_deref(),
                         )
                         .await
                         {

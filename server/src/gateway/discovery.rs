@@ -52,6 +52,7 @@ pub async fn discover(
     gateway: &super::Gateway,
     upstream: &ServerTransport,
     era: Era,
+    credential: Option<&super::Credential>,
 ) -> Result<Discovery, String> {
     let client = gateway.client();
     let url = match upstream {
@@ -61,7 +62,7 @@ pub async fn discover(
         }
     };
     if era == Era::Auto {
-        let mut s = Session::new(client, url, true);
+        let mut s = Session::new(client, url, true, credential);
         if let Ok(found) = s.request("server/discover", json!({})).await {
             let modern = found
                 .get("supportedVersions")
@@ -72,7 +73,7 @@ pub async fn discover(
             }
         }
     }
-    let mut s = Session::new(client, url, false);
+    let mut s = Session::new(client, url, false, credential);
     let init = s
         .request(
             "initialize",
@@ -139,13 +140,19 @@ async fn discover_via_link(
 }
 
 impl<'a> Session<'a> {
-    fn new(client: &'a reqwest::Client, url: &'a str, modern: bool) -> Self {
+    fn new(
+        client: &'a reqwest::Client,
+        url: &'a str,
+        modern: bool,
+        credential: Option<&'a super::Credential>,
+    ) -> Self {
         Self {
             client,
             url,
             session: None,
             next_id: 1,
             modern,
+            credential,
         }
     }
 
@@ -245,6 +252,8 @@ struct Session<'a> {
     next_id: i64,
     /// 2026-07-28: no session; every request carries `_meta` and the routing headers.
     modern: bool,
+    /// The server's credential from the vault, sent on every request.
+    credential: Option<&'a super::Credential>,
 }
 
 impl Session<'_> {
@@ -267,6 +276,9 @@ impl Session<'_> {
         }
         if let Some(s) = &self.session {
             r = r.header("mcp-session-id", s.clone());
+        }
+        if let Some(c) = self.credential {
+            r = r.header(c.header.clone(), c.value.clone());
         }
         r
     }
@@ -366,10 +378,11 @@ impl Session<'_> {
     /// Ends the upstream session (best effort).
     async fn close(self) {
         if let Some(s) = self.session {
-            let _ = self
-                .client
-                .delete(self.url)
-                .header("mcp-session-id", s)
+            let mut r = self.client.delete(self.url).header("mcp-session-id", s);
+            if let Some(c) = self.credential {
+                r = r.header(c.header.clone(), c.value.clone());
+            }
+            let _ = r
                 .header("mcp-protocol-version", PROTOCOL)
                 .timeout(STEP_TIMEOUT)
                 .send()

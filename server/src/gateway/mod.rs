@@ -102,9 +102,19 @@ struct TenantGateway {
     limits: Arc<[crate::store::LimitRow]>,
     /// Which tool calls wait for an approver.
     approvals: Arc<[crate::store::ApprovalRule]>,
+    /// The credential injected into requests to a server (from the vault), by slug.
+    credentials: HashMap<String, Arc<Credential>>,
     /// Agents by slug, and their tokens by hash.
     agents: HashMap<String, Arc<crate::agents::Agent>>,
     agent_tokens: HashMap<String, agent::AgentCredential>,
+}
+
+/// An upstream credential as the gateway injects it: one request header (marked sensitive, so
+/// it is never printed in debug output).
+#[derive(Debug)]
+pub struct Credential {
+    pub header: HeaderName,
+    pub value: HeaderValue,
 }
 
 /// The change counters a snapshot was built at (servers, tokens, tenants, identity, audit,
@@ -133,6 +143,8 @@ pub struct Gateway {
     limiter: limits::Limiter,
     /// Upstream sessions the gateway holds for agents.
     upstreams: upstream::Upstreams,
+    /// Decrypts upstream credentials for the snapshot.
+    vault: Arc<crate::vault::Vault>,
     /// Sessions (id, user) whose client declared elicitation: approvals ask them.
     elicitors: std::sync::Mutex<HashMap<(String, String), std::time::Instant>>,
 }
@@ -199,6 +211,7 @@ impl Gateway {
         tenancy: &Tenancy,
         client: reqwest::Client,
         options: session::HubOptions,
+        vault: Arc<crate::vault::Vault>,
     ) -> crate::store::Result<Self> {
         let g = Self {
             hub: session::Hub::new(options),
@@ -212,6 +225,7 @@ impl Gateway {
             limiter: limits::Limiter::default(),
             upstreams: upstream::Upstreams::default(),
             elicitors: std::sync::Mutex::default(),
+            vault,
             client,
         };
         g.refresh(store, tenancy).await?;
@@ -246,6 +260,20 @@ impl Gateway {
             for row in store.list_servers(&tenant_id).await? {
                 match row.upstream() {
                     Ok(t) => {
+                        match crate::servers::credential(&self.vault, store, &tenant_id, &row).await
+                        {
+                            Ok(Some(c)) => {
+                                tg.credentials.insert(row.slug.clone(), Arc::new(c));
+                            }
+                            Ok(None) => {}
+                            // Fail closed: a server whose credential cannot be read is
+                            // unreachable, not reached without it.
+                            Err(e) => {
+                                tracing::error!(tenant.id = %tenant_id, server.slug = %row.slug, error = %e,
+                                    "the server's credential cannot be read from the vault; the server is unreachable");
+                                continue;
+                            }
+                        }
                         tg.servers.insert(row.slug.clone(), Arc::new(t));
                     }
                     Err(e) => {
@@ -339,6 +367,16 @@ impl Gateway {
     /// The upstream HTTP client (shared connection pool).
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// The credential the gateway injects into requests to server `slug`, if it has one.
+    pub fn credential(&self, tenant_id: &str, slug: &str) -> Option<Arc<Credential>> {
+        self.tenants
+            .load()
+            .get(tenant_id)?
+            .credentials
+            .get(slug)
+            .cloned()
     }
 
     /// The server `slug` of a tenant as the snapshot has it now.
@@ -1030,6 +1068,7 @@ async fn endpoint(
         session_id,
         request_id: request_id.clone(),
         filter,
+        credential: state.gateway.credential(&tenant.tenant_id, &server),
         initialize_client,
         elicits,
     };
@@ -1101,6 +1140,7 @@ pub(crate) struct Forward {
     session_id: Option<String>,
     pub(crate) request_id: serde_json::Value,
     filter: Option<policy::ResponseFilter>,
+    credential: Option<Arc<Credential>>,
     initialize_client: Option<String>,
     /// The request is an `initialize` whose client declares elicitation.
     elicits: bool,
@@ -1145,6 +1185,7 @@ impl Forward {
             session_id,
             request_id,
             filter,
+            credential,
             initialize_client,
             elicits,
         } = self;
@@ -1185,12 +1226,16 @@ impl Forward {
             }
         }
         let is_delete = method == Method::DELETE;
-        let upstream_req = state
+        let mut upstream_req = state
             .gateway
             .client
             .request(method, &url)
             .headers(headers)
             .body(body);
+        // The server's own credential from the vault (never the client's).
+        if let Some(c) = &credential {
+            upstream_req = upstream_req.header(c.header.clone(), c.value.clone());
+        }
         rec.forwarded();
         let sent = tokio::time::timeout(UPSTREAM_HEADERS_TIMEOUT, upstream_req.send()).await;
         let Ok(sent) = sent else {

@@ -49,6 +49,9 @@ struct HttpSession {
     id: Option<String>,
     version: String,
     used: Instant,
+    /// The server's credential from the vault (a sensitive header value), sent on every
+    /// request of the session.
+    credential: Option<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// Upstream sessions of principals (per replica, in memory).
@@ -94,9 +97,18 @@ pub async fn request(
             let url = url.as_str().to_owned();
             // The URL is part of the key: a server moved elsewhere gets a fresh session.
             let key = format!("{tenant_id}/{server}/{principal}/{url}");
+            let credential = gw.credential(tenant_id, server);
             tokio::time::timeout(
                 timeout,
-                http_request(gw, &key, &url, method, params, timeout),
+                http_request(
+                    gw,
+                    &key,
+                    &url,
+                    credential.as_deref(),
+                    method,
+                    params,
+                    timeout,
+                ),
             )
             .await
             .unwrap_or(Err(Failure::Timeout))
@@ -138,6 +150,7 @@ async fn http_request(
     gw: &Gateway,
     key: &str,
     url: &str,
+    credential: Option<&super::Credential>,
     method: &str,
     params: Value,
     timeout: Duration,
@@ -148,7 +161,7 @@ async fn http_request(
         let session = match cached {
             Some(s) => s,
             None => {
-                let s = http_initialize(gw, url, timeout).await?;
+                let s = http_initialize(gw, url, credential, timeout).await?;
                 lock(&ups.http).insert(key.to_owned(), s.clone());
                 s
             }
@@ -177,6 +190,7 @@ async fn http_request(
 async fn http_initialize(
     gw: &Gateway,
     url: &str,
+    credential: Option<&super::Credential>,
     timeout: Duration,
 ) -> Result<HttpSession, Failure> {
     let id = gw.upstreams.id();
@@ -189,6 +203,7 @@ async fn http_initialize(
         id: None,
         version: UPSTREAM_PROTOCOL.to_owned(),
         used: Instant::now(),
+        credential: credential.map(|c| (c.header.clone(), c.value.clone())),
     };
     let res = send(gw, url, &fresh, &body, timeout).await?;
     let session_id = res
@@ -222,6 +237,7 @@ async fn http_initialize(
         id: session_id,
         version,
         used: Instant::now(),
+        credential: fresh.credential.clone(),
     };
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     let _ = send(gw, url, &session, &note, timeout).await?;
@@ -245,6 +261,9 @@ async fn send(
         .body(body.to_string());
     if let Some(id) = &s.id {
         r = r.header("mcp-session-id", id);
+    }
+    if let Some((name, value)) = &s.credential {
+        r = r.header(name.clone(), value.clone());
     }
     r.send()
         .await

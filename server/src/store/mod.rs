@@ -111,6 +111,7 @@ mod oauth;
 mod scim;
 mod servers;
 mod session;
+mod vault;
 
 pub use agents::{AgentRow, AgentTokenRow, AgentWrite, LiveAgentToken};
 pub use approvals::{ApprovalRequest, ApprovalRule};
@@ -121,6 +122,7 @@ pub use limits::{CounterDelta, CounterTotal, LimitRow};
 pub use oauth::{CodeRow, LiveAccessToken, OAuthGrantRow, Redeemed, Refreshed};
 pub use scim::{ScimGroupRow, ScimGroupWrite, ScimUserRow, ScimUserWrite};
 pub use servers::{LiveToken, ServerRow, TokenRow};
+pub use vault::{VaultKeyRow, VaultSecretRow};
 
 /// Where the data lives, parsed from `DATABASE_URL` or the data directory.
 #[derive(Clone, Debug, PartialEq, Eq)]

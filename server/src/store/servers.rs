@@ -128,6 +128,15 @@ impl Store {
 
     pub async fn delete_server(&self, tenant_id: &str, slug: &ServerSlug) -> Result<()> {
         let n = tenant_tx!(self, tenant_id, |tx| {
+            // Its secrets go with it.
+            sqlx::query(
+                "DELETE FROM vault_secret WHERE tenant_id = $1 AND owner_table = 'mcp_server' \
+                 AND owner_id IN (SELECT server_id FROM mcp_server WHERE tenant_id = $1 AND slug = $2)",
+            )
+            .bind(tenant_id)
+            .bind(slug.as_str())
+            .execute(&mut *tx)
+            .await?;
             let n = sqlx::query("DELETE FROM mcp_server WHERE tenant_id = $1 AND slug = $2")
                 .bind(tenant_id)
                 .bind(slug.as_str())

@@ -1,0 +1,341 @@
+//! The vault: envelope encryption of the secrets the control plane holds.
+//!
+//! - Each tenant has data keys (256-bit, random); the active one encrypts new secrets, older
+//!   ones are retired once their secrets were re-encrypted (`rotate_data_key`). Data keys are
+//!   stored only wrapped: AES-256-GCM under a key derived from the master key (the KEK,
+//!   `keys.rs`), with associated data naming the tenant and key id, so a wrapped key copied to
+//!   another tenant does not unwrap.
+//! - A secret is AES-256-GCM under the tenant's data key with a fresh 96-bit random nonce and
+//!   associated data naming tenant, owner table, owner row and name: a ciphertext moved to
+//!   another row, name or tenant fails to decrypt. Stored as `v1:` + base64(nonce ‖ ct).
+//! - Unwrapped data keys are cached in memory (zeroized on drop); decrypted secrets are handed
+//!   out as `Zeroizing<String>` and never logged, recorded or returned by the API.
+
+use crate::keys::MasterKey;
+use crate::store::{now_micros, Store, StoreError, VaultKeyRow, VaultSecretRow};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine;
+use rand::RngCore;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use zeroize::Zeroizing;
+
+type DataKey = Arc<Zeroizing<[u8; 32]>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("a vault secret does not decrypt: it was altered, moved, or sealed under another key")]
+    Corrupt,
+    #[error("the data key {0} of this tenant does not unwrap with the master key")]
+    Unwrap(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where a secret belongs: the table and row that own it, and its name there.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot<'a> {
+    pub table: &'a str,
+    pub row: &'a str,
+    pub name: &'a str,
+}
+
+pub struct Vault {
+    kek: Arc<MasterKey>,
+    /// (tenant, key id) → the unwrapped data key.
+    keys: Mutex<HashMap<(String, String), DataKey>>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vault(redacted)")
+    }
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+fn seal_with(key: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> String {
+    let cipher = Aes256Gcm::new(key.into());
+    let mut nonce = [0u8; 12];
+    rand::rng().fill_bytes(&mut nonce);
+    // Encryption with a valid key and nonce cannot fail for inputs of this size.
+    let ct = cipher
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .unwrap_or_default();
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ct);
+    format!("v1:{}", b64().encode(out))
+}
+
+fn open_with(key: &[u8; 32], aad: &[u8], sealed: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let bytes = b64().decode(sealed.strip_prefix("v1:")?).ok()?;
+    if bytes.len() < 12 + 16 {
+        return None;
+    }
+    let (nonce, ct) = bytes.split_at(12);
+    Aes256Gcm::new(key.into())
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+        .ok()
+        .map(Zeroizing::new)
+}
+
+fn secret_aad(tenant_id: &str, slot: Slot<'_>) -> Vec<u8> {
+    format!(
+        "portcullis vault secret v1\0{tenant_id}\0{}\0{}\0{}",
+        slot.table, slot.row, slot.name
+    )
+    .into_bytes()
+}
+
+fn key_aad(tenant_id: &str, key_id: &str) -> Vec<u8> {
+    format!("portcullis vault data key v1\0{tenant_id}\0{key_id}").into_bytes()
+}
+
+impl Vault {
+    pub fn new(kek: Arc<MasterKey>) -> Self {
+        Self {
+            kek,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, tenant_id: &str, key_id: &str) -> Option<DataKey> {
+        crate::gateway::lock(&self.keys)
+            .get(&(tenant_id.to_owned(), key_id.to_owned()))
+            .cloned()
+    }
+
+    fn unwrap_key(&self, tenant_id: &str, row: &VaultKeyRow) -> Result<DataKey, VaultError> {
+        if let Some(k) = self.cached(tenant_id, &row.key_id) {
+            return Ok(k);
+        }
+        let kek = self.kek.vault_kek();
+        let raw = open_with(&kek, &key_aad(tenant_id, &row.key_id), &row.wrapped)
+            .ok_or_else(|| VaultError::Unwrap(row.key_id.clone()))?;
+        let arr: [u8; 32] = raw
+            .as_slice()
+            .try_into()
+            .map_err(|_| VaultError::Unwrap(row.key_id.clone()))?;
+        let key: DataKey = Arc::new(Zeroizing::new(arr));
+        crate::gateway::lock(&self.keys)
+            .insert((tenant_id.to_owned(), row.key_id.clone()), key.clone());
+        Ok(key)
+    }
+
+    /// A new data key, wrapped under the KEK.
+    fn new_key(&self, tenant_id: &str, key_id: &str) -> (VaultKeyRow, DataKey) {
+        let mut raw = Zeroizing::new([0u8; 32]);
+        rand::rng().fill_bytes(raw.as_mut());
+        let kek = self.kek.vault_kek();
+        let wrapped = seal_with(&kek, &key_aad(tenant_id, key_id), raw.as_ref());
+        (
+            VaultKeyRow {
+                key_id: key_id.to_owned(),
+                wrapped,
+                kek_fingerprint: self.kek.fingerprint(),
+                created_at: now_micros(),
+                retired_at: None,
+            },
+            Arc::new(raw),
+        )
+    }
+
+    /// The tenant's active data key (made on first use).
+    async fn active(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+    ) -> Result<(String, DataKey), VaultError> {
+        let keys = store.vault_keys(tenant_id).await?;
+        let row = match keys.into_iter().find(|k| k.retired_at.is_none()) {
+            Some(r) => r,
+            None => {
+                let (row, _) = self.new_key(tenant_id, "k1");
+                // Another replica may have made one first: use whichever was stored.
+                store.insert_first_vault_key(tenant_id, &row).await?
+            }
+        };
+        let key = self.unwrap_key(tenant_id, &row)?;
+        Ok((row.key_id, key))
+    }
+
+    /// Seals `plaintext` into `slot` (replacing what was there) and bumps `topic`.
+    pub async fn put(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+        slot: Slot<'_>,
+        plaintext: &str,
+        topic: &str,
+    ) -> Result<(), VaultError> {
+        let (key_id, key) = self.active(store, tenant_id).await?;
+        let ciphertext = seal_with(&key, &secret_aad(tenant_id, slot), plaintext.as_bytes());
+        store
+            .put_vault_secret(
+                tenant_id,
+                &VaultSecretRow {
+                    owner_table: slot.table.to_owned(),
+                    owner_id: slot.row.to_owned(),
+                    name: slot.name.to_owned(),
+                    key_id,
+                    ciphertext,
+                    updated_at: now_micros(),
+                },
+                topic,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The secret in `slot`, if any.
+    pub async fn get(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+        slot: Slot<'_>,
+    ) -> Result<Option<Zeroizing<String>>, VaultError> {
+        let Some(row) = store
+            .vault_secret(tenant_id, slot.table, slot.row, slot.name)
+            .await?
+        else {
+            return Ok(None);
+        };
+        self.open_row(store, tenant_id, &row).await.map(Some)
+    }
+
+    async fn open_row(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+        row: &VaultSecretRow,
+    ) -> Result<Zeroizing<String>, VaultError> {
+        let key = match self.cached(tenant_id, &row.key_id) {
+            Some(k) => k,
+            None => {
+                let keys = store.vault_keys(tenant_id).await?;
+                let k = keys
+                    .iter()
+                    .find(|k| k.key_id == row.key_id)
+                    .ok_or_else(|| VaultError::Unwrap(row.key_id.clone()))?;
+                self.unwrap_key(tenant_id, k)?
+            }
+        };
+        let slot = Slot {
+            table: &row.owner_table,
+            row: &row.owner_id,
+            name: &row.name,
+        };
+        let plain = open_with(&key, &secret_aad(tenant_id, slot), &row.ciphertext)
+            .ok_or(VaultError::Corrupt)?;
+        String::from_utf8(plain.to_vec())
+            .map(Zeroizing::new)
+            .map_err(|_| VaultError::Corrupt)
+    }
+
+    pub async fn delete(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+        slot: Slot<'_>,
+        topic: &str,
+    ) -> Result<bool, VaultError> {
+        Ok(store
+            .delete_vault_secret(tenant_id, slot.table, slot.row, slot.name, topic)
+            .await?)
+    }
+
+    /// Makes a new data key the tenant's active one and re-encrypts every secret under it, in
+    /// one transaction; returns the new key id and how many secrets moved.
+    pub async fn rotate_data_key(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+    ) -> Result<(String, usize), VaultError> {
+        let keys = store.vault_keys(tenant_id).await?;
+        let next = keys
+            .iter()
+            .filter_map(|k| k.key_id.strip_prefix('k')?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let key_id = format!("k{next}");
+        let (row, key) = self.new_key(tenant_id, &key_id);
+        let mut moved = Vec::new();
+        for s in store.vault_secrets(tenant_id).await? {
+            let plain = self.open_row(store, tenant_id, &s).await?;
+            let slot = Slot {
+                table: &s.owner_table,
+                row: &s.owner_id,
+                name: &s.name,
+            };
+            let ct = seal_with(&key, &secret_aad(tenant_id, slot), plain.as_bytes());
+            moved.push((
+                s.owner_table.clone(),
+                s.owner_id.clone(),
+                s.name.clone(),
+                ct,
+            ));
+        }
+        store.rotate_vault_key(tenant_id, &row, &moved).await?;
+        crate::gateway::lock(&self.keys).insert((tenant_id.to_owned(), key_id.clone()), key);
+        Ok((key_id, moved.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_opens_only_in_its_own_slot_and_tenant() {
+        let key = [7u8; 32];
+        let slot = Slot {
+            table: "mcp_server",
+            row: "s1",
+            name: "credential",
+        };
+        let sealed = seal_with(&key, &secret_aad("t1", slot), b"canary-value");
+        assert!(sealed.starts_with("v1:"));
+        assert!(!sealed.contains("canary"));
+        let opened = open_with(&key, &secret_aad("t1", slot), &sealed).expect("opens");
+        assert_eq!(opened.as_slice(), b"canary-value");
+        for (tenant, other) in [
+            ("t2", slot),
+            ("t1", Slot { row: "s2", ..slot }),
+            (
+                "t1",
+                Slot {
+                    name: "other",
+                    ..slot
+                },
+            ),
+            (
+                "t1",
+                Slot {
+                    table: "siem_destination",
+                    ..slot
+                },
+            ),
+        ] {
+            assert!(
+                open_with(&key, &secret_aad(tenant, other), &sealed).is_none(),
+                "moved to {tenant}/{other:?}"
+            );
+        }
+        assert!(open_with(&[8u8; 32], &secret_aad("t1", slot), &sealed).is_none());
+        // Nonces are fresh: the same secret seals differently each time.
+        assert_ne!(
+            sealed,
+            seal_with(&key, &secret_aad("t1", slot), b"canary-value")
+        );
+    }
+}

@@ -1,0 +1,304 @@
+//! The vault and token brokering, first slice: a server's credential (an API key header or a
+//! bearer token) is sealed in the vault and injected by the gateway into requests to an
+//! upstream that refuses calls without it (our fixture with `--require-header`); a unique
+//! canary value is found nowhere a client, an admin or the audit log can read, nor in the raw
+//! database (the SQLite file, a `pg_dump`); data-key rotation re-encrypts it.
+
+use crate::access::api;
+use crate::gateway::{add_server, fixture_path, user_token};
+use crate::gateway_sessions::Mcp;
+use crate::helpers::{spawn_app, Engine, TestApp};
+use crate::on_both_engines;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+on_both_engines!(upstream_credentials_live_in_the_vault_and_never_reach_clients);
+
+/// Every byte of the database as text: the SQLite file (and its WAL), or a `pg_dump`.
+fn database_bytes(app: &TestApp, engine: Engine) -> String {
+    match engine {
+        Engine::Sqlite => {
+            let mut all = Vec::new();
+            for name in ["portcullis.db", "portcullis.db-wal"] {
+                if let Ok(b) = std::fs::read(app.data_dir.join(name)) {
+                    all.extend(b);
+                }
+            }
+            assert!(!all.is_empty(), "the SQLite file was read");
+            String::from_utf8_lossy(&all).into_owned()
+        }
+        Engine::Postgres => {
+            let url = app
+                .db_args
+                .iter()
+                .skip_while(|a| *a != "--database-url")
+                .nth(1)
+                .expect("a PostgreSQL URL")
+                .clone();
+            let out = std::process::Command::new("pg_dump")
+                .arg("--no-owner")
+                .arg(&url)
+                .output()
+                .expect("pg_dump runs");
+            assert!(
+                out.status.success(),
+                "pg_dump: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let dump = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(dump.contains("vault_secret"), "the dump holds the vault");
+            dump
+        }
+    }
+}
+
+async fn upstream_credentials_live_in_the_vault_and_never_reach_clients(engine: Engine) {
+    let canary = format!("canary-{}", uuid::Uuid::new_v4().simple());
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(fixture_path("everything_fixture.mjs"))
+        .arg("http")
+        .args(["--port", "0", "--require-header"])
+        .arg(format!("x-api-key={canary}"));
+    let upstream = crate::conformance::start_listening(cmd).await;
+    let app = spawn_app(engine).await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    add_server(
+        &app,
+        "acme",
+        admin,
+        "crm",
+        json!({"transport": "streamable_http", "url": upstream.url}),
+    )
+    .await;
+    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let mut seen_by_clients = String::new();
+
+    // Without its credential the upstream refuses the gateway.
+    let res = Mcp::new(&app, "acme", "crm", &dev)
+        .post(
+            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // Bad input is refused and stores nothing.
+    for (bad, status) in [
+        (
+            json!({"kind": "magic", "value": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"kind": "header", "header": "Host", "value": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"kind": "header", "header": "bad header", "value": "x"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"kind": "bearer", "value": "line\nbreak"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"kind": "bearer", "value": ""}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({"kind": "bearer"}), StatusCode::BAD_REQUEST),
+    ] {
+        let (s, v) = api(
+            &app,
+            admin,
+            Method::PUT,
+            "/api/v1/servers/crm/credential",
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(s, status, "{bad}: {v}");
+    }
+    let (s, _) = api(
+        &app,
+        admin,
+        Method::GET,
+        "/api/v1/servers/crm/credential",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "nothing was stored");
+    let (s, _) = api(
+        &app,
+        admin,
+        Method::PUT,
+        "/api/v1/servers/nope/credential",
+        Some(json!({"kind": "bearer", "value": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Set: the answer and the listing say what is set, never the value.
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::PUT,
+        "/api/v1/servers/crm/credential",
+        Some(json!({"kind": "header", "header": "X-Api-Key", "value": canary})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["header"], "x-api-key");
+    assert_eq!(v["key_id"], "k1");
+    let (_, listed) = api(
+        &app,
+        admin,
+        Method::GET,
+        "/api/v1/servers/crm/credential",
+        None,
+    )
+    .await;
+    let (_, servers) = api(&app, admin, Method::GET, "/api/v1/servers", None).await;
+    let (_, vault) = api(&app, admin, Method::GET, "/api/v1/vault", None).await;
+    assert_eq!(vault["secrets"], 1, "{vault}");
+    assert_eq!(vault["algorithm"], "AES-256-GCM");
+    for admin_view in [&v, &listed, &servers, &vault] {
+        assert!(!admin_view.to_string().contains(&canary), "{admin_view}");
+    }
+
+    // The gateway injects it: a client's calls go through (the proxy and an agent endpoint).
+    let mut m = Mcp::new(&app, "acme", "crm", &dev);
+    let init = m.initialize().await;
+    seen_by_clients.push_str(&init.to_string());
+    for (id, method, params) in [
+        (1, "tools/list", json!({})),
+        (
+            2,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "brokered"}}),
+        ),
+        (
+            3,
+            "tools/call",
+            json!({"name": "test_error_handling", "arguments": {}}),
+        ),
+    ] {
+        let msgs = m.request(json!(id), method, params).await;
+        seen_by_clients.push_str(&serde_json::to_string(&msgs).unwrap());
+    }
+    assert!(
+        seen_by_clients.contains("Echo: brokered"),
+        "{seen_by_clients}"
+    );
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::POST,
+        "/api/v1/agents",
+        Some(json!({"slug": "bot", "owner": "dev@acme.example",
+            "tool_set": [{"server": "crm", "tools": ["echo"]}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, t) = api(
+        &app,
+        admin,
+        Method::POST,
+        "/api/v1/agents/bot/tokens",
+        Some(json!({})),
+    )
+    .await;
+    let mut bot = Mcp::new(&app, "acme", "agents/bot", t["token"].as_str().unwrap());
+    bot.initialize().await;
+    let text = bot
+        .call_text(1, "crm__echo", json!({"message": "agent"}))
+        .await;
+    assert_eq!(text, "Echo: agent");
+    seen_by_clients.push_str(&text);
+    // "Test connection" reaches the protected upstream too.
+    let (s, v) = api(&app, admin, Method::POST, "/api/v1/servers/crm/test", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["ok"], true, "{v}");
+    seen_by_clients.push_str(&v.to_string());
+
+    // The canary is nowhere: not in what clients got, the audit log, or the raw database.
+    assert!(!seen_by_clients.contains(&canary));
+    let audit = app
+        .client
+        .get(app.url("/api/v1/audit/export?format=jsonl"))
+        .header(reqwest::header::HOST, app.host(Some("acme")))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        audit.contains("server.credential.set"),
+        "the change is recorded"
+    );
+    assert!(!audit.contains(&canary));
+    assert!(
+        !database_bytes(&app, engine).contains(&canary),
+        "no plaintext at rest"
+    );
+
+    // Data-key rotation re-encrypts it; calls go on working.
+    let (s, v) = api(&app, admin, Method::POST, "/api/v1/vault/rotate", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["key_id"], "k2");
+    assert_eq!(v["secrets_reencrypted"], 1);
+    let (_, vault) = api(&app, admin, Method::GET, "/api/v1/vault", None).await;
+    let keys: Vec<(String, bool)> = vault["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["key_id"].as_str().unwrap().to_owned(),
+                k["active"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        vec![("k2".into(), true), ("k1".into(), false)],
+        "{vault}"
+    );
+    let (_, listed) = api(
+        &app,
+        admin,
+        Method::GET,
+        "/api/v1/servers/crm/credential",
+        None,
+    )
+    .await;
+    assert_eq!(listed["key_id"], "k2");
+    assert_eq!(
+        m.call_text(4, "echo", json!({"message": "after"})).await,
+        "Echo: after"
+    );
+
+    // Deleted: the next request goes without it (and the upstream refuses).
+    let (s, _) = api(
+        &app,
+        admin,
+        Method::DELETE,
+        "/api/v1/servers/crm/credential",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let res = m
+        .post(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": "x"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let v: Value = res.json().await.unwrap_or(Value::Null);
+    assert!(!v.to_string().contains(&canary));
+    app.stop().await;
+}
