@@ -102,8 +102,21 @@ pub enum SsoError {
     Store(#[from] StoreError),
 }
 
-fn seal_context(tenant_id: &str) -> String {
+/// How earlier releases sealed the client secret (read once by `vault::migrate_legacy`).
+pub(crate) fn seal_context(tenant_id: &str) -> String {
     format!("tenant/{tenant_id}/oidc-client-secret")
+}
+
+/// `client_secret_sealed` when the secret is in the vault.
+pub(crate) const IN_VAULT: &str = "vault";
+
+/// Where the IdP client secret lives in the vault.
+pub(crate) fn secret_slot(tenant_id: &str) -> crate::vault::Slot<'_> {
+    crate::vault::Slot {
+        table: "tenant_setting",
+        row: tenant_id,
+        name: "idp_client_secret",
+    }
 }
 
 pub fn redirect_uri(state: &AppState, tenant_slug: &str) -> String {
@@ -207,11 +220,18 @@ pub async fn save(
             if s.len() > 4096 {
                 return Err(SsoError::Invalid("client_secret is too long".into()));
             }
-            Some(
-                state
-                    .keys
-                    .seal(&seal_context(&tenant.tenant_id), s.as_bytes()),
-            )
+            state
+                .vault
+                .put(
+                    &state.store,
+                    &tenant.tenant_id,
+                    secret_slot(&tenant.tenant_id),
+                    s,
+                    "identity",
+                )
+                .await
+                .map_err(|e| SsoError::Invalid(format!("the secret could not be stored: {e}")))?;
+            Some(IN_VAULT.to_owned())
         }
         _ => previous.and_then(|p| p.client_secret_sealed),
     };
@@ -250,6 +270,18 @@ pub async fn disable(state: &AppState, tenant: &Tenant) -> Result<(), SsoError> 
         .store
         .delete_tenant_setting(&tenant.tenant_id, SETTING)
         .await?;
+    if let Err(e) = state
+        .vault
+        .delete(
+            &state.store,
+            &tenant.tenant_id,
+            secret_slot(&tenant.tenant_id),
+            "identity",
+        )
+        .await
+    {
+        tracing::error!(tenant.id = %tenant.tenant_id, error = %e, "the IdP client secret could not be deleted from the vault");
+    }
     state.sso.forget(&tenant.tenant_id);
     tracing::info!(audit = true, tenant.id = %tenant.tenant_id, "SSO turned off");
     Ok(())
@@ -395,6 +427,24 @@ async fn configured(state: &AppState, host: Option<&Host>) -> Result<Configured,
         }
     };
     let client_secret = match &idp.client_secret_sealed {
+        Some(marker) if marker == IN_VAULT => match state
+            .vault
+            .get(
+                &state.store,
+                &tenant.tenant_id,
+                secret_slot(&tenant.tenant_id),
+            )
+            .await
+        {
+            Ok(Some(s)) => Some(s.to_string()),
+            Ok(None) | Err(_) => {
+                tracing::error!(tenant.id = %tenant.tenant_id, "the IdP client secret cannot be read from the vault");
+                return Err(problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "single sign-on is misconfigured; ask your administrator",
+                ));
+            }
+        },
         Some(sealed) => match state.keys.open(&seal_context(&tenant.tenant_id), sealed) {
             Some(b) => Some(String::from_utf8_lossy(&b).into_owned()),
             None => {

@@ -117,6 +117,17 @@ impl Application {
         let client = crate::gateway::upstream_client(settings.upstream_ca_file.as_deref())
             .map_err(StartupError::UpstreamClient)?;
         let vault = Arc::new(crate::vault::Vault::new(master_key.clone()));
+        // Secrets sealed by earlier releases move into the vault (once; idempotent).
+        match crate::vault::migrate_legacy(&store, &vault).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                secrets = n,
+                "moved secrets sealed by an earlier release into the vault"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "moving earlier secrets into the vault failed; they stay readable")
+            }
+        }
         let gateway = Arc::new(
             crate::gateway::Gateway::load(&store, &tenancy, client, hub_options, vault.clone())
                 .await?,
@@ -225,7 +236,7 @@ impl Application {
         let retention = crate::audit::retention::spawn(state.store.clone(), state.audit.clone());
         let siem = crate::audit::siem::spawn(
             state.store.clone(),
-            state.keys.clone(),
+            state.vault.clone(),
             state.gateway.client().clone(),
             state.siem_interval,
             shutdown.subscribe(),

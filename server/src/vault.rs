@@ -253,6 +253,41 @@ impl Vault {
             .await?)
     }
 
+    /// The master key itself, for values sealed before the vault existed (read once, then
+    /// moved into the vault by `migrate_legacy`).
+    pub fn master(&self) -> &MasterKey {
+        &self.kek
+    }
+
+    /// The tenant's Ed25519 key for audit checkpoints, kept in the vault (so rotating the
+    /// master key does not change it). Made on first use from the value earlier releases
+    /// derived from the master key, so checkpoints signed before stay verifiable with the
+    /// same public key.
+    pub async fn checkpoint_key(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+    ) -> Result<ed25519_dalek::SigningKey, VaultError> {
+        let slot = Slot {
+            table: "tenant",
+            row: tenant_id,
+            name: "audit_checkpoint_key",
+        };
+        if let Some(hexed) = self.get(store, tenant_id, slot).await? {
+            let bytes =
+                Zeroizing::new(hex::decode(hexed.as_str()).map_err(|_| VaultError::Corrupt)?);
+            let seed: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| VaultError::Corrupt)?;
+            return Ok(ed25519_dalek::SigningKey::from_bytes(&seed));
+        }
+        let key = self.kek.checkpoint_key(tenant_id);
+        let hexed = Zeroizing::new(hex::encode(key.to_bytes()));
+        self.put(store, tenant_id, slot, &hexed, "audit").await?;
+        Ok(key)
+    }
+
     /// Makes a new data key the tenant's active one and re-encrypts every secret under it, in
     /// one transaction; returns the new key id and how many secrets moved.
     pub async fn rotate_data_key(
@@ -338,4 +373,70 @@ mod tests {
             seal_with(&key, &secret_aad("t1", slot), b"canary-value")
         );
     }
+}
+
+/// Moves secrets sealed directly with the master key by earlier releases (IdP client secrets,
+/// SIEM credentials) into the vault, once, at start-up; idempotent (what moved is marked
+/// `vault` where it was). A value that does not open is left alone and logged.
+pub async fn migrate_legacy(store: &Store, vault: &Vault) -> Result<usize, VaultError> {
+    let mut moved = 0;
+    for t in store.list_tenants().await? {
+        let tid = &t.tenant_id;
+        if let Some(json) = store.tenant_setting(tid, crate::sso::SETTING).await? {
+            let mut v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+            if let Some(sealed) = v
+                .get("client_secret_sealed")
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| s.starts_with("v1:"))
+                .map(str::to_owned)
+            {
+                match vault.master().open(&crate::sso::seal_context(tid), &sealed) {
+                    Some(plain) => {
+                        let plain = Zeroizing::new(String::from_utf8_lossy(&plain).into_owned());
+                        vault
+                            .put(store, tid, crate::sso::secret_slot(tid), &plain, "identity")
+                            .await?;
+                        v["client_secret_sealed"] = serde_json::json!(crate::sso::IN_VAULT);
+                        store
+                            .set_tenant_setting(tid, crate::sso::SETTING, &v.to_string())
+                            .await?;
+                        moved += 1;
+                    }
+                    None => {
+                        tracing::error!(tenant.id = %tid, "a legacy IdP client secret does not open; left as it is")
+                    }
+                }
+            }
+        }
+        for d in store.list_siem(tid).await? {
+            let Some(sealed) = d.secret_sealed.as_deref().filter(|s| s.starts_with("v1:")) else {
+                continue;
+            };
+            match vault
+                .master()
+                .open(&crate::audit::siem::seal_context(tid, &d.name), sealed)
+            {
+                Some(plain) => {
+                    let plain = Zeroizing::new(String::from_utf8_lossy(&plain).into_owned());
+                    vault
+                        .put(
+                            store,
+                            tid,
+                            crate::audit::siem::secret_slot(&d.destination_id),
+                            &plain,
+                            "audit",
+                        )
+                        .await?;
+                    store
+                        .set_siem_secret_marker(tid, &d.destination_id, crate::sso::IN_VAULT)
+                        .await?;
+                    moved += 1;
+                }
+                None => {
+                    tracing::error!(tenant.id = %tid, siem = %d.name, "a legacy SIEM secret does not open; left as it is")
+                }
+            }
+        }
+    }
+    Ok(moved)
 }

@@ -302,3 +302,94 @@ async fn upstream_credentials_live_in_the_vault_and_never_reach_clients(engine: 
     assert!(!v.to_string().contains(&canary));
     app.stop().await;
 }
+
+/// Secrets sealed with the master key by earlier releases (an IdP client secret, a SIEM
+/// webhook key) move into the vault, once; the settings then say where they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_of_earlier_releases_move_into_the_vault() {
+    let app = spawn_app(Engine::Sqlite).await;
+    let acme = app.create_tenant("acme").await;
+    let store = portcullis::store::Store::open(&portcullis::store::DatabaseLocation::Sqlite(
+        app.data_dir.join("portcullis.db"),
+    ))
+    .await
+    .unwrap();
+    let key = std::sync::Arc::new(
+        portcullis::keys::load_or_create(None, &app.data_dir, false, &store)
+            .await
+            .unwrap(),
+    );
+    let tenant = store
+        .list_tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.slug == "acme")
+        .unwrap();
+    let tid = tenant.tenant_id.as_str();
+    let idp_secret = format!("idp-{}", uuid::Uuid::new_v4().simple());
+    let hook_secret = format!("hook-{}", uuid::Uuid::new_v4().simple());
+    // As earlier releases stored them.
+    let legacy = json!({"issuer": "https://idp.example", "client_id": "portcullis",
+        "client_secret_sealed": key.seal(&format!("tenant/{tid}/oidc-client-secret"), idp_secret.as_bytes()),
+        "scopes": ["openid"], "groups_claim": "groups", "allowed_domains": []});
+    store
+        .set_tenant_setting(tid, "oidc", &legacy.to_string())
+        .await
+        .unwrap();
+    let hook = key.seal(&format!("siem {tid} soc"), hook_secret.as_bytes());
+    store
+        .create_siem(
+            tid,
+            "soc",
+            "webhook",
+            r#"{"url": "http://127.0.0.1:9/hook"}"#,
+            Some(&hook),
+            0,
+        )
+        .await
+        .unwrap();
+
+    let vault = portcullis::vault::Vault::new(key.clone());
+    assert_eq!(
+        portcullis::vault::migrate_legacy(&store, &vault)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        portcullis::vault::migrate_legacy(&store, &vault)
+            .await
+            .unwrap(),
+        0,
+        "idempotent"
+    );
+    let setting: Value =
+        serde_json::from_str(&store.tenant_setting(tid, "oidc").await.unwrap().unwrap()).unwrap();
+    assert_eq!(setting["client_secret_sealed"], "vault");
+    let idp = vault
+        .get(
+            &store,
+            tid,
+            portcullis::vault::Slot {
+                table: "tenant_setting",
+                row: tid,
+                name: "idp_client_secret",
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(idp.as_str(), idp_secret);
+    let siem = store.list_siem(tid).await.unwrap();
+    assert_eq!(siem[0].secret_sealed.as_deref(), Some("vault"));
+    // The running server sees both in its vault, and shows neither.
+    let (_, v) = api(&app, &acme.admin_token, Method::GET, "/api/v1/vault", None).await;
+    assert_eq!(v["secrets"], 2, "{v}");
+    let (_, sso) = api(&app, &acme.admin_token, Method::GET, "/api/v1/sso", None).await;
+    assert_eq!(sso["settings"]["client_secret_set"], true, "{sso}");
+    assert!(!sso.to_string().contains(&idp_secret));
+    assert!(!database_bytes(&app, Engine::Sqlite).contains(&hook_secret));
+    store.close().await;
+    app.stop().await;
+}

@@ -251,7 +251,7 @@ async fn checkpoint(
     State(state): State<AppState>,
     admin: TenantAdmin,
 ) -> Result<Json<Value>, ApiError> {
-    let v = super::checkpoint(&state.store, &state.keys, &admin.tenant.tenant_id).await?;
+    let v = super::checkpoint(&state.store, &state.vault, &admin.tenant.tenant_id).await?;
     audited(
         &state,
         &admin,
@@ -340,7 +340,7 @@ async fn create_siem(
     let input = json
         .map(|Json(v)| v)
         .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let row = siem::create(&state.store, &state.keys, &admin.tenant.tenant_id, input).await?;
+    let row = siem::create(&state.store, &state.vault, &admin.tenant.tenant_id, input).await?;
     audited(
         &state,
         &admin,

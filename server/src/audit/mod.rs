@@ -477,7 +477,7 @@ pub async fn verify_stored(
 /// `portcullis-audit-checkpoint v1\n{tenant}\n{seq}\n{hash}\n{at}`), after verifying the chain.
 pub async fn checkpoint(
     store: &Store,
-    keys: &crate::keys::MasterKey,
+    vault: &crate::vault::Vault,
     tenant_id: &str,
 ) -> crate::store::Result<serde_json::Value> {
     use base64::Engine as _;
@@ -485,7 +485,13 @@ pub async fn checkpoint(
     let (v, seq, hash) = verify_stored(store, tenant_id).await?;
     let at = export::time_micros(crate::store::now_micros());
     let message = format!("portcullis-audit-checkpoint v1\n{tenant_id}\n{seq}\n{hash}\n{at}");
-    let key = keys.checkpoint_key(tenant_id);
+    let key = vault
+        .checkpoint_key(store, tenant_id)
+        .await
+        .map_err(|e| match e {
+            crate::vault::VaultError::Store(s) => s,
+            other => crate::store::StoreError::Database(sqlx::Error::Protocol(other.to_string())),
+        })?;
     let b64 = base64::engine::general_purpose::STANDARD;
     Ok(serde_json::json!({
         "tenant_id": tenant_id, "seq": seq, "hash": hash, "at": at,

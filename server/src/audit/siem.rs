@@ -13,7 +13,6 @@
 
 use super::export;
 use crate::error::ApiError;
-use crate::keys::MasterKey;
 use crate::store::{now_micros, AuditQuery, AuditRow, SiemRow, Store};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -57,8 +56,40 @@ fn invalid(m: &str) -> ApiError {
     ApiError::Invalid(m.to_owned())
 }
 
-fn seal_context(tenant_id: &str, name: &str) -> String {
+/// How earlier releases sealed a destination's secret (read once by `vault::migrate_legacy`).
+pub(crate) fn seal_context(tenant_id: &str, name: &str) -> String {
     format!("siem {tenant_id} {name}")
+}
+
+/// Where a destination's secret lives in the vault.
+pub(crate) fn secret_slot(destination_id: &str) -> crate::vault::Slot<'_> {
+    crate::vault::Slot {
+        table: "siem_destination",
+        row: destination_id,
+        name: "secret",
+    }
+}
+
+/// A destination's secret: from the vault, or (not yet migrated) sealed with the master key.
+async fn open_secret(
+    store: &Store,
+    vault: &crate::vault::Vault,
+    d: &SiemRow,
+) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, String> {
+    match d.secret_sealed.as_deref() {
+        None => Ok(None),
+        Some(crate::sso::IN_VAULT) => vault
+            .get(store, &d.tenant_id, secret_slot(&d.destination_id))
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|s| Some(zeroize::Zeroizing::new(s.as_bytes().to_vec())))
+            .ok_or_else(|| "the secret is missing from the vault".to_owned()),
+        Some(sealed) => vault
+            .master()
+            .open(&seal_context(&d.tenant_id, &d.name), sealed)
+            .map(|b| Some(zeroize::Zeroizing::new(b)))
+            .ok_or_else(|| "the stored secret cannot be opened with this master key".to_owned()),
+    }
 }
 
 /// An http URL is allowed only to this machine (tests, a local forwarder); anything else is
@@ -80,7 +111,7 @@ fn check_url(url: &str) -> Result<(), ApiError> {
 
 pub async fn create(
     store: &Store,
-    keys: &MasterKey,
+    vault: &crate::vault::Vault,
     tenant_id: &str,
     d: NewDestination,
 ) -> Result<SiemRow, ApiError> {
@@ -139,7 +170,7 @@ pub async fn create(
         Some("beginning") => 0,
         Some(_) => return Err(invalid("start must be now or beginning")),
     };
-    let sealed = secret.map(|s| keys.seal(&seal_context(tenant_id, &name), s.as_bytes()));
+    let sealed = secret.as_ref().map(|_| crate::sso::IN_VAULT);
     let id = store
         .create_siem(
             tenant_id,
@@ -150,6 +181,16 @@ pub async fn create(
             start_seq,
         )
         .await?;
+    if let Some(secret) = &secret {
+        if let Err(e) = vault
+            .put(store, tenant_id, secret_slot(&id), secret, "audit")
+            .await
+        {
+            // Nothing half-made stays: the destination goes with its secret.
+            let _ = store.delete_siem(tenant_id, &id).await;
+            return Err(ApiError::internal(e));
+        }
+    }
     let row = store
         .list_siem(tenant_id)
         .await?
@@ -259,16 +300,16 @@ fn roots(ca_pem: Option<&str>) -> Result<rustls::RootCertStore, String> {
 /// Sends `rows` to the destination; Ok once the receiver took them.
 async fn send(
     client: &reqwest::Client,
-    keys: &MasterKey,
+    stored_secret: Option<zeroize::Zeroizing<Vec<u8>>>,
     tenant_slug: &str,
     d: &SiemRow,
     rows: &[AuditRow],
 ) -> Result<(), String> {
     let settings: Value = serde_json::from_str(&d.settings).map_err(|e| e.to_string())?;
-    let secret = || -> Result<Vec<u8>, String> {
-        let sealed = d.secret_sealed.as_deref().ok_or("no secret is stored")?;
-        keys.open(&seal_context(&d.tenant_id, &d.name), sealed)
-            .ok_or_else(|| "the stored secret cannot be opened with this master key".to_owned())
+    let secret = || -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+        stored_secret
+            .clone()
+            .ok_or_else(|| "no secret is stored".to_owned())
     };
     match d.kind.as_str() {
         "syslog" => {
@@ -336,7 +377,9 @@ async fn send(
             }
         }
         "splunk_hec" => {
-            let token = String::from_utf8(secret()?).map_err(|e| e.to_string())?;
+            let token = zeroize::Zeroizing::new(
+                String::from_utf8(secret()?.to_vec()).map_err(|e| e.to_string())?,
+            );
             let mut body = String::new();
             for r in rows {
                 let seconds = format!("{}.{:06}", r.at / 1_000_000, r.at % 1_000_000);
@@ -349,7 +392,7 @@ async fn send(
             }
             let res = client
                 .post(settings["url"].as_str().unwrap_or_default())
-                .header("authorization", format!("Splunk {token}"))
+                .header("authorization", format!("Splunk {}", token.as_str()))
                 .header("content-type", "application/json")
                 .body(body)
                 .send()
@@ -370,7 +413,7 @@ async fn send(
 async fn deliver_once(
     store: &Store,
     client: &reqwest::Client,
-    keys: &MasterKey,
+    vault: &crate::vault::Vault,
     tenant_slug: &str,
     d: &SiemRow,
 ) -> Result<Option<i64>, String> {
@@ -387,7 +430,8 @@ async fn deliver_once(
     let Some(last) = rows.last() else {
         return Ok(None);
     };
-    tokio::time::timeout(SEND_TIMEOUT, send(client, keys, tenant_slug, d, &rows))
+    let secret = open_secret(store, vault, d).await?;
+    tokio::time::timeout(SEND_TIMEOUT, send(client, secret, tenant_slug, d, &rows))
         .await
         .map_err(|_| "the receiver did not take the batch in time".to_owned())??;
     store
@@ -404,7 +448,7 @@ const BATCHES_PER_ROUND: usize = 20;
 /// has not taken, batch after batch; failing ones wait out their backoff.
 pub fn spawn(
     store: Store,
-    keys: Arc<MasterKey>,
+    vault: Arc<crate::vault::Vault>,
     client: reqwest::Client,
     every: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -435,7 +479,7 @@ pub fn spawn(
                         if *shutdown.borrow() {
                             return;
                         }
-                        match deliver_once(&store, &client, &keys, &t.slug, &current).await {
+                        match deliver_once(&store, &client, &vault, &t.slug, &current).await {
                             Ok(None) => {
                                 backoff.remove(&d.destination_id);
                                 break;

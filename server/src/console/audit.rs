@@ -359,7 +359,7 @@ impl Backend {
                         .into(),
                     ),
                 };
-                match siem::create(&st.store, &st.keys, &tid, input).await {
+                match siem::create(&st.store, &st.vault, &tid, input).await {
                     Ok(row) => {
                         st.audit
                             .note(by(
@@ -502,7 +502,7 @@ async fn checkpoint_download(
         Ok(x) => x,
         Err(r) => return r,
     };
-    let v = match crate::audit::checkpoint(&state.store, &state.keys, &tenant.tenant_id).await {
+    let v = match crate::audit::checkpoint(&state.store, &state.vault, &tenant.tenant_id).await {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(error = %e, "a checkpoint could not be made");

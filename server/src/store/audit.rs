@@ -716,6 +716,26 @@ impl Store {
         Ok(id)
     }
 
+    /// Marks where a destination's secret is (`vault`), after it moved there.
+    pub async fn set_siem_secret_marker(
+        &self,
+        tenant_id: &str,
+        id: &str,
+        marker: &str,
+    ) -> Result<()> {
+        tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query(
+                "UPDATE siem_destination SET secret_sealed = $3 WHERE tenant_id = $1 AND destination_id = $2",
+            )
+            .bind(tenant_id)
+            .bind(id)
+            .bind(marker)
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(())
+    }
+
     pub async fn delete_siem(&self, tenant_id: &str, id: &str) -> Result<SiemRow> {
         let row = tenant_tx!(self, tenant_id, |tx| {
             let row = sqlx::query_as::<_, SiemRow>(sqlx::AssertSqlSafe(format!(
@@ -726,6 +746,14 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             if row.is_some() {
+                sqlx::query(
+                    "DELETE FROM vault_secret WHERE tenant_id = $1 AND owner_table = 'siem_destination' \
+                     AND owner_id = $2",
+                )
+                .bind(tenant_id)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query(
                     "DELETE FROM siem_destination WHERE tenant_id = $1 AND destination_id = $2",
                 )
