@@ -625,3 +625,100 @@ async fn audited(
     crate::audit::record_direct(store, &e).await?;
     Ok(())
 }
+
+/// `keys rotate`: a new master key; every tenant's data keys re-wrapped under it (servers keep
+/// running: they hold their unwrapped data keys, and unwrap with the previous key until they
+/// restart with the new one).
+pub async fn keys(
+    store_cfg: &StoreConfig,
+    cmd: crate::config::KeysCommand,
+    current: Option<String>,
+    new: Option<String>,
+) -> Result<ExitCode, CliError> {
+    use crate::config::KeysCommand;
+    use crate::store::DatabaseLocation;
+    let KeysCommand::Rotate { json } = cmd;
+    let store = Store::open(&store_cfg.database).await?;
+    let postgres = matches!(store_cfg.database, DatabaseLocation::Postgres(_));
+    let key_err = |e: crate::keys::KeyError| CliError(e.to_string());
+    let (old, old_text) = if postgres {
+        let text = current.ok_or_else(|| {
+            CliError("PORTCULLIS_MASTER_KEY (the current key) is required with PostgreSQL".into())
+        })?;
+        let key = crate::keys::decode_key(&text)
+            .ok_or_else(|| CliError("PORTCULLIS_MASTER_KEY is not base64 of 32 bytes".into()))?;
+        (key, text)
+    } else {
+        crate::keys::read_key_file(&store_cfg.data_dir).map_err(key_err)?
+    };
+    // The database must be this key's (the same check a server makes at start).
+    let stored = store.platform_setting("master_key_fingerprint").await?;
+    if stored.as_deref() != Some(old.fingerprint().as_str()) {
+        return Err(CliError(
+            "the current master key does not match the database's: nothing was changed".into(),
+        ));
+    }
+    let (new_key, new_text) = if postgres {
+        let text = new.ok_or_else(|| {
+            CliError(
+                "PORTCULLIS_NEW_MASTER_KEY is required with PostgreSQL \
+                 (generate one with: head -c 32 /dev/urandom | base64)"
+                    .into(),
+            )
+        })?;
+        let key = crate::keys::decode_key(&text).ok_or_else(|| {
+            CliError("PORTCULLIS_NEW_MASTER_KEY is not base64 of 32 bytes".into())
+        })?;
+        (key, text)
+    } else {
+        crate::keys::generate_key()
+    };
+    let old_fp = old.fingerprint();
+    let previous = crate::keys::load_previous(None, &store_cfg.data_dir)
+        .ok()
+        .flatten()
+        .map(std::sync::Arc::new);
+    let vault = crate::vault::Vault::with_previous(std::sync::Arc::new(old), previous);
+    let (tenants, rewrapped) = crate::vault::rewrap_all(&store, &vault, &new_key)
+        .await
+        .map_err(|e| CliError(format!("re-wrapping failed (nothing is lost: every key still unwraps with the current master key): {e}")))?;
+    if !postgres {
+        crate::keys::install_rotated_files(&store_cfg.data_dir, &old_text, &new_text)
+            .map_err(key_err)?;
+    }
+    crate::keys::record_fingerprint(&store, &new_key)
+        .await
+        .map_err(key_err)?;
+    for t in store.list_tenants().await? {
+        let mut e = crate::audit::Event::new(
+            &t.tenant_id,
+            crate::audit::Category::Security,
+            "keys.rotate",
+            "ok",
+        )
+        .detail(serde_json::json!({"previous_fingerprint": old_fp,
+            "kek_fingerprint": new_key.fingerprint()}));
+        e.actor = Some("operator (CLI)".into());
+        crate::audit::record_direct(&store, &e).await?;
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"kek_fingerprint": new_key.fingerprint(),
+                "previous_fingerprint": old_fp, "tenants": tenants,
+                "data_keys_rewrapped": rewrapped})
+        );
+    } else {
+        println!(
+            "Master key rotated: {old_fp} → {} ({rewrapped} data key(s) of {tenants} tenant(s) re-wrapped).",
+            new_key.fingerprint()
+        );
+        if postgres {
+            println!("Restart every replica with PORTCULLIS_MASTER_KEY=<the new key> and PORTCULLIS_MASTER_KEY_PREVIOUS=<the old key>.");
+        } else {
+            println!("The old key is kept in master.key.previous until you delete it (after restarting servers).");
+        }
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}

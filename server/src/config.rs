@@ -72,6 +72,22 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The master key (the vault's key-encryption key).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Installs a new master key and re-wraps every tenant's data keys under it, while servers
+    /// run. Embedded SQLite: generates the key; `master.key` becomes `master.key.previous`.
+    /// PostgreSQL: takes the new key from PORTCULLIS_NEW_MASTER_KEY (the current one from
+    /// PORTCULLIS_MASTER_KEY); then restart replicas with PORTCULLIS_MASTER_KEY=<new> and
+    /// PORTCULLIS_MASTER_KEY_PREVIOUS=<old>.
+    Rotate {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 // Parsed once per CLI run: the size of the largest variant does not matter.
@@ -455,6 +471,9 @@ pub struct Settings {
     pub demo: bool,
     /// `PORTCULLIS_MASTER_KEY` (base64 of 32 bytes), when set.
     pub master_key: Option<SecretString>,
+    /// `PORTCULLIS_MASTER_KEY_PREVIOUS`: the key a rotation replaced (unwraps data keys not yet
+    /// re-wrapped); set by `main` like `master_key`.
+    pub master_key_previous: Option<SecretString>,
     /// See `ServeArgs::loopback_tenant`.
     pub loopback_tenant: Option<String>,
     pub upstream_timeout: std::time::Duration,
@@ -559,6 +578,7 @@ impl Settings {
             site_root,
             demo: serve.demo,
             master_key,
+            master_key_previous: None,
             loopback_tenant: serve
                 .loopback_tenant
                 .as_deref()

@@ -169,6 +169,94 @@ pub async fn load_or_create(
     }
 }
 
+/// The file that keeps the master key a rotation replaced (SQLite deployments).
+pub const PREVIOUS_KEY_FILE: &str = "master.key.previous";
+
+/// The previous master key, if one is configured (`PORTCULLIS_MASTER_KEY_PREVIOUS`, or the
+/// `master.key.previous` file a rotation left): data keys wrapped under it before the
+/// rotation reached them still unwrap.
+pub fn load_previous(
+    from_env: Option<&SecretString>,
+    data_dir: &Path,
+) -> Result<Option<MasterKey>, KeyError> {
+    if let Some(k) = from_env {
+        return MasterKey::decode(k.expose_secret())
+            .map(Some)
+            .ok_or(KeyError::BadKey);
+    }
+    let path = data_dir.join(PREVIOUS_KEY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => MasterKey::decode(&text)
+            .map(Some)
+            .ok_or_else(|| KeyError::BadFile(path.display().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(KeyError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// A new master key and its text (base64), for `keys rotate`.
+pub fn generate_key() -> (MasterKey, String) {
+    MasterKey::generate()
+}
+
+/// Parses a master key given as base64 of 32 bytes.
+pub fn decode_key(text: &str) -> Option<MasterKey> {
+    MasterKey::decode(text)
+}
+
+/// Records `key` as the database's master key (after every data key was re-wrapped under it).
+pub async fn record_fingerprint(store: &Store, key: &MasterKey) -> Result<(), KeyError> {
+    store
+        .set_platform_setting(FINGERPRINT_SETTING, &key.fingerprint())
+        .await?;
+    Ok(())
+}
+
+/// Installs a rotated key file pair: the old key becomes `master.key.previous`, the new one
+/// `master.key` (each written to a temporary file, synced, then renamed; mode 0600).
+pub fn install_rotated_files(
+    data_dir: &Path,
+    old_text: &str,
+    new_text: &str,
+) -> Result<(), KeyError> {
+    let write = |name: &str, text: &str| -> Result<(), KeyError> {
+        let path = data_dir.join(name);
+        let tmp = data_dir.join(format!("{name}.tmp"));
+        let file_err = |e: std::io::Error| KeyError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        };
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp).map_err(file_err)?;
+        f.write_all(text.as_bytes()).map_err(file_err)?;
+        f.sync_all().map_err(file_err)?;
+        std::fs::rename(&tmp, &path).map_err(file_err)
+    };
+    write(PREVIOUS_KEY_FILE, old_text)?;
+    write(KEY_FILE, new_text)
+}
+
+/// The text of the key file (for a rotation, which keeps it as the previous key).
+pub fn read_key_file(data_dir: &Path) -> Result<(MasterKey, String), KeyError> {
+    let path = data_dir.join(KEY_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| KeyError::File {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let key =
+        MasterKey::decode(&text).ok_or_else(|| KeyError::BadFile(path.display().to_string()))?;
+    Ok((key, text.trim().to_owned()))
+}
+
 fn load_or_create_file(path: &Path) -> Result<MasterKey, KeyError> {
     let file_err = |e: std::io::Error| KeyError::File {
         path: path.display().to_string(),

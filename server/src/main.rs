@@ -23,7 +23,11 @@ async fn run(args: Cli) -> Result<ExitCode, cli::CliError> {
     match args.command {
         Command::Serve(serve) => {
             let master_key = std::env::var("PORTCULLIS_MASTER_KEY").ok();
-            let settings = Settings::resolve(&args.global, &serve, master_key)?;
+            let mut settings = Settings::resolve(&args.global, &serve, master_key)?;
+            settings.master_key_previous = std::env::var("PORTCULLIS_MASTER_KEY_PREVIOUS")
+                .ok()
+                .filter(|k| !k.trim().is_empty())
+                .map(|k| secrecy::SecretString::from(k.trim().to_owned()));
             telemetry::init(settings.store.log_format);
             tracing::info!(database = %settings.store.database.redacted(), "starting");
             let demo = settings.demo;
@@ -64,6 +68,12 @@ async fn run(args: Cli) -> Result<ExitCode, cli::CliError> {
         Command::Scim(cmd) => {
             let store = StoreConfig::resolve(&args.global)?;
             cli::scim(&store, cmd).await
+        }
+        Command::Keys(cmd) => {
+            let store = StoreConfig::resolve(&args.global)?;
+            let current = std::env::var("PORTCULLIS_MASTER_KEY").ok();
+            let new = std::env::var("PORTCULLIS_NEW_MASTER_KEY").ok();
+            cli::keys(&store, cmd, current, new).await
         }
         Command::Audit(cmd) => {
             let store = StoreConfig::resolve(&args.global)?;

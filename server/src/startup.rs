@@ -116,7 +116,15 @@ impl Application {
         };
         let client = crate::gateway::upstream_client(settings.upstream_ca_file.as_deref())
             .map_err(StartupError::UpstreamClient)?;
-        let vault = Arc::new(crate::vault::Vault::new(master_key.clone()));
+        let previous_key = keys::load_previous(
+            settings.master_key_previous.as_ref(),
+            &settings.store.data_dir,
+        )?
+        .map(Arc::new);
+        let vault = Arc::new(crate::vault::Vault::with_previous(
+            master_key.clone(),
+            previous_key,
+        ));
         // Secrets sealed by earlier releases move into the vault (once; idempotent).
         match crate::vault::migrate_legacy(&store, &vault).await {
             Ok(0) => {}

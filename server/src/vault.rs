@@ -42,7 +42,11 @@ pub struct Slot<'a> {
 }
 
 pub struct Vault {
+    /// The current master key: wraps new data keys.
     kek: Arc<MasterKey>,
+    /// The master key a rotation replaced, if still configured: unwraps data keys the
+    /// rotation has not re-wrapped yet.
+    previous: Option<Arc<MasterKey>>,
     /// (tenant, key id) → the unwrapped data key.
     keys: Mutex<HashMap<(String, String), DataKey>>,
 }
@@ -102,10 +106,23 @@ fn key_aad(tenant_id: &str, key_id: &str) -> Vec<u8> {
 
 impl Vault {
     pub fn new(kek: Arc<MasterKey>) -> Self {
+        Self::with_previous(kek, None)
+    }
+
+    pub fn with_previous(kek: Arc<MasterKey>, previous: Option<Arc<MasterKey>>) -> Self {
         Self {
             kek,
+            previous,
             keys: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The master key that wrapped `row` (by its fingerprint).
+    fn kek_for(&self, row: &VaultKeyRow) -> Option<&MasterKey> {
+        std::iter::once(&self.kek)
+            .chain(self.previous.iter())
+            .find(|k| k.fingerprint() == row.kek_fingerprint)
+            .map(AsRef::as_ref)
     }
 
     fn cached(&self, tenant_id: &str, key_id: &str) -> Option<DataKey> {
@@ -118,7 +135,10 @@ impl Vault {
         if let Some(k) = self.cached(tenant_id, &row.key_id) {
             return Ok(k);
         }
-        let kek = self.kek.vault_kek();
+        let kek = self
+            .kek_for(row)
+            .ok_or_else(|| VaultError::Unwrap(row.key_id.clone()))?
+            .vault_kek();
         let raw = open_with(&kek, &key_aad(tenant_id, &row.key_id), &row.wrapped)
             .ok_or_else(|| VaultError::Unwrap(row.key_id.clone()))?;
         let arr: [u8; 32] = raw
@@ -373,6 +393,39 @@ mod tests {
             seal_with(&key, &secret_aad("t1", slot), b"canary-value")
         );
     }
+}
+
+/// Re-wraps every tenant's data keys under `new` (a master key rotation): each key is
+/// unwrapped with whichever of this vault's master keys wrapped it, wrapped under `new`, and
+/// stored with `new`'s fingerprint. Returns (tenants, data keys re-wrapped). Secrets are not
+/// touched: they stay encrypted under their data keys.
+pub async fn rewrap_all(
+    store: &Store,
+    vault: &Vault,
+    new: &MasterKey,
+) -> Result<(usize, usize), VaultError> {
+    let fp = new.fingerprint();
+    let new_kek = new.vault_kek();
+    let (mut tenants, mut rewrapped) = (0, 0);
+    for t in store.list_tenants().await? {
+        tenants += 1;
+        for row in store.vault_keys(&t.tenant_id).await? {
+            if row.kek_fingerprint == fp {
+                continue;
+            }
+            let key = vault.unwrap_key(&t.tenant_id, &row)?;
+            let wrapped = seal_with(
+                &new_kek,
+                &key_aad(&t.tenant_id, &row.key_id),
+                key.as_slice(),
+            );
+            store
+                .rewrap_vault_key(&t.tenant_id, &row.key_id, &wrapped, &fp)
+                .await?;
+            rewrapped += 1;
+        }
+    }
+    Ok((tenants, rewrapped))
 }
 
 /// Moves secrets sealed directly with the master key by earlier releases (IdP client secrets,

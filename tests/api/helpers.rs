@@ -198,23 +198,26 @@ pub async fn spawn_app_in(engine: Engine, serve: ServeArgs, dir: tempfile::TempD
 impl TestApp {
     /// A second replica: another application on the same PostgreSQL database (and master key),
     /// on its own port and data directory, as replicas behind a load balancer run.
+    /// On SQLite: a second process-like instance on the same data directory (file and key).
     pub async fn replica(&self) -> TestApp {
-        let db = self
-            ._db
-            .as_ref()
-            .expect("replicas share a PostgreSQL database");
         let dir = tempfile::tempdir().expect("temp dir");
-        let global = GlobalArgs {
-            data_dir: Some(dir.path().to_path_buf()),
-            database_url: Some(db.url.clone()),
-            ..Default::default()
+        let global = match &self._db {
+            Some(db) => GlobalArgs {
+                data_dir: Some(dir.path().to_path_buf()),
+                database_url: Some(db.url.clone()),
+                ..Default::default()
+            },
+            None => GlobalArgs {
+                data_dir: Some(self.data_dir.clone()),
+                ..Default::default()
+            },
         };
+        let key = self._db.as_ref().map(|_| TEST_MASTER_KEY.to_string());
         let serve = ServeArgs {
             bind: Some("127.0.0.1:0".into()),
             ..ServeArgs::default()
         };
-        let settings = Settings::resolve(&global, &serve, Some(TEST_MASTER_KEY.to_string()))
-            .expect("test settings");
+        let settings = Settings::resolve(&global, &serve, key).expect("test settings");
         let app = Application::build(settings)
             .await
             .expect("the replica starts");
@@ -225,7 +228,10 @@ impl TestApp {
         }));
         TestApp {
             port,
-            data_dir: dir.path().to_path_buf(),
+            data_dir: match &self._db {
+                Some(_) => dir.path().to_path_buf(),
+                None => self.data_dir.clone(),
+            },
             platform_token: self.platform_token.clone(),
             db_args: self.db_args.clone(),
             client: self.client.clone(),

@@ -393,3 +393,102 @@ async fn secrets_of_earlier_releases_move_into_the_vault() {
     store.close().await;
     app.stop().await;
 }
+
+/// `portcullis keys rotate` while the server runs: every data key is re-wrapped under the new
+/// master key; the running server goes on; a server started with only the new key (the
+/// previous one removed) reads every secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_key_rotates_while_the_server_runs() {
+    let canary = format!("canary-{}", uuid::Uuid::new_v4().simple());
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(fixture_path("everything_fixture.mjs"))
+        .arg("http")
+        .args(["--port", "0", "--require-header"])
+        .arg(format!("authorization=Bearer {canary}"));
+    let upstream = crate::conformance::start_listening(cmd).await;
+    let app = spawn_app(Engine::Sqlite).await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    add_server(
+        &app,
+        "acme",
+        admin,
+        "crm",
+        json!({"transport": "streamable_http", "url": upstream.url}),
+    )
+    .await;
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::PUT,
+        "/api/v1/servers/crm/credential",
+        Some(json!({"kind": "bearer", "value": canary})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let mut m = Mcp::new(&app, "acme", "crm", &dev);
+    m.initialize().await;
+    assert_eq!(
+        m.call_text(1, "echo", json!({"message": "before"})).await,
+        "Echo: before"
+    );
+    let (_, before) = api(&app, admin, Method::GET, "/api/v1/vault", None).await;
+
+    let out = app.cli(&["keys", "rotate", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rotated["previous_fingerprint"], before["kek_fingerprint"]);
+    assert_ne!(rotated["kek_fingerprint"], before["kek_fingerprint"]);
+    assert!(
+        rotated["data_keys_rewrapped"].as_u64().unwrap() >= 1,
+        "{rotated}"
+    );
+    assert!(app.data_dir.join("master.key.previous").exists());
+
+    // The running server goes on (it holds its data keys).
+    assert_eq!(
+        m.call_text(2, "echo", json!({"message": "during"})).await,
+        "Echo: during"
+    );
+    // Only the new key: every data key unwraps under it.
+    std::fs::remove_file(app.data_dir.join("master.key.previous")).unwrap();
+    let fresh = app.replica().await;
+    let (_, after) = api(&fresh, admin, Method::GET, "/api/v1/vault", None).await;
+    assert_eq!(after["kek_fingerprint"], rotated["kek_fingerprint"]);
+    assert!(
+        after["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["kek_fingerprint"] == rotated["kek_fingerprint"]),
+        "{after}"
+    );
+    let mut f = Mcp::new(&fresh, "acme", "crm", &dev);
+    f.initialize().await;
+    assert_eq!(
+        f.call_text(3, "echo", json!({"message": "after"})).await,
+        "Echo: after"
+    );
+    let (s, v) = api(&fresh, admin, Method::GET, "/api/v1/audit/checkpoint", None).await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "the checkpoint key survives the rotation: {v}"
+    );
+    // A rotation with a key that is not the database's changes nothing.
+    std::fs::write(
+        app.data_dir.join("master.key"),
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+    )
+    .unwrap();
+    let out = app.cli(&["keys", "rotate"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match"));
+    fresh.stop().await;
+    app.stop().await;
+}

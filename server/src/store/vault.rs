@@ -120,6 +120,29 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a data key's wrapping (a master key rotation); the key itself is unchanged.
+    pub async fn rewrap_vault_key(
+        &self,
+        tenant_id: &str,
+        key_id: &str,
+        wrapped: &str,
+        kek_fingerprint: &str,
+    ) -> Result<()> {
+        tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query(
+                "UPDATE vault_key SET wrapped = $3, kek_fingerprint = $4 \
+                 WHERE tenant_id = $1 AND key_id = $2",
+            )
+            .bind(tenant_id)
+            .bind(key_id)
+            .bind(wrapped)
+            .bind(kek_fingerprint)
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(())
+    }
+
     pub async fn vault_secrets(&self, tenant_id: &str) -> Result<Vec<VaultSecretRow>> {
         let rows = tenant_tx!(self, tenant_id, |tx| {
             sqlx::query_as::<_, VaultSecretRow>(
