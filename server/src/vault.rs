@@ -346,55 +346,6 @@ impl Vault {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_secret_opens_only_in_its_own_slot_and_tenant() {
-        let key = [7u8; 32];
-        let slot = Slot {
-            table: "mcp_server",
-            row: "s1",
-            name: "credential",
-        };
-        let sealed = seal_with(&key, &secret_aad("t1", slot), b"canary-value");
-        assert!(sealed.starts_with("v1:"));
-        assert!(!sealed.contains("canary"));
-        let opened = open_with(&key, &secret_aad("t1", slot), &sealed).expect("opens");
-        assert_eq!(opened.as_slice(), b"canary-value");
-        for (tenant, other) in [
-            ("t2", slot),
-            ("t1", Slot { row: "s2", ..slot }),
-            (
-                "t1",
-                Slot {
-                    name: "other",
-                    ..slot
-                },
-            ),
-            (
-                "t1",
-                Slot {
-                    table: "siem_destination",
-                    ..slot
-                },
-            ),
-        ] {
-            assert!(
-                open_with(&key, &secret_aad(tenant, other), &sealed).is_none(),
-                "moved to {tenant}/{other:?}"
-            );
-        }
-        assert!(open_with(&[8u8; 32], &secret_aad("t1", slot), &sealed).is_none());
-        // Nonces are fresh: the same secret seals differently each time.
-        assert_ne!(
-            sealed,
-            seal_with(&key, &secret_aad("t1", slot), b"canary-value")
-        );
-    }
-}
-
 /// Re-wraps every tenant's data keys under `new` (a master key rotation): each key is
 /// unwrapped with whichever of this vault's master keys wrapped it, wrapped under `new`, and
 /// stored with `new`'s fingerprint. Returns (tenants, data keys re-wrapped). Secrets are not
@@ -492,4 +443,53 @@ pub async fn migrate_legacy(store: &Store, vault: &Vault) -> Result<usize, Vault
         }
     }
     Ok(moved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_opens_only_in_its_own_slot_and_tenant() {
+        let key = [7u8; 32];
+        let slot = Slot {
+            table: "mcp_server",
+            row: "s1",
+            name: "credential",
+        };
+        let sealed = seal_with(&key, &secret_aad("t1", slot), b"canary-value");
+        assert!(sealed.starts_with("v1:"));
+        assert!(!sealed.contains("canary"));
+        let opened = open_with(&key, &secret_aad("t1", slot), &sealed).expect("opens");
+        assert_eq!(opened.as_slice(), b"canary-value");
+        for (tenant, other) in [
+            ("t2", slot),
+            ("t1", Slot { row: "s2", ..slot }),
+            (
+                "t1",
+                Slot {
+                    name: "other",
+                    ..slot
+                },
+            ),
+            (
+                "t1",
+                Slot {
+                    table: "siem_destination",
+                    ..slot
+                },
+            ),
+        ] {
+            assert!(
+                open_with(&key, &secret_aad(tenant, other), &sealed).is_none(),
+                "moved to {tenant}/{other:?}"
+            );
+        }
+        assert!(open_with(&[8u8; 32], &secret_aad("t1", slot), &sealed).is_none());
+        // Nonces are fresh: the same secret seals differently each time.
+        assert_ne!(
+            sealed,
+            seal_with(&key, &secret_aad("t1", slot), b"canary-value")
+        );
+    }
 }

@@ -177,7 +177,7 @@ pub async fn create(
             &name,
             &d.kind,
             &settings.to_string(),
-            sealed.as_deref(),
+            sealed,
             start_seq,
         )
         .await?;
