@@ -518,6 +518,7 @@ async fn revoke_tokens(
     .target(target)
     .detail(serde_json::to_value(&revoked).unwrap_or_default());
     state.audit.note(e).await;
+    crate::mail::revoked(&state, &admin.tenant, &revoked);
     Ok(Json(revoked))
 }
 
@@ -1049,6 +1050,17 @@ async fn patch_user(
     )
     .await;
     tracing::info!(tenant.id = %admin.tenant.tenant_id, user.id = %admin.user.user_id, target.user.id = %id, active = req.active, "user status changed");
+    if !req.active {
+        if let Some(u) = state.store.user(&admin.tenant.tenant_id, &id).await? {
+            crate::mail::access_removed(
+                &state,
+                &admin.tenant,
+                &u.email,
+                "deactivated by an administrator",
+            )
+            .await;
+        }
+    }
     Ok(Json(serde_json::json!({ "id": id, "active": req.active })))
 }
 

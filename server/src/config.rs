@@ -356,6 +356,14 @@ pub struct ServeArgs {
     /// (development and tests only: in production that is an SSRF hole).
     #[arg(long, env = "PORTCULLIS_CIMD_ALLOW_PRIVATE")]
     pub cimd_allow_private: bool,
+    /// Where notifications are mailed through: `smtps://user:pass@host:465`,
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS), or plain `smtp://host:port` (only
+    /// to localhost). Unset: no mail is sent.
+    #[arg(long, env = "PORTCULLIS_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The sender of notifications (default `Portcullis <portcullis@{base domain}>`).
+    #[arg(long, env = "PORTCULLIS_MAIL_FROM")]
+    pub mail_from: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -482,6 +490,9 @@ pub struct Settings {
     pub gateway_max_body: usize,
     /// See `ServeArgs::siem_interval_ms`.
     pub siem_interval: std::time::Duration,
+    /// See `ServeArgs::smtp_url` (it may carry a password).
+    pub smtp_url: Option<SecretString>,
+    pub mail_from: Option<String>,
     /// See `ServeArgs::cimd_allow_private`.
     pub cimd_allow_private: bool,
 }
@@ -621,6 +632,12 @@ impl Settings {
                 None => std::time::Duration::from_secs(2),
             },
             cimd_allow_private: serve.cimd_allow_private,
+            smtp_url: serve
+                .smtp_url
+                .clone()
+                .filter(|u| !u.trim().is_empty())
+                .map(|u| SecretString::from(u.trim().to_owned())),
+            mail_from: serve.mail_from.clone().filter(|m| !m.trim().is_empty()),
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod domain;
 pub mod error;
 pub mod gateway;
 pub mod keys;
+pub mod mail;
 pub mod oauth;
 pub mod ops;
 pub mod policy;

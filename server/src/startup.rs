@@ -57,6 +57,8 @@ pub enum StartupError {
     Demo(String),
     #[error("upstream HTTP client: {0}")]
     UpstreamClient(String),
+    #[error("{0}")]
+    Mail(String),
 }
 
 /// What a start printed for the operator: secrets made on this start, shown once.
@@ -175,6 +177,11 @@ impl Application {
             .site_addr(local)
             .build();
         let (audit, _audit_writer) = crate::audit::Audit::start(store.clone());
+        let mail_from = settings.mail_from.clone().unwrap_or_else(|| {
+            format!("Portcullis <portcullis@{}>", settings.base_domain.as_str())
+        });
+        let mailer = crate::mail::start(settings.smtp_url.as_ref(), &mail_from, audit.clone())
+            .map_err(StartupError::Mail)?;
         let state = AppState {
             store,
             tenancy,
@@ -190,6 +197,7 @@ impl Application {
             audit,
             siem_interval: settings.siem_interval,
             cimd_allow_private: settings.cimd_allow_private,
+            mailer,
         };
         let router = build_router(state.clone(), &settings.site_root);
         let (shutdown, _) = watch::channel(false);

@@ -26,6 +26,9 @@ pub struct AppState {
     pub keys: Arc<crate::keys::MasterKey>,
     /// The vault: secrets under per-tenant data keys (upstream credentials).
     pub vault: Arc<crate::vault::Vault>,
+    /// Notifications by mail (`None`: no SMTP configured).
+    #[from_ref(skip)]
+    pub mailer: Option<crate::mail::Mailer>,
     /// IdP discovery documents and keys, per tenant.
     pub sso: Arc<crate::sso::SsoCache>,
     /// The durable audit log's writer.

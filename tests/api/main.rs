@@ -17,6 +17,7 @@ mod gateway;
 mod gateway_sessions;
 mod helpers;
 mod limits;
+mod mail;
 mod oauth;
 mod ops;
 mod real_clients;

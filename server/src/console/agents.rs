@@ -139,11 +139,12 @@ impl Backend {
     /// The `agent_*` forms: the flash message, or why nothing changed.
     pub(super) async fn agent_action(
         &self,
-        tenant_id: &str,
+        tenant: &crate::tenancy::Tenant,
         session: &tower_sessions::Session,
         form: &IdentityForm,
     ) -> Result<Result<String, String>, BackendError> {
         let st = &self.state;
+        let tenant_id = tenant.tenant_id.as_str();
         let input = |slug: Option<String>| -> Result<AgentInput, String> {
             Ok(AgentInput {
                 slug,
@@ -213,11 +214,14 @@ impl Backend {
             }
             "agent_revoke" => {
                 match crate::servers::revoke_agent(&st.store, tenant_id, &form.slug).await {
-                    Ok(r) => Ok(format!(
-                        "Revoked {} token(s) of agent {}.",
-                        r.tokens.len(),
-                        form.slug
-                    )),
+                    Ok(r) => {
+                        crate::mail::revoked(st, tenant, &r);
+                        Ok(format!(
+                            "Revoked {} token(s) of agent {}.",
+                            r.tokens.len(),
+                            form.slug
+                        ))
+                    }
                     Err(crate::servers::ServerError::NotFound) => Err("No such agent.".into()),
                     Err(e) => return Err(internal(e)),
                 }

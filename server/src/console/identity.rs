@@ -515,6 +515,19 @@ impl Backend {
                         Ok(()) => {
                             tracing::info!(audit = true, tenant.id = %tid, user.id = %admin.user_id,
                                 target.user.id = %form.user_id, active, "user status changed in the console");
+                            if !active {
+                                if let Some(u) =
+                                    st.store.user(&tid, &form.user_id).await.map_err(internal)?
+                                {
+                                    crate::mail::access_removed(
+                                        st,
+                                        &tenant,
+                                        &u.email,
+                                        "deactivated by an administrator",
+                                    )
+                                    .await;
+                                }
+                            }
                             Ok(if active {
                                 "User activated."
                             } else {
@@ -648,6 +661,7 @@ impl Backend {
                             .detail(serde_json::to_value(&revoked).unwrap_or_default()),
                         )
                         .await;
+                    crate::mail::revoked(st, &tenant, &revoked);
                     Ok(format!(
                         "Revoked {} gateway token(s) of {} and ended their console sessions.",
                         revoked.tokens.len(),
@@ -879,7 +893,7 @@ impl Backend {
                 )?;
                 return Ok(true);
             }
-            op if op.starts_with("agent_") => self.agent_action(&tid, &session, &form).await?,
+            op if op.starts_with("agent_") => self.agent_action(&tenant, &session, &form).await?,
             other => Err(format!("Unknown form {other:?}.")),
         };
         st.refresh_snapshots().await.map_err(internal)?;

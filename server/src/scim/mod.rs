@@ -714,6 +714,15 @@ async fn write_user(state: &AppState, c: &ScimClient, id: &str, resource: &Value
     .await;
     if deactivated {
         tracing::info!(audit = true, tenant.id = %c.tenant.tenant_id, user.id = %id, "SCIM: user deactivated; their tokens and sessions ended");
+        if let Ok(Some(u)) = state.store.user(&c.tenant.tenant_id, id).await {
+            crate::mail::access_removed(
+                state,
+                &c.tenant,
+                &u.email,
+                "deactivated by your identity provider (SCIM)",
+            )
+            .await;
+        }
     } else {
         tracing::info!(audit = true, tenant.id = %c.tenant.tenant_id, user.id = %id, active = w.active, "SCIM: user updated");
     }
@@ -749,6 +758,13 @@ async fn delete_user(
     c: ScimClient,
     Path(id): Path<String>,
 ) -> ScimResult {
+    let email = state
+        .store
+        .user(&c.tenant.tenant_id, &id)
+        .await
+        .ok()
+        .flatten()
+        .map(|u| u.email);
     state
         .store
         .scim_delete_user(&c.tenant.tenant_id, &id)
@@ -760,6 +776,15 @@ async fn delete_user(
     refreshed(&state).await?;
     recorded(&state, &c, "scim.user.delete", &id, json!({})).await;
     tracing::info!(audit = true, tenant.id = %c.tenant.tenant_id, user.id = %id, "SCIM: user deleted; their tokens and sessions ended");
+    if let Some(email) = email {
+        crate::mail::access_removed(
+            &state,
+            &c.tenant,
+            &email,
+            "removed by your identity provider (SCIM)",
+        )
+        .await;
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

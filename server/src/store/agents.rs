@@ -356,4 +356,19 @@ impl Store {
         });
         Ok(rows)
     }
+
+    /// The emails of the tenant's active admins (whom notifications about the tenant go to).
+    pub async fn admin_emails(&self, tenant_id: &str) -> Result<Vec<String>> {
+        let rows = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_scalar::<_, String>(
+                "SELECT email FROM tenant_user WHERE tenant_id = $1 AND is_admin = $2 AND active = $2 \
+                 ORDER BY email",
+            )
+            .bind(tenant_id)
+            .bind(true)
+            .fetch_all(&mut *tx)
+            .await?
+        });
+        Ok(rows)
+    }
 }

@@ -1,0 +1,151 @@
+//! Mail notifications through a real SMTP server (aiosmtpd, `tests/fixtures/smtp_sink.py`):
+//! a user is told when their access is revoked and when they are deactivated; the tenant's
+//! admins are told about the deprovisioning; each message sent is on the record; a plain-text
+//! SMTP URL to a remote host is refused at start.
+
+use crate::access::api;
+use crate::gateway::{fixture_path, python, user_token};
+use crate::helpers::{spawn_app_with, Engine};
+use portcullis::config::ServeArgs;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// The messages the sink took so far.
+fn received(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Waits (bounded) for a message to `to` whose subject contains `subject`.
+async fn wait_for(path: &std::path::Path, to: &str, subject: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(m) = received(path)
+            .into_iter()
+            .find(|m| m["to"][0] == to && m["subject"].as_str().unwrap_or("").contains(subject))
+        {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no mail to {to} about {subject:?}: {:?}",
+            received(path)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_are_told_by_mail_when_their_access_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mail.jsonl");
+    let mut cmd = tokio::process::Command::new(python());
+    cmd.arg(fixture_path("smtp_sink.py")).arg(&out);
+    let sink = crate::conformance::start_listening(cmd).await;
+    let app = spawn_app_with(
+        Engine::Sqlite,
+        ServeArgs {
+            smtp_url: Some(sink.url.clone()),
+            mail_from: Some("Portcullis <noreply@acme.example.com>".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    let dev_token = user_token(&app, "acme", admin, "dev@acme.example.com").await;
+    user_token(&app, "acme", admin, "ops@acme.example.com").await;
+
+    // Everything dev holds is revoked: dev is told what went.
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::POST,
+        "/api/v1/tokens/revoke",
+        Some(json!({"user_email": "dev@acme.example.com"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let m = wait_for(&out, "dev@acme.example.com", "access was revoked").await;
+    assert_eq!(m["from"], "noreply@acme.example.com");
+    let body = m["body"].as_str().unwrap();
+    assert!(body.contains("acme Inc"), "{body}");
+    assert!(body.contains("sessions were ended"), "{body}");
+    assert!(!body.contains(&dev_token), "never a token in a mail");
+
+    // ops is deactivated: ops is told, and so is the admin.
+    let (_, users) = api(&app, admin, Method::GET, "/api/v1/users", None).await;
+    let ops = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "ops@acme.example.com")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, _) = api(
+        &app,
+        admin,
+        Method::PATCH,
+        &format!("/api/v1/users/{ops}"),
+        Some(json!({"active": false})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let m = wait_for(&out, "ops@acme.example.com", "access was removed").await;
+    assert!(m["body"]
+        .as_str()
+        .unwrap()
+        .contains("deactivated by an administrator"));
+    let m = wait_for(
+        &out,
+        "admin@acme.example.com",
+        "ops@acme.example.com was deprovisioned",
+    )
+    .await;
+    assert!(m["body"].as_str().unwrap().contains("/admin/audit"));
+
+    // Each message sent is on the record.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = api(
+            &app,
+            admin,
+            Method::GET,
+            "/api/v1/audit?action=mail.sent",
+            None,
+        )
+        .await;
+        if v["events"].as_array().map_or(0, Vec::len) >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "mail.sent records: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+
+    // Plain SMTP to a remote host is refused at start, with the setting named.
+    let bad = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--smtp-url",
+            "smtp://mail.example.com:25",
+        ])
+        .arg("--data-dir")
+        .arg(bad.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("PORTCULLIS_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PORTCULLIS_SMTP_URL"), "{err}");
+}
