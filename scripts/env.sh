@@ -12,7 +12,8 @@ export PORTCULLIS_PYTHON="${PORTCULLIS_PYTHON:-$PORTCULLIS_VENV/bin/python}"
 # The target dir is shared by every checkout on this machine (CI clones included). Cargo records
 # files outside a package (the server's ../tests, ../migrations, ../docs) by absolute path, so
 # after a build in another checkout it would judge the server "fresh" from the other checkout's
-# files. When the checkout changes, rebuild the server package (dependencies stay cached).
+# files. When the checkout changes, rebuild the server and front-end packages (dependencies stay
+# cached).
 portcullis_checkout_guard() {
   local here marker
   here=$(pwd -P)
@@ -20,8 +21,17 @@ portcullis_checkout_guard() {
   mkdir -p "$CARGO_TARGET_DIR"
   if [ "$(cat "$marker" 2>/dev/null)" != "$here" ]; then
     if [ -f "$marker" ]; then
-      echo "[env] target dir last used by $(cat "$marker"); rebuilding the server package for $here"
+      echo "[env] target dir last used by $(cat "$marker"); rebuilding the server and front-end packages for $here"
       cargo clean -q -p server 2>/dev/null || true
+      # The front end too: Leptos names server functions with a hash that includes the source
+      # path, and a wasm built in another checkout (uplifted last into frontend.wasm) would
+      # call server functions this checkout's server does not have.
+      for t in front front-deb; do
+        if [ -d "$CARGO_TARGET_DIR/$t" ]; then
+          cargo clean -q -p frontend -p app --target-dir "$CARGO_TARGET_DIR/$t" \
+            --target wasm32-unknown-unknown 2>/dev/null || true
+        fi
+      done
     fi
     printf '%s\n' "$here" > "$marker"
   fi
