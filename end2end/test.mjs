@@ -480,6 +480,24 @@ await test('audit: search, detail, export, verify, retention, SIEM', async () =>
   await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('Revoked 1 token'), null, { timeout: 15000 });
   const refused = await agentCall({ jsonrpc: '2.0', id: 3, method: 'ping' });
   check('a revoked agent token is refused on the next request', refused.status === 401, `${refused.status}`);
+
+  // Credentials: a server's credential goes into the vault; it is never shown again.
+  await page.click('a[href="/admin/credentials"]');
+  await page.waitForSelector('#credential-list', { timeout: 15000 });
+  const secretValue = 'e2e-secret-never-shown-9f3c';
+  await page.selectOption('#credential-crm select', 'header');
+  await page.fill('#credential-crm input[name="form[header]"]', 'X-Api-Key');
+  await page.fill('#credential-crm input[name="form[secret_value]"]', secretValue);
+  await page.click('#credential-crm button.primary');
+  await page.waitForSelector('#credential-crm[data-set="true"]', { timeout: 15000 });
+  const status = await page.textContent('#credential-crm .credential-status');
+  check('a server credential is stored and described', status.includes('header in x-api-key'), status);
+  check('the secret is not in the page', !(await page.content()).includes(secretValue));
+  await page.click('#vault-rotate');
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('re-encrypted'), null, { timeout: 15000 });
+  const active = await page.$$eval('#vault-keys tr.vault-key[data-active="true"] code', (c) => c.map((x) => x.textContent));
+  check('rotating the data key makes a new one active', JSON.stringify(active) === '["k2"]', JSON.stringify(active));
+  await page.screenshot({ path: `${shots}/credentials.png`, fullPage: true });
   check('no errors in the browser (audit)', errors.length === 0, JSON.stringify(errors));
   await ctx.close();
 });

@@ -128,6 +128,30 @@ pub struct IdentityView {
     /// Agents, with their tokens and blast radius.
     #[serde(default)]
     pub agents: Vec<AgentView>,
+    /// The vault and the servers' credentials.
+    #[serde(default)]
+    pub credentials: CredentialsView,
+}
+
+/// The Credentials page: the vault's keys and each server's credential (never a value).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CredentialsView {
+    pub kek_fingerprint: String,
+    /// (key id, created, retired or "", active).
+    pub keys: Vec<(String, String, String, bool)>,
+    pub secrets: usize,
+    pub servers: Vec<ServerCredentialView>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerCredentialView {
+    pub slug: String,
+    pub name: String,
+    pub transport: String,
+    /// "" when none is set.
+    pub kind: String,
+    pub header: String,
+    pub updated_at: String,
 }
 
 /// One agent as the console shows it.
@@ -332,6 +356,13 @@ pub struct IdentityForm {
     pub owner: String,
     #[serde(default)]
     pub tool_set: String,
+    /// Server credentials: kind (bearer or header), header name, the secret (with `slug`).
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub header: String,
+    #[serde(default)]
+    pub secret_value: String,
 }
 
 /// The user portal at `/` on a tenant host.

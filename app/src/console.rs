@@ -166,6 +166,7 @@ fn ConsoleLayout(
         approval_rules: Vec::new(),
         approvals: Vec::new(),
         agents: Vec::new(),
+        credentials: Default::default(),
     });
     let nav_open = RwSignal::new(false);
     let current = SECTIONS.iter().find(|s| s.slug == section);
@@ -211,6 +212,10 @@ fn ConsoleLayout(
             }
             .into_any()
         }
+        ("credentials", _) => view! {
+            <crate::credentials::Credentials view=identity.credentials.clone() csrf=csrf.clone() action=identity_action/>
+        }
+        .into_any(),
         ("audit", _) => view! {
             <crate::audit::AuditSection csrf=csrf.clone() action=audit_action/>
         }

@@ -7,6 +7,7 @@ mod agents;
 pub mod api;
 mod audit;
 mod console;
+mod credentials;
 mod identity;
 mod platform;
 

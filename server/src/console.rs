@@ -24,6 +24,7 @@ use tower_sessions::Session;
 
 mod agents;
 pub mod audit;
+mod credentials;
 mod identity;
 
 pub struct Backend {

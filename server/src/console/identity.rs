@@ -245,6 +245,7 @@ impl Backend {
                 })
                 .collect(),
             agents: self.agents_view(tenant).await?,
+            credentials: self.credentials_view(tenant).await?,
         })
     }
 
@@ -894,6 +895,9 @@ impl Backend {
                 return Ok(true);
             }
             op if op.starts_with("agent_") => self.agent_action(&tenant, &session, &form).await?,
+            "credential_set" | "credential_delete" | "vault_rotate" => {
+                self.credential_action(&tenant, &form).await?
+            }
             other => Err(format!("Unknown form {other:?}.")),
         };
         st.refresh_snapshots().await.map_err(internal)?;

@@ -1,0 +1,98 @@
+//! The console's Credentials page: the tenant's vault (data keys, which master key wraps them,
+//! rotation) and each server's upstream credential (set, replace, remove; never shown).
+
+use crate::api::{CredentialsView, IdentityAction};
+use crate::identity::FormHead;
+use leptos::prelude::*;
+
+#[component]
+pub fn Credentials(
+    view: CredentialsView,
+    csrf: String,
+    action: ServerAction<IdentityAction>,
+) -> impl IntoView {
+    let keys = view
+        .keys
+        .into_iter()
+        .map(|(id, created, retired, active)| {
+            view! {
+                <tr class="vault-key" data-active=if active { "true" } else { "false" }>
+                    <td><code>{id}</code></td><td>{created}</td>
+                    <td>{if active { "active".to_owned() } else { format!("retired {retired}") }}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let rows = view
+        .servers
+        .into_iter()
+        .map(|s| {
+            let (c1, c2) = (csrf.clone(), csrf.clone());
+            let (s1, s2) = (s.slug.clone(), s.slug.clone());
+            let row_id = format!("credential-{}", s.slug);
+            let http = s.transport == "streamable_http";
+            let set = !s.kind.is_empty();
+            let status = if set {
+                format!("{} in {} (since {})", s.kind, s.header, s.updated_at)
+            } else {
+                "none".to_owned()
+            };
+            view! {
+                <tr class="credential-row" id=row_id data-set=if set { "true" } else { "false" }>
+                    <td>{s.name}" "<code>{s.slug}</code></td>
+                    <td class="credential-status">{status}</td>
+                    <td>
+                        {if http {
+                            view! {
+                                <ActionForm action attr:class="inline">
+                                    <FormHead csrf=c1 op="credential_set"/>
+                                    <input type="hidden" name="form[slug]" value=s1/>
+                                    <select name="form[kind]">
+                                        <option value="bearer">"Bearer token"</option>
+                                        <option value="header">"Header"</option>
+                                    </select>
+                                    <input type="text" name="form[header]" placeholder="X-Api-Key (for Header)"/>
+                                    <input type="password" name="form[secret_value]" autocomplete="off" placeholder="secret"/>
+                                    <button type="submit" class="primary">{if set { "Replace" } else { "Set" }}</button>
+                                </ActionForm>
+                            }
+                            .into_any()
+                        } else {
+                            view! { <span class="hint">"stdio and SSE servers: not yet"</span> }.into_any()
+                        }}
+                        {set.then(|| view! {
+                            <ActionForm action attr:class="inline">
+                                <FormHead csrf=c2 op="credential_delete"/>
+                                <input type="hidden" name="form[slug]" value=s2/>
+                                <button type="submit" class="ghost danger">"Remove"</button>
+                            </ActionForm>
+                        })}
+                    </td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="card" id="vault">
+            <h2>"Vault"</h2>
+            <p class="hint">"Every secret of this tenant is encrypted (AES-256-GCM) under its data key; data keys are stored only wrapped by the master key (fingerprint "<code id="kek-fingerprint">{view.kek_fingerprint}</code>"). Rotating makes a new data key and re-encrypts every secret under it."</p>
+            <p id="vault-secrets">{format!("{} secret(s) in the vault.", view.secrets)}</p>
+            <table id="vault-keys">
+                <thead><tr><th>"Data key"</th><th>"Made"</th><th>"State"</th></tr></thead>
+                <tbody>{keys}</tbody>
+            </table>
+            <ActionForm action attr:class="inline">
+                <FormHead csrf=csrf.clone() op="vault_rotate"/>
+                <button type="submit" class="primary" id="vault-rotate">"Rotate the data key"</button>
+            </ActionForm>
+        </section>
+        <section class="card" id="credentials">
+            <h2>"Upstream credentials"</h2>
+            <p class="hint">"The gateway injects a server's credential into every request to it; MCP clients never see it. Values are write-only: nobody can read them back here or in the API."</p>
+            <table id="credential-list">
+                <thead><tr><th>"Server"</th><th>"Credential"</th><th></th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </section>
+    }
+}

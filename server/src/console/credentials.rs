@@ -1,0 +1,101 @@
+//! The console's Credentials page: the tenant's vault and the servers' upstream credentials,
+//! and its forms (`credential_set`, `credential_delete`, `vault_rotate`), through the same
+//! services as the API (`crate::servers`, `crate::vault`).
+
+use super::{internal, Backend};
+use crate::tenants::format_time;
+use app::api::{BackendError, CredentialsView, IdentityForm, ServerCredentialView};
+
+impl Backend {
+    pub(super) async fn credentials_view(
+        &self,
+        tenant: &crate::tenancy::Tenant,
+    ) -> Result<CredentialsView, BackendError> {
+        let st = &self.state;
+        let tid = &tenant.tenant_id;
+        let keys = st
+            .store
+            .vault_keys(tid)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|k| {
+                (
+                    k.key_id,
+                    format_time(k.created_at),
+                    k.retired_at.map(format_time).unwrap_or_default(),
+                    k.retired_at.is_none(),
+                )
+            })
+            .collect();
+        let secrets = st.store.vault_secrets(tid).await.map_err(internal)?.len();
+        let mut servers = Vec::new();
+        for row in st.store.list_servers(tid).await.map_err(internal)? {
+            let view = crate::servers::credential_view(&st.store, tid, &row.slug, &st.vault)
+                .await
+                .map_err(internal)?;
+            servers.push(ServerCredentialView {
+                slug: row.slug,
+                name: row.name,
+                transport: row.transport,
+                kind: view.as_ref().map(|v| v.kind.clone()).unwrap_or_default(),
+                header: view.as_ref().map(|v| v.header.clone()).unwrap_or_default(),
+                updated_at: view.map(|v| v.updated_at).unwrap_or_default(),
+            });
+        }
+        Ok(CredentialsView {
+            kek_fingerprint: st.keys.fingerprint(),
+            keys,
+            secrets,
+            servers,
+        })
+    }
+
+    /// The Credentials page's forms: the flash message, or why nothing changed.
+    pub(super) async fn credential_action(
+        &self,
+        tenant: &crate::tenancy::Tenant,
+        form: &IdentityForm,
+    ) -> Result<Result<String, String>, BackendError> {
+        use crate::servers::CredentialError;
+        let st = &self.state;
+        let tid = &tenant.tenant_id;
+        Ok(match form.op.as_str() {
+            "credential_set" => {
+                let input = crate::servers::CredentialInput {
+                    kind: form.kind.clone(),
+                    header: Some(form.header.clone()).filter(|h| !h.trim().is_empty()),
+                    value: form.secret_value.clone(),
+                };
+                match crate::servers::set_credential(&st.vault, &st.store, tid, &form.slug, &input)
+                    .await
+                {
+                    Ok(v) => Ok(format!(
+                        "Credential of {} stored in the vault (sent in {}).",
+                        form.slug, v.header
+                    )),
+                    Err(CredentialError::Invalid(m)) => Err(format!("Not stored: {m}.")),
+                    Err(CredentialError::NotFound) => Err("No such server.".into()),
+                    Err(e) => return Err(internal(e)),
+                }
+            }
+            "credential_delete" => {
+                match crate::servers::delete_credential(&st.vault, &st.store, tid, &form.slug).await
+                {
+                    Ok(true) => Ok(format!("Credential of {} removed.", form.slug)),
+                    Ok(false) | Err(CredentialError::NotFound) => {
+                        Err("No credential to remove.".into())
+                    }
+                    Err(e) => return Err(internal(e)),
+                }
+            }
+            "vault_rotate" => match st.vault.rotate_data_key(&st.store, tid).await {
+                Ok((key, n)) => Ok(format!(
+                    "Data key {key} is active; {n} secret(s) re-encrypted under it."
+                )),
+                Err(e) => return Err(internal(e)),
+            },
+            other => Err(format!("Unknown form {other:?}.")),
+        })
+    }
+}
