@@ -215,25 +215,19 @@ pub async fn save(
         allowed_domains.push(d);
     }
     let previous = stored(&state.store, &tenant.tenant_id).await?;
-    let client_secret_sealed = match new.client_secret.as_deref().map(str::trim) {
+    // A new secret is stored only once everything else checked out (bad input changes nothing).
+    let new_secret = match new.client_secret.as_deref().map(str::trim) {
         Some(s) if !s.is_empty() => {
             if s.len() > 4096 {
                 return Err(SsoError::Invalid("client_secret is too long".into()));
             }
-            state
-                .vault
-                .put(
-                    &state.store,
-                    &tenant.tenant_id,
-                    secret_slot(&tenant.tenant_id),
-                    s,
-                    "identity",
-                )
-                .await
-                .map_err(|e| SsoError::Invalid(format!("the secret could not be stored: {e}")))?;
-            Some(IN_VAULT.to_owned())
+            Some(zeroize::Zeroizing::new(s.to_owned()))
         }
-        _ => previous.and_then(|p| p.client_secret_sealed),
+        _ => None,
+    };
+    let client_secret_sealed = match &new_secret {
+        Some(_) => Some(IN_VAULT.to_owned()),
+        None => previous.and_then(|p| p.client_secret_sealed),
     };
     // The IdP must answer discovery now: a typo is caught here, not at the first sign-in.
     let issuer_url =
@@ -255,6 +249,22 @@ pub async fn save(
         allowed_domains,
     };
     let json = serde_json::to_string(&s).map_err(|e| SsoError::Invalid(e.to_string()))?;
+    if let Some(secret) = &new_secret {
+        state
+            .vault
+            .put(
+                &state.store,
+                &tenant.tenant_id,
+                secret_slot(&tenant.tenant_id),
+                secret,
+                "identity",
+            )
+            .await
+            .map_err(|e| match e {
+                crate::vault::VaultError::Store(s) => SsoError::Store(s),
+                other => SsoError::Invalid(format!("the secret could not be stored: {other}")),
+            })?;
+    }
     state
         .store
         .set_tenant_setting(&tenant.tenant_id, SETTING, &json)
