@@ -31,6 +31,7 @@ pub fn Credentials(
             let (s1, s2) = (s.slug.clone(), s.slug.clone());
             let row_id = format!("credential-{}", s.slug);
             let http = s.transport == "streamable_http";
+            let stdio = s.transport == "stdio";
             let set = !s.kind.is_empty();
             let status = if set {
                 format!("{} in {} (since {})", s.kind, s.header, s.updated_at)
@@ -57,8 +58,20 @@ pub fn Credentials(
                                 </ActionForm>
                             }
                             .into_any()
+                        } else if stdio {
+                            view! {
+                                <ActionForm action attr:class="inline">
+                                    <FormHead csrf=c1 op="credential_set"/>
+                                    <input type="hidden" name="form[slug]" value=s1/>
+                                    <input type="hidden" name="form[kind]" value="env"/>
+                                    <input type="text" name="form[header]" placeholder="variable, e.g. GITHUB_TOKEN"/>
+                                    <input type="password" name="form[secret_value]" autocomplete="off" placeholder="secret"/>
+                                    <button type="submit" class="primary">{if set { "Replace" } else { "Set" }}</button>
+                                </ActionForm>
+                            }
+                            .into_any()
                         } else {
-                            view! { <span class="hint">"stdio and SSE servers: not yet"</span> }.into_any()
+                            view! { <span class="hint">"legacy SSE servers: not yet"</span> }.into_any()
                         }}
                         {set.then(|| view! {
                             <ActionForm action attr:class="inline">

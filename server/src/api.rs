@@ -815,6 +815,7 @@ async fn test_server(
         &upstream,
         q.era,
         credential.as_deref(),
+        state.gateway.env_secret(&admin.tenant.tenant_id, &row.slug),
     )
     .await;
     Ok(Json(match result {
@@ -838,6 +839,7 @@ async fn record_catalog(
         &upstream,
         Default::default(),
         credential.as_deref(),
+        state.gateway.env_secret(&admin.tenant.tenant_id, &row.slug),
     )
     .await
     .map_err(|e| ApiError::Invalid(format!("the server could not be reached: {e}")))?;

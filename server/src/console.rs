@@ -465,6 +465,7 @@ impl ConsoleBackend for Backend {
             &upstream,
             crate::gateway::discovery::Era::Auto,
             credential.as_deref(),
+            self.state.gateway.env_secret(&tenant.tenant_id, &row.slug),
         )
         .await;
         let view = match result {

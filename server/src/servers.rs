@@ -318,8 +318,19 @@ pub struct CredentialInput {
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
+    /// `env` (stdio servers): the environment variable's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
     /// The secret. Never returned, logged or recorded.
     pub value: String,
+}
+
+/// What the gateway does with a server's credential.
+pub enum Injected {
+    /// A request header (Streamable HTTP servers).
+    Header(crate::gateway::Credential),
+    /// An environment variable of the process (stdio servers).
+    Env(crate::gateway::EnvSecret),
 }
 
 impl Drop for CredentialInput {
@@ -330,6 +341,38 @@ impl Drop for CredentialInput {
 }
 
 impl CredentialInput {
+    /// What it becomes for the gateway; the message says what is wrong.
+    fn injected(&self) -> Result<Injected, String> {
+        if self.kind != "env" {
+            return self.to_header().map(Injected::Header);
+        }
+        let value = self.value.trim();
+        if value.is_empty() || value.len() > 8192 || value.contains('\0') {
+            return Err("value: 1 to 8192 characters".into());
+        }
+        let name = self.env.as_deref().unwrap_or_default().trim();
+        let valid = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid {
+            return Err("env: a variable name of A-Z, 0-9 and _ is required".into());
+        }
+        // Variables the gateway sets itself or that change how programs load.
+        if matches!(name, "PATH" | "HOME" | "TMPDIR" | "LANG")
+            || name.starts_with("LD_")
+            || name.starts_with("DYLD_")
+        {
+            return Err(format!("env: {name} cannot be set"));
+        }
+        Ok(Injected::Env(crate::gateway::EnvSecret::new(
+            name.to_owned(),
+            zeroize::Zeroizing::new(value.to_owned()),
+        )))
+    }
+
     /// The header it becomes; the message says what is wrong.
     fn to_header(&self) -> Result<crate::gateway::Credential, String> {
         use http::{HeaderName, HeaderValue};
@@ -367,7 +410,7 @@ impl CredentialInput {
                 }
                 (name, value.to_owned())
             }
-            _ => return Err("kind must be bearer or header".into()),
+            _ => return Err("kind must be bearer, header or env".into()),
         };
         let mut value = HeaderValue::from_str(&value)
             .map_err(|_| "value: printable ASCII only (it goes in an HTTP header)".to_owned())?;
@@ -422,14 +465,31 @@ pub async fn set_credential(
     input: &CredentialInput,
 ) -> Result<CredentialView, CredentialError> {
     let row = server_row(store, tenant_id, slug).await?;
-    if row.transport != "streamable_http" {
-        return Err(CredentialError::Invalid(
-            "credentials are injected into Streamable HTTP servers for now; stdio and SSE servers \
-             get theirs in a later release"
-                .into(),
-        ));
+    match (row.transport.as_str(), input.kind.as_str()) {
+        ("streamable_http", "bearer" | "header") | ("stdio", "env") => {}
+        ("stdio", _) => {
+            return Err(CredentialError::Invalid(
+                "a stdio server takes its credential as an environment variable: kind env".into(),
+            ))
+        }
+        ("streamable_http", "env") => {
+            return Err(CredentialError::Invalid(
+                "a Streamable HTTP server takes its credential in a header: kind bearer or header"
+                    .into(),
+            ))
+        }
+        ("sse", _) => {
+            return Err(CredentialError::Invalid(
+                "credentials for legacy SSE servers are not supported yet".into(),
+            ))
+        }
+        _ => {
+            return Err(CredentialError::Invalid(
+                "kind must be bearer, header or env".into(),
+            ))
+        }
     }
-    input.to_header().map_err(CredentialError::Invalid)?;
+    input.injected().map_err(CredentialError::Invalid)?;
     let json = zeroize::Zeroizing::new(serde_json::to_string(input).unwrap_or_default());
     vault
         .put(
@@ -481,6 +541,7 @@ pub async fn credential_view(
     Ok(Some(CredentialView {
         header: match input.kind.as_str() {
             "bearer" => "authorization".into(),
+            "env" => input.env.clone().unwrap_or_default(),
             _ => input
                 .header
                 .clone()
@@ -499,7 +560,7 @@ pub async fn credential(
     store: &Store,
     tenant_id: &str,
     row: &ServerRow,
-) -> Result<Option<crate::gateway::Credential>, crate::vault::VaultError> {
+) -> Result<Option<Injected>, crate::vault::VaultError> {
     let Some(plain) = vault
         .get(store, tenant_id, credential_slot(&row.server_id))
         .await?
@@ -509,7 +570,7 @@ pub async fn credential(
     let input: CredentialInput =
         serde_json::from_str(&plain).map_err(|_| crate::vault::VaultError::Corrupt)?;
     input
-        .to_header()
+        .injected()
         .map(Some)
         .map_err(|_| crate::vault::VaultError::Corrupt)
 }

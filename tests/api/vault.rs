@@ -492,3 +492,108 @@ async fn the_master_key_rotates_while_the_server_runs() {
     fresh.stop().await;
     app.stop().await;
 }
+
+/// A stdio server gets its credential from the vault as an environment variable of its
+/// process (our fixture refuses to start without it); a replaced credential means a new
+/// process; the value never reaches a client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_server_gets_its_credential_as_an_environment_variable() {
+    let canary = format!("canary-{}", uuid::Uuid::new_v4().simple());
+    let app = spawn_app(Engine::Sqlite).await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    add_server(
+        &app,
+        "acme",
+        admin,
+        "fx",
+        json!({"transport": "stdio", "command": "node",
+               "args": [fixture_path("everything_fixture.mjs"), "stdio",
+                        "--require-env", format!("FX_TOKEN={canary}")]}),
+    )
+    .await;
+    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let initialize = |m: &Mcp<'_>| {
+        m.post(
+            &json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"}}}),
+        )
+        .send()
+    };
+    // Without it the process does not start: no session.
+    let res = initialize(&Mcp::new(&app, "acme", "fx", &dev))
+        .await
+        .unwrap();
+    let ok = res.status() == StatusCode::OK && res.headers().get("mcp-session-id").is_some();
+    assert!(!ok, "no session without the credential");
+
+    for (bad, says) in [
+        (
+            json!({"kind": "bearer", "value": "x"}),
+            "environment variable",
+        ),
+        (
+            json!({"kind": "env", "env": "PATH", "value": "x"}),
+            "cannot be set",
+        ),
+        (
+            json!({"kind": "env", "env": "lower_case", "value": "x"}),
+            "variable name",
+        ),
+        (
+            json!({"kind": "env", "env": "LD_PRELOAD", "value": "x"}),
+            "cannot be set",
+        ),
+    ] {
+        let (s, v) = api(
+            &app,
+            admin,
+            Method::PUT,
+            "/api/v1/servers/fx/credential",
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+        assert!(v.to_string().contains(says), "{bad}: {v}");
+    }
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::PUT,
+        "/api/v1/servers/fx/credential",
+        Some(json!({"kind": "env", "env": "FX_TOKEN", "value": canary})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["header"], "FX_TOKEN");
+    assert!(!v.to_string().contains(&canary));
+
+    let mut m = Mcp::new(&app, "acme", "fx", &dev);
+    let init = m.initialize().await;
+    let echoed = m.call_text(1, "echo", json!({"message": "env"})).await;
+    assert_eq!(echoed, "Echo: env");
+    let (s, tested) = api(&app, admin, Method::POST, "/api/v1/servers/fx/test", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(tested["ok"], true, "{tested}");
+    for seen in [init.to_string(), echoed, tested.to_string()] {
+        assert!(!seen.contains(&canary));
+    }
+
+    // Replaced (by a wrong one here): the next session runs a new process with it.
+    let (s, _) = api(
+        &app,
+        admin,
+        Method::PUT,
+        "/api/v1/servers/fx/credential",
+        Some(json!({"kind": "env", "env": "FX_TOKEN", "value": "wrong"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let res = initialize(&Mcp::new(&app, "acme", "fx", &dev))
+        .await
+        .unwrap();
+    let ok = res.status() == StatusCode::OK && res.headers().get("mcp-session-id").is_some();
+    assert!(!ok, "the new process got the new (wrong) value");
+    app.stop().await;
+}

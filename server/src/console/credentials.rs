@@ -64,7 +64,10 @@ impl Backend {
             "credential_set" => {
                 let input = crate::servers::CredentialInput {
                     kind: form.kind.clone(),
-                    header: Some(form.header.clone()).filter(|h| !h.trim().is_empty()),
+                    header: Some(form.header.clone())
+                        .filter(|h| !h.trim().is_empty() && form.kind == "header"),
+                    env: Some(form.header.clone())
+                        .filter(|h| !h.trim().is_empty() && form.kind == "env"),
                     value: form.secret_value.clone(),
                 };
                 match crate::servers::set_credential(&st.vault, &st.store, tid, &form.slug, &input)

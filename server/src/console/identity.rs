@@ -715,6 +715,7 @@ impl Backend {
                             &upstream,
                             Default::default(),
                             credential.as_deref(),
+                            st.gateway.env_secret(&tid, &slug),
                         )
                         .await
                         {

@@ -9,6 +9,7 @@ use crate::domain::ServerTransport;
 use http::HeaderValue;
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 const PROTOCOL: &str = "2025-11-25";
@@ -53,12 +54,13 @@ pub async fn discover(
     upstream: &ServerTransport,
     era: Era,
     credential: Option<&super::Credential>,
+    env: Option<Arc<super::EnvSecret>>,
 ) -> Result<Discovery, String> {
     let client = gateway.client();
     let url = match upstream {
         ServerTransport::StreamableHttp { url } => url.as_str(),
         ServerTransport::Stdio { .. } | ServerTransport::Sse { .. } => {
-            return discover_via_link(gateway, upstream).await
+            return discover_via_link(gateway, upstream, env).await
         }
     };
     if era == Era::Auto {
@@ -98,11 +100,12 @@ pub async fn discover(
 async fn discover_via_link(
     gateway: &super::Gateway,
     upstream: &ServerTransport,
+    env: Option<Arc<super::EnvSecret>>,
 ) -> Result<Discovery, String> {
     use super::link::HANDSHAKE_TIMEOUT;
     let link = gateway
         .hub
-        .start_link("test connection".into(), upstream, gateway.client());
+        .start_link("test connection".into(), upstream, gateway.client(), env);
     let result = async {
         let init = link.wait_ready(HANDSHAKE_TIMEOUT).await?;
         let capabilities = init.get("capabilities").cloned().unwrap_or(Value::Null);

@@ -104,6 +104,8 @@ struct TenantGateway {
     approvals: Arc<[crate::store::ApprovalRule]>,
     /// The credential injected into requests to a server (from the vault), by slug.
     credentials: HashMap<String, Arc<Credential>>,
+    /// The credential given to a stdio server's process, by slug.
+    env_secrets: HashMap<String, Arc<EnvSecret>>,
     /// Agents by slug, and their tokens by hash.
     agents: HashMap<String, Arc<crate::agents::Agent>>,
     agent_tokens: HashMap<String, agent::AgentCredential>,
@@ -115,6 +117,43 @@ struct TenantGateway {
 pub struct Credential {
     pub header: HeaderName,
     pub value: HeaderValue,
+}
+
+/// An upstream credential given to a stdio server as an environment variable.
+pub struct EnvSecret {
+    pub name: String,
+    pub value: zeroize::Zeroizing<String>,
+    /// Derived from the name and value (the same on every replica): a changed credential
+    /// means a new process, and sessions on the old one end.
+    pub version: i64,
+}
+
+impl std::fmt::Debug for EnvSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvSecret")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl EnvSecret {
+    pub fn new(name: String, value: zeroize::Zeroizing<String>) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(value.as_bytes());
+        let d = h.finalize();
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&d[..8]);
+        // Never 0 (0 is "no credential").
+        let version = i64::from_be_bytes(b) | 1;
+        Self {
+            name,
+            value,
+            version,
+        }
+    }
 }
 
 /// The change counters a snapshot was built at (servers, tokens, tenants, identity, audit,
@@ -262,8 +301,11 @@ impl Gateway {
                     Ok(t) => {
                         match crate::servers::credential(&self.vault, store, &tenant_id, &row).await
                         {
-                            Ok(Some(c)) => {
+                            Ok(Some(crate::servers::Injected::Header(c))) => {
                                 tg.credentials.insert(row.slug.clone(), Arc::new(c));
+                            }
+                            Ok(Some(crate::servers::Injected::Env(e))) => {
+                                tg.env_secrets.insert(row.slug.clone(), Arc::new(e));
                             }
                             Ok(None) => {}
                             // Fail closed: a server whose credential cannot be read is
@@ -379,6 +421,16 @@ impl Gateway {
             .cloned()
     }
 
+    /// The environment credential of stdio server `slug`, if it has one.
+    pub fn env_secret(&self, tenant_id: &str, slug: &str) -> Option<Arc<EnvSecret>> {
+        self.tenants
+            .load()
+            .get(tenant_id)?
+            .env_secrets
+            .get(slug)
+            .cloned()
+    }
+
     /// The server `slug` of a tenant as the snapshot has it now.
     pub fn server(&self, tenant_id: &str, slug: &str) -> Option<Arc<ServerTransport>> {
         self.tenants
@@ -447,8 +499,12 @@ impl Gateway {
     /// Housekeeping, once a second: idle sessions, removed servers, overdue requests, unused
     /// upstream processes.
     pub fn sweep(&self) {
-        self.hub
-            .sweep(|tenant, user, slug| self.server_for(tenant, user, slug));
+        self.hub.sweep(|tenant, user, slug| {
+            self.server_for(tenant, user, slug).map(|t| {
+                let v = self.env_secret(tenant, slug).map_or(0, |e| e.version);
+                (t, v)
+            })
+        });
         lock(&self.clients).retain(|_, (_, at)| at.elapsed() < Duration::from_secs(24 * 3600));
         self.upstreams.sweep();
         lock(&self.elicitors).retain(|_, at| at.elapsed() < Duration::from_secs(24 * 3600));
@@ -1199,6 +1255,7 @@ impl Forward {
                 server: &server,
                 transport: &upstream,
                 filter,
+                env: state.gateway.env_secret(&tenant_id, &server),
             };
             let gw = &state.gateway;
             rec.forwarded();

@@ -72,6 +72,8 @@ pub struct Session {
     pub server: String,
     pub protocol_version: String,
     transport: Arc<ServerTransport>,
+    /// The version of the server's environment credential the session started with (0: none).
+    env_version: i64,
     pub link: Arc<Link>,
     /// The link belongs to this session alone (SSE upstreams): stop it when the session ends.
     own_link: bool,
@@ -103,6 +105,7 @@ impl Session {
             server: t.server.to_owned(),
             protocol_version: version.to_owned(),
             transport: t.transport.clone(),
+            env_version: t.env.as_ref().map_or(0, |e| e.version),
             link,
             own_link,
             log: Mutex::new(EventLog::default()),
@@ -307,6 +310,8 @@ pub struct Target<'a> {
     pub transport: &'a Arc<ServerTransport>,
     /// Applied to the response of this request (a policy-filtered list).
     pub filter: Option<super::policy::ResponseFilter>,
+    /// The server's credential as an environment variable (stdio servers).
+    pub env: Option<Arc<super::EnvSecret>>,
 }
 
 pub(super) fn random_id() -> String {
@@ -371,6 +376,7 @@ impl Hub {
         label: String,
         transport: &ServerTransport,
         client: &reqwest::Client,
+        env: Option<Arc<super::EnvSecret>>,
     ) -> Arc<Link> {
         let link = Link::new(label);
         let handle = match transport {
@@ -387,6 +393,7 @@ impl Hub {
                     cwd: cwd.clone(),
                     sandbox: *sandbox,
                     data_dir: self.options.data_dir.clone(),
+                    env,
                 };
                 tokio::spawn(super::stdio::run(link.clone(), spec))
             }
@@ -417,7 +424,12 @@ impl Hub {
         client: &reqwest::Client,
         shared_sse: bool,
     ) -> (Arc<Link>, bool) {
-        let fingerprint = serde_json::to_string(t.transport.as_ref()).unwrap_or_default();
+        // A changed credential is a different process (its environment differs).
+        let fingerprint = format!(
+            "{}#{}",
+            serde_json::to_string(t.transport.as_ref()).unwrap_or_default(),
+            t.env.as_ref().map_or(0, |e| e.version)
+        );
         let key = match t.transport.as_ref() {
             ServerTransport::Sse { .. } if shared_sse => {
                 format!(
@@ -437,7 +449,10 @@ impl Hub {
             }
             _ => {
                 let label = format!("{}/{} (session)", t.tenant_id, t.server);
-                return (self.start_link(label, t.transport, client), true);
+                return (
+                    self.start_link(label, t.transport, client, t.env.clone()),
+                    true,
+                );
             }
         };
         let mut links = lock(&self.links);
@@ -457,7 +472,7 @@ impl Hub {
             }
             _ => format!("{}/{}", t.tenant_id, t.server),
         };
-        let link = self.start_link(label, t.transport, client);
+        let link = self.start_link(label, t.transport, client, t.env.clone());
         links.insert(key, link.clone());
         (link, false)
     }
@@ -881,7 +896,7 @@ impl Hub {
     /// requests that waited too long, and stops upstreams nobody uses.
     /// `current(tenant, user, server)`: the server's transport as the snapshot has it now, if
     /// the user still reaches it (else their sessions end).
-    pub fn sweep(&self, current: impl Fn(&str, &str, &str) -> Option<Arc<ServerTransport>>) {
+    pub fn sweep(&self, current: impl Fn(&str, &str, &str) -> Option<(Arc<ServerTransport>, i64)>) {
         let ended: Vec<Arc<Session>> = {
             let mut sessions = lock(&self.sessions);
             let ended: Vec<String> = sessions
@@ -891,7 +906,7 @@ impl Hub {
                         || (lock(&s.last_active).elapsed() > SESSION_IDLE
                             && !s.get_open.load(Ordering::Relaxed))
                         || current(&s.tenant_id, &s.user_id, &s.server)
-                            .is_none_or(|t| t != s.transport)
+                            .is_none_or(|(t, v)| t != s.transport || v != s.env_version)
                 })
                 .map(|s| s.id.clone())
                 .collect();
@@ -907,7 +922,7 @@ impl Hub {
                 Some(s) if s.is_closed() => false,
                 Some(s)
                     if current(&s.tenant_id, &s.user_id, &s.server)
-                        .is_none_or(|t| t != s.transport) =>
+                        .is_none_or(|(t, v)| t != s.transport || v != s.env_version) =>
                 {
                     gone.push(s);
                     false

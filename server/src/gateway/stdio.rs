@@ -33,6 +33,8 @@ pub struct Spec {
     pub cwd: Option<String>,
     pub sandbox: bool,
     pub data_dir: PathBuf,
+    /// The server's credential from the vault, as one environment variable.
+    pub env: Option<Arc<super::EnvSecret>>,
 }
 
 /// Whether bubblewrap can run a sandbox on this machine (cached after the first check).
@@ -127,8 +129,11 @@ fn command(spec: &Spec, home: &Home) -> Result<Command, String> {
         .env("PATH", SAFE_PATH)
         .env("LANG", "C.UTF-8")
         .env("HOME", &home.0)
-        .env("TMPDIR", &home.0)
-        .stdin(Stdio::piped())
+        .env("TMPDIR", &home.0);
+    if let Some(e) = &spec.env {
+        cmd.env(&e.name, e.value.as_str());
+    }
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)

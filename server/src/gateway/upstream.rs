@@ -120,6 +120,7 @@ pub async fn request(
                 server,
                 transport,
                 filter: None,
+                env: gw.env_secret(tenant_id, server),
             };
             let (link, own) = gw.hub.link_for(&target, gw.client(), true);
             link.touch();
