@@ -312,7 +312,7 @@ fn credential_slot(server_id: &str) -> crate::vault::Slot<'_> {
 
 /// A server's credential as an admin sets it: `bearer` (sent as `Authorization: Bearer …`) or
 /// `header` (a header of the admin's choosing, e.g. `X-Api-Key`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialInput {
     pub kind: String,
@@ -331,6 +331,17 @@ pub enum Injected {
     Header(crate::gateway::Credential),
     /// An environment variable of the process (stdio servers).
     Env(crate::gateway::EnvSecret),
+}
+
+impl std::fmt::Debug for CredentialInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialInput")
+            .field("kind", &self.kind)
+            .field("header", &self.header)
+            .field("env", &self.env)
+            .field("value", &"(redacted)")
+            .finish()
+    }
 }
 
 impl Drop for CredentialInput {
