@@ -180,8 +180,17 @@ impl Vault {
             Some(r) => r,
             None => {
                 let (row, _) = self.new_key(tenant_id, "k1");
-                // Another replica may have made one first: use whichever was stored.
-                store.insert_first_vault_key(tenant_id, &row).await?
+                // Another replica may have made one first: use whichever was stored (a race
+                // that both lost to the other's insert reads the winner's).
+                match store.insert_first_vault_key(tenant_id, &row).await {
+                    Ok(r) => r,
+                    Err(e) => store
+                        .vault_keys(tenant_id)
+                        .await?
+                        .into_iter()
+                        .find(|k| k.retired_at.is_none())
+                        .ok_or(VaultError::Store(e))?,
+                }
             }
         };
         let key = self.unwrap_key(tenant_id, &row)?;
