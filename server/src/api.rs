@@ -43,6 +43,11 @@ pub fn router() -> Router<AppState> {
                 .put(put_credential)
                 .delete(delete_credential),
         )
+        .route("/api/v1/servers/{slug}/connections", get(list_connections))
+        .route(
+            "/api/v1/servers/{slug}/connections/{user}",
+            axum::routing::delete(end_connection),
+        )
         .route("/api/v1/vault", get(vault_status))
         .route("/api/v1/vault/rotate", axum::routing::post(rotate_vault))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
@@ -476,7 +481,21 @@ async fn revoke_tokens(
         req.agent.as_deref(),
     ) {
         (Some(t), None, None, None) => servers::revoke_token(&state.store, tid, t).await?,
-        (None, Some(u), None, None) => servers::revoke_user(&state.store, tid, u).await?,
+        (None, Some(u), None, None) => {
+            let mut r = servers::revoke_user(&state.store, tid, u).await?;
+            let email = crate::domain::Email::parse(u).map_err(|e| ApiError::Invalid(e.0))?;
+            if let Some(user) = state.store.user_by_email(tid, &email).await? {
+                r.upstream = crate::connections::deprovisioned(
+                    &state,
+                    &admin.tenant,
+                    &user.user_id,
+                    &user.email,
+                    "all access revoked by an administrator",
+                )
+                .await;
+            }
+            r
+        }
         (None, None, None, Some(a)) => servers::revoke_agent(&state.store, tid, a).await?,
         (None, None, Some(g), None) => match state.store.revoke_grant_by_id(tid, g).await? {
             Some((client, user, _)) => servers::Revoked {
@@ -485,6 +504,7 @@ async fn revoke_tokens(
                     label: format!("OAuth: {client}"),
                 }],
                 sessions_ended: false,
+                upstream: Vec::new(),
             },
             None => return Err(ApiError::NotFound),
         },
@@ -809,7 +829,17 @@ async fn test_server(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let row = find_server(&state, &admin, &slug).await?;
     let upstream = row.upstream().map_err(ApiError::internal)?;
-    let credential = state.gateway.credential(&admin.tenant.tenant_id, &row.slug);
+    let credential = match crate::connections::for_discovery(
+        &state,
+        &admin.tenant,
+        &row.slug,
+        &admin.user,
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return Ok(Json(serde_json::json!({ "ok": false, "error": e }))),
+    };
     let result = crate::gateway::discovery::discover(
         &state.gateway,
         &upstream,
@@ -833,7 +863,10 @@ async fn record_catalog(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let row = find_server(&state, &admin, &slug).await?;
     let upstream = row.upstream().map_err(ApiError::internal)?;
-    let credential = state.gateway.credential(&admin.tenant.tenant_id, &row.slug);
+    let credential =
+        crate::connections::for_discovery(&state, &admin.tenant, &row.slug, &admin.user)
+            .await
+            .map_err(ApiError::Invalid)?;
     let d = crate::gateway::discovery::discover(
         &state.gateway,
         &upstream,
@@ -1057,6 +1090,14 @@ async fn patch_user(
             crate::mail::access_removed(
                 &state,
                 &admin.tenant,
+                &u.email,
+                "deactivated by an administrator",
+            )
+            .await;
+            crate::connections::deprovisioned(
+                &state,
+                &admin.tenant,
+                &id,
                 &u.email,
                 "deactivated by an administrator",
             )
@@ -1292,6 +1333,57 @@ async fn delete_credential(
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Users' own connections to a per-user server (who, which kind, scope, expiry) — never a
+/// secret.
+async fn list_connections(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let row = find_server(&state, &admin, &slug).await?;
+    let rows = state
+        .store
+        .server_connections(&admin.tenant.tenant_id, &row.server_id)
+        .await?;
+    let mode = crate::connections::mode_of(&state, &admin.tenant.tenant_id, &row)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(serde_json::json!({
+        "server": row.slug,
+        "mode": mode.as_ref().map(crate::connections::Mode::kind),
+        "connect_url": crate::connections::connect_url(&state, &admin.tenant.slug, &row.slug),
+        "connections": rows.iter().map(crate::connections::view).collect::<Vec<_>>(),
+    })))
+}
+
+/// Ends a user's connection to a server (by the user's email): the secret is deleted, the
+/// upstream asked to revoke its tokens (RFC 7009), the user told.
+async fn end_connection(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path((slug, user)): Path<(String, String)>,
+) -> Result<Json<crate::connections::Ended>, ApiError> {
+    let row = find_server(&state, &admin, &slug).await?;
+    let email = crate::domain::Email::parse(&user).map_err(|_| ApiError::NotFound)?;
+    let u = state
+        .store
+        .user_by_email(&admin.tenant.tenant_id, &email)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let ended = crate::connections::disconnect(
+        &state,
+        &admin.tenant,
+        &row,
+        &u.user_id,
+        &u.email,
+        crate::connections::EndedBy::Admin(&admin.user.user_id, &admin.user.email),
+    )
+    .await
+    .map_err(ApiError::internal)?
+    .ok_or(ApiError::NotFound)?;
+    Ok(Json(ended))
 }
 
 /// The tenant's vault: its data keys (ids, when made and retired, the master key's

@@ -445,7 +445,7 @@ impl ConsoleBackend for Backend {
     }
 
     async fn test_server(&self, parts: &Parts, csrf: &str, slug: &str) -> Result<(), BackendError> {
-        let (tenant, session, _admin) = self.admin_form(parts, csrf).await?;
+        let (tenant, session, admin) = self.admin_form(parts, csrf).await?;
         let row = match crate::domain::ServerSlug::parse(slug) {
             Ok(s) => self
                 .state
@@ -459,7 +459,17 @@ impl ConsoleBackend for Backend {
             return flash(&session, FlashKind::Error, "No such server.").await;
         };
         let upstream = row.upstream().map_err(internal)?;
-        let credential = self.state.gateway.credential(&tenant.tenant_id, &row.slug);
+        let credential = match crate::connections::for_discovery(
+            &self.state,
+            &tenant,
+            &row.slug,
+            &admin,
+        )
+        .await
+        {
+            Ok(c) => c,
+            Err(e) => return flash(&session, FlashKind::Error, e).await,
+        };
         let result = crate::gateway::discovery::discover(
             &self.state.gateway,
             &upstream,

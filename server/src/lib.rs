@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod console;
 pub mod domain;
 pub mod error;

@@ -531,7 +531,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 
 /// The signed-in user of this tenant (console or portal session), if still active and not
 /// revoked.
-async fn signed_in(
+pub(crate) async fn signed_in(
     state: &AppState,
     session: &Session,
     t: &Tenant,

@@ -196,6 +196,9 @@ pub struct Revoked {
     pub tokens: Vec<RevokedToken>,
     /// Whether the user's console and portal sessions were ended too.
     pub sessions_ended: bool,
+    /// The user's upstream connections that ended (revoked upstream where possible).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<crate::connections::Ended>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -218,6 +221,7 @@ pub async fn revoke_token(
                     label,
                 }],
                 sessions_ended: false,
+                upstream: Vec::new(),
             }),
             None => Err(ServerError::NotFound),
         };
@@ -230,6 +234,7 @@ pub async fn revoke_token(
         Some((label, user)) => Ok(Revoked {
             tokens: vec![RevokedToken { user, label }],
             sessions_ended: false,
+            upstream: Vec::new(),
         }),
         None => Err(ServerError::NotFound),
     }
@@ -267,6 +272,7 @@ pub async fn revoke_user(
     Ok(Revoked {
         tokens,
         sessions_ended: true,
+        upstream: Vec::new(),
     })
 }
 
@@ -296,6 +302,7 @@ pub async fn revoke_agent(
             })
             .collect(),
         sessions_ended: false,
+        upstream: Vec::new(),
     })
 }
 
@@ -321,8 +328,21 @@ pub struct CredentialInput {
     /// `env` (stdio servers): the environment variable's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env: Option<String>,
-    /// The secret. Never returned, logged or recorded.
+    /// The secret. Never returned, logged or recorded. For `oauth`: the configured client's
+    /// secret (empty: a public client, or dynamic registration).
+    #[serde(default)]
     pub value: String,
+    /// `oauth`: a client registered at the upstream's authorization server (absent: the
+    /// gateway registers itself dynamically, RFC 7591).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// `oauth`: the scopes to ask for (space-separated; absent: the upstream's advertised ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<String>,
+    /// `oauth`: the authorization server's issuer (absent: discovered from the upstream's
+    /// protected resource metadata, RFC 9728).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_server: Option<String>,
 }
 
 /// What the gateway does with a server's credential.
@@ -331,6 +351,8 @@ pub enum Injected {
     Header(crate::gateway::Credential),
     /// An environment variable of the process (stdio servers).
     Env(crate::gateway::EnvSecret),
+    /// Each user's own (a per-user static secret or per-user OAuth), looked up per request.
+    PerUser(crate::connections::Mode),
 }
 
 impl std::fmt::Debug for CredentialInput {
@@ -340,6 +362,9 @@ impl std::fmt::Debug for CredentialInput {
             .field("header", &self.header)
             .field("env", &self.env)
             .field("value", &"(redacted)")
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("authorization_server", &self.authorization_server)
             .finish()
     }
 }
@@ -354,6 +379,9 @@ impl Drop for CredentialInput {
 impl CredentialInput {
     /// What it becomes for the gateway; the message says what is wrong.
     fn injected(&self) -> Result<Injected, String> {
+        if let Some(mode) = crate::connections::Mode::from_input(self)? {
+            return Ok(Injected::PerUser(mode));
+        }
         if self.kind != "env" {
             return self.to_header().map(Injected::Header);
         }
@@ -397,23 +425,7 @@ impl CredentialInput {
                 let name = self.header.as_deref().unwrap_or_default().trim();
                 let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
                     .map_err(|_| "header: a valid HTTP header name is required".to_owned())?;
-                // Headers the gateway itself sets or the protocol depends on.
-                const RESERVED: &[&str] = &[
-                    "host",
-                    "content-length",
-                    "content-type",
-                    "accept",
-                    "transfer-encoding",
-                    "connection",
-                    "mcp-session-id",
-                    "mcp-protocol-version",
-                    "mcp-method",
-                    "mcp-name",
-                    "last-event-id",
-                    "te",
-                    "upgrade",
-                ];
-                if RESERVED.contains(&name.as_str()) {
+                if reserved_header(name.as_str()) {
                     return Err(format!(
                         "header: {} is set by the gateway itself",
                         name.as_str()
@@ -431,6 +443,27 @@ impl CredentialInput {
             value,
         })
     }
+}
+
+/// Headers the gateway itself sets or the protocol depends on: no credential may be sent in
+/// one.
+pub fn reserved_header(name: &str) -> bool {
+    const RESERVED: &[&str] = &[
+        "host",
+        "content-length",
+        "content-type",
+        "accept",
+        "transfer-encoding",
+        "connection",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "mcp-method",
+        "mcp-name",
+        "last-event-id",
+        "te",
+        "upgrade",
+    ];
+    RESERVED.contains(&name)
 }
 
 /// What an admin sees of a server's credential: never the value.
@@ -477,7 +510,8 @@ pub async fn set_credential(
 ) -> Result<CredentialView, CredentialError> {
     let row = server_row(store, tenant_id, slug).await?;
     match (row.transport.as_str(), input.kind.as_str()) {
-        ("streamable_http", "bearer" | "header") | ("stdio", "env") => {}
+        ("streamable_http", "bearer" | "header" | "user_bearer" | "user_header" | "oauth")
+        | ("stdio", "env") => {}
         ("stdio", _) => {
             return Err(CredentialError::Invalid(
                 "a stdio server takes its credential as an environment variable: kind env".into(),
@@ -496,11 +530,21 @@ pub async fn set_credential(
         }
         _ => {
             return Err(CredentialError::Invalid(
-                "kind must be bearer, header or env".into(),
+                "kind must be bearer, header, env, user_bearer, user_header or oauth".into(),
             ))
         }
     }
     input.injected().map_err(CredentialError::Invalid)?;
+    // A changed OAuth setting is discovered (and the gateway registered) afresh on the next
+    // connection; users' existing connections stay until they or an admin end them.
+    vault
+        .delete(
+            store,
+            tenant_id,
+            crate::connections::oauth::client_slot(&row.server_id),
+            "connections",
+        )
+        .await?;
     let json = zeroize::Zeroizing::new(serde_json::to_string(input).unwrap_or_default());
     vault
         .put(
@@ -551,7 +595,7 @@ pub async fn credential_view(
         .map_err(|_| CredentialError::Vault(crate::vault::VaultError::Corrupt))?;
     Ok(Some(CredentialView {
         header: match input.kind.as_str() {
-            "bearer" => "authorization".into(),
+            "bearer" | "user_bearer" | "oauth" => "authorization".into(),
             "env" => input.env.clone().unwrap_or_default(),
             _ => input
                 .header

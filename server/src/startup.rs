@@ -453,6 +453,7 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
         .merge(crate::sso::router())
         .merge(crate::console::audit::router())
         .merge(crate::oauth::router())
+        .merge(crate::connections::routes::router())
         .layer(session_layer)
         .layer(from_fn_with_state(RENDER_DEADLINE, render_watchdog));
 

@@ -64,11 +64,19 @@ impl Backend {
             "credential_set" => {
                 let input = crate::servers::CredentialInput {
                     kind: form.kind.clone(),
-                    header: Some(form.header.clone())
-                        .filter(|h| !h.trim().is_empty() && form.kind == "header"),
+                    header: Some(form.header.clone()).filter(|h| {
+                        !h.trim().is_empty()
+                            && matches!(form.kind.as_str(), "header" | "user_header")
+                    }),
                     env: Some(form.header.clone())
                         .filter(|h| !h.trim().is_empty() && form.kind == "env"),
                     value: form.secret_value.clone(),
+                    client_id: Some(form.client_id.clone())
+                        .filter(|c| !c.trim().is_empty() && form.kind == "oauth"),
+                    scopes: Some(form.scopes.clone())
+                        .filter(|c| !c.trim().is_empty() && form.kind == "oauth"),
+                    authorization_server: Some(form.issuer.clone())
+                        .filter(|c| !c.trim().is_empty() && form.kind == "oauth"),
                 };
                 match crate::servers::set_credential(&st.vault, &st.store, tid, &form.slug, &input)
                     .await

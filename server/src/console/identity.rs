@@ -527,6 +527,14 @@ impl Backend {
                                         "deactivated by an administrator",
                                     )
                                     .await;
+                                    crate::connections::deprovisioned(
+                                        st,
+                                        &tenant,
+                                        &u.user_id,
+                                        &u.email,
+                                        "deactivated by an administrator",
+                                    )
+                                    .await;
                                 }
                             }
                             Ok(if active {
@@ -646,9 +654,17 @@ impl Backend {
             "revoke_user" => match st.store.user(&tid, &form.user_id).await.map_err(internal)? {
                 None => Err("No such user.".into()),
                 Some(u) => {
-                    let revoked = crate::servers::revoke_user(&st.store, &tid, &u.email)
+                    let mut revoked = crate::servers::revoke_user(&st.store, &tid, &u.email)
                         .await
                         .map_err(internal)?;
+                    revoked.upstream = crate::connections::deprovisioned(
+                        st,
+                        &tenant,
+                        &u.user_id,
+                        &u.email,
+                        "all access revoked by an administrator",
+                    )
+                    .await;
                     st.audit
                         .note(
                             crate::audit::Event::new(
@@ -709,16 +725,21 @@ impl Backend {
                     None => Err("No such server.".into()),
                     Some((Err(e), _)) => return Err(internal(e)),
                     Some((Ok(upstream), slug)) => {
-                        let credential = st.gateway.credential(&tid, &slug);
-                        match crate::gateway::discovery::discover(
-                            &st.gateway,
-                            &upstream,
-                            Default::default(),
-                            credential.as_deref(),
-                            st.gateway.env_secret(&tid, &slug),
-                        )
-                        .await
-                        {
+                        let credential =
+                            crate::connections::for_discovery(st, &tenant, &slug, &admin).await;
+                        let found = match &credential {
+                            Ok(c) => crate::gateway::discovery::discover(
+                                &st.gateway,
+                                &upstream,
+                                Default::default(),
+                                c.as_deref(),
+                                st.gateway.env_secret(&tid, &slug),
+                            )
+                            .await
+                            .map_err(|e| e.to_string()),
+                            Err(e) => Err(e.clone()),
+                        };
+                        match found {
                             Err(e) => Err(format!(
                                 "Not recorded: the server could not be reached ({e})."
                             )),

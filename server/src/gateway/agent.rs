@@ -403,6 +403,14 @@ impl Call<'_> {
         self.state.gateway.hub.options.upstream_timeout
     }
 
+    /// The agent's owner (user id, email), whose own upstream accounts it uses.
+    fn owner(&self) -> Option<(&str, &str)> {
+        self.agent
+            .owner
+            .as_ref()
+            .map(|(id, email)| (id.as_str(), email.as_str()))
+    }
+
     fn principal(&self) -> String {
         format!("agent:{}", self.agent.id)
     }
@@ -423,9 +431,10 @@ impl Call<'_> {
                 None => json!({}),
             };
             let msg = upstream::request(
-                &self.state.gateway,
+                self.state,
                 self.tenant_id,
                 &self.principal(),
+                self.owner(),
                 server,
                 transport,
                 method,
@@ -721,9 +730,10 @@ impl Call<'_> {
         rec.hold(permits);
         rec.forwarded();
         let got = upstream::request(
-            &self.state.gateway,
+            self.state,
             self.tenant_id,
             &self.principal(),
+            self.owner(),
             &server,
             &transport,
             method,

@@ -106,6 +106,8 @@ struct TenantGateway {
     credentials: HashMap<String, Arc<Credential>>,
     /// The credential given to a stdio server's process, by slug.
     env_secrets: HashMap<String, Arc<EnvSecret>>,
+    /// Servers that take each user's own credential, by slug.
+    per_user: HashMap<String, Arc<crate::connections::PerUser>>,
     /// Agents by slug, and their tokens by hash.
     agents: HashMap<String, Arc<crate::agents::Agent>>,
     agent_tokens: HashMap<String, agent::AgentCredential>,
@@ -186,6 +188,9 @@ pub struct Gateway {
     vault: Arc<crate::vault::Vault>,
     /// Sessions (id, user) whose client declared elicitation: approvals ask them.
     elicitors: std::sync::Mutex<HashMap<(String, String), std::time::Instant>>,
+    /// Sessions (id, user) whose client declared URL-mode elicitation: told where to connect
+    /// an account that way.
+    url_elicitors: std::sync::Mutex<HashMap<(String, String), std::time::Instant>>,
 }
 
 /// The user an upstream (Streamable HTTP) session was opened by, through which server.
@@ -264,6 +269,7 @@ impl Gateway {
             limiter: limits::Limiter::default(),
             upstreams: upstream::Upstreams::default(),
             elicitors: std::sync::Mutex::default(),
+            url_elicitors: std::sync::Mutex::default(),
             vault,
             client,
         };
@@ -306,6 +312,22 @@ impl Gateway {
                             }
                             Ok(Some(crate::servers::Injected::Env(e))) => {
                                 tg.env_secrets.insert(row.slug.clone(), Arc::new(e));
+                            }
+                            Ok(Some(crate::servers::Injected::PerUser(mode))) => {
+                                let ServerTransport::StreamableHttp { url } = &t else {
+                                    tracing::error!(tenant.id = %tenant_id, server.slug = %row.slug,
+                                        "per-user credentials need a Streamable HTTP server; the server is unreachable");
+                                    continue;
+                                };
+                                tg.per_user.insert(
+                                    row.slug.clone(),
+                                    Arc::new(crate::connections::PerUser {
+                                        server_id: row.server_id.clone(),
+                                        slug: row.slug.clone(),
+                                        url: url.as_str().to_owned(),
+                                        mode,
+                                    }),
+                                );
                             }
                             Ok(None) => {}
                             // Fail closed: a server whose credential cannot be read is
@@ -421,6 +443,25 @@ impl Gateway {
             .cloned()
     }
 
+    /// Server `slug`'s per-user credential setting, if it takes each user's own.
+    pub fn per_user(
+        &self,
+        tenant_id: &str,
+        slug: &str,
+    ) -> Option<Arc<crate::connections::PerUser>> {
+        self.tenants
+            .load()
+            .get(tenant_id)?
+            .per_user
+            .get(slug)
+            .cloned()
+    }
+
+    /// Whether a session's client declared URL-mode elicitation.
+    pub(crate) fn url_elicits(&self, session_id: &str, user_id: &str) -> bool {
+        lock(&self.url_elicitors).contains_key(&(session_id.to_owned(), user_id.to_owned()))
+    }
+
     /// The environment credential of stdio server `slug`, if it has one.
     pub fn env_secret(&self, tenant_id: &str, slug: &str) -> Option<Arc<EnvSecret>> {
         self.tenants
@@ -508,6 +549,7 @@ impl Gateway {
         lock(&self.clients).retain(|_, (_, at)| at.elapsed() < Duration::from_secs(24 * 3600));
         self.upstreams.sweep();
         lock(&self.elicitors).retain(|_, at| at.elapsed() < Duration::from_secs(24 * 3600));
+        lock(&self.url_elicitors).retain(|_, at| at.elapsed() < Duration::from_secs(24 * 3600));
         self.http_sessions.sweep(|o| {
             self.server_for(&o.tenant_id, &o.user_id, &o.server)
                 .is_some()
@@ -1022,7 +1064,36 @@ async fn endpoint(
             permits.clear();
         }
     }
-    let refuse_all = denial.is_some() || throttle.is_some() || !state.audit.healthy();
+    // A server that takes each user's own credential: this user's, from the vault (refreshed
+    // first when it is about to expire). Without one, nothing goes upstream and the caller
+    // is told where to connect.
+    let mut own_credential = None;
+    let mut unavailable = None;
+    if denial.is_none() && throttle.is_none() {
+        if let Some(pu) = state.gateway.per_user(&tenant.tenant_id, &server) {
+            match crate::connections::credential(
+                &state,
+                &tenant.tenant_id,
+                &pu,
+                &caller.user_id,
+                &caller.email,
+            )
+            .await
+            {
+                Ok(c) => own_credential = Some(Arc::new(c)),
+                Err(u) => {
+                    for (id, e) in events.iter_mut() {
+                        if id.is_some() {
+                            e.outcome = u.outcome().into();
+                        }
+                    }
+                    unavailable = Some(u);
+                }
+            }
+        }
+    }
+    let refuse_all =
+        denial.is_some() || throttle.is_some() || unavailable.is_some() || !state.audit.healthy();
     let mut now = Vec::new();
     let mut pending = Vec::new();
     for (id, mut e) in events {
@@ -1030,12 +1101,13 @@ async fn endpoint(
             Some(id) if !refuse_all => pending.push((id, e)),
             _ => {
                 if e.outcome == "forwarded" && refuse_all {
-                    e.outcome = if denial.is_some() || throttle.is_some() {
-                        "not_sent"
-                    } else {
-                        "refused"
-                    }
-                    .into();
+                    e.outcome =
+                        if denial.is_some() || throttle.is_some() || unavailable.is_some() {
+                            "not_sent"
+                        } else {
+                            "refused"
+                        }
+                        .into();
                 }
                 e.latency_us =
                     Some(i64::try_from(arrived.elapsed().as_micros()).unwrap_or(i64::MAX));
@@ -1072,6 +1144,14 @@ async fn endpoint(
         }
         return res;
     }
+    if let Some(u) = unavailable {
+        let url_mode = Elicits::of(messages.first().copied()).url
+            || session_id
+                .as_deref()
+                .is_some_and(|sid| state.gateway.url_elicits(sid, &caller.user_id));
+        let connect = crate::connections::connect_url(&state, &tenant.slug, &server);
+        return not_connected(&u, &server, &connect, &request_id, &method, url_mode);
+    }
     if refuse_all {
         // The refusals' records were written: the log works again for the next request.
         return audit_down(&request_id);
@@ -1080,10 +1160,7 @@ async fn endpoint(
         .first()
         .filter(|m| m.get("method").and_then(serde_json::Value::as_str) == Some("initialize"))
         .and_then(|m| client_label(Some(m)));
-    let elicits = messages.first().is_some_and(|m| {
-        m.get("method").and_then(serde_json::Value::as_str) == Some("initialize")
-            && m.pointer("/params/capabilities/elicitation").is_some()
-    });
+    let elicits = Elicits::of(messages.first().copied());
     // List requests: their responses lose what the caller may not use. In a batch (the
     // 2025-03-26 era, proxied as sent) each response is matched to its request by id.
     let mut filters: Vec<(serde_json::Value, policy::ResponseFilter)> = Vec::new();
@@ -1114,6 +1191,7 @@ async fn endpoint(
     let forward = Forward {
         state: state.clone(),
         tenant_id: tenant.tenant_id.clone(),
+        tenant_slug: tenant.slug.clone(),
         user_id: caller.user_id.clone(),
         server: server.clone(),
         upstream: upstream.clone(),
@@ -1124,7 +1202,8 @@ async fn endpoint(
         session_id,
         request_id: request_id.clone(),
         filter,
-        credential: state.gateway.credential(&tenant.tenant_id, &server),
+        credential: own_credential.or_else(|| state.gateway.credential(&tenant.tenant_id, &server)),
+        per_user: state.gateway.per_user(&tenant.tenant_id, &server).is_some(),
         initialize_client,
         elicits,
     };
@@ -1186,6 +1265,7 @@ async fn endpoint(
 pub(crate) struct Forward {
     state: AppState,
     tenant_id: String,
+    tenant_slug: String,
     user_id: String,
     server: String,
     upstream: Arc<ServerTransport>,
@@ -1197,9 +1277,12 @@ pub(crate) struct Forward {
     pub(crate) request_id: serde_json::Value,
     filter: Option<policy::ResponseFilter>,
     credential: Option<Arc<Credential>>,
+    /// The credential is the user's own: an upstream 401 means their connection no longer
+    /// works (told as such, never passed on as the gateway's own 401).
+    per_user: bool,
     initialize_client: Option<String>,
-    /// The request is an `initialize` whose client declares elicitation.
-    elicits: bool,
+    /// The request is an `initialize` whose client declares elicitation (form, URL mode).
+    elicits: Elicits,
 }
 
 impl Forward {
@@ -1231,6 +1314,7 @@ impl Forward {
         let Forward {
             state,
             tenant_id,
+            tenant_slug,
             user_id,
             server,
             upstream,
@@ -1242,6 +1326,7 @@ impl Forward {
             request_id,
             filter,
             credential,
+            per_user,
             initialize_client,
             elicits,
         } = self;
@@ -1307,6 +1392,27 @@ impl Forward {
             );
         };
         match sent {
+            Ok(res) if per_user && res.status() == StatusCode::UNAUTHORIZED => {
+                // The upstream refused the user's own credential (revoked or expired there):
+                // the user must connect again. Never passed on as a 401, which a client would
+                // take for its gateway token's.
+                tracing::info!(server.slug = %server, "the upstream refused a user's own credential");
+                if rec.finish("not_connected", None).await.is_err() {
+                    return record::withheld(&request_id);
+                }
+                let url_mode = session_id
+                    .as_deref()
+                    .is_some_and(|sid| state.gateway.url_elicits(sid, &user_id));
+                let connect = crate::connections::connect_url(&state, &tenant_slug, &server);
+                not_connected(
+                    &crate::connections::Unavailable::Expired,
+                    &server,
+                    &connect,
+                    &request_id,
+                    &Method::POST,
+                    url_mode,
+                )
+            }
             Ok(res) => {
                 let status = res.status();
                 if let Some(sid) = res
@@ -1362,11 +1468,76 @@ fn client_label(msg: Option<&serde_json::Value>) -> Option<String> {
 
 /// After an `initialize`: the session the answer opened is this client's (and, when the client
 /// declared elicitation, the gateway may ask its user for approvals through it).
+/// The answer to a request for a per-user server this user has no working credential for:
+/// a JSON-RPC error with the URL to connect at — as a URL-mode elicitation (-32042,
+/// `URLElicitationRequiredError`) for a client that declared URL mode, else in the message.
+fn not_connected(
+    u: &crate::connections::Unavailable,
+    server: &str,
+    connect: &str,
+    request_id: &serde_json::Value,
+    method: &Method,
+    url_mode: bool,
+) -> Response {
+    let message = u.message(server, connect);
+    let error = if url_mode && !matches!(u, crate::connections::Unavailable::Unreachable) {
+        serde_json::json!({
+            "code": -32042,
+            "message": message,
+            "data": { "elicitations": [{
+                "mode": "url",
+                "elicitationId": uuid::Uuid::new_v4().to_string(),
+                "url": connect,
+                "message": format!("Connect your account for {server}"),
+            }]},
+        })
+    } else {
+        serde_json::json!({
+            "code": -32001,
+            "message": message,
+            "data": { "connect_url": connect },
+        })
+    };
+    let body = serde_json::json!({ "jsonrpc": "2.0", "id": request_id, "error": error });
+    // A GET (the SSE stream) or DELETE has no JSON-RPC answer to carry it.
+    let status = if *method == Method::POST {
+        StatusCode::OK
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// What an `initialize` request's client declares it can be asked (MCP elicitation).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Elicits {
+    /// Form mode (or elicitation without modes: form, by the spec's compatibility rule).
+    pub form: bool,
+    /// URL mode (2025-11-25).
+    pub url: bool,
+}
+
+impl Elicits {
+    pub(crate) fn of(m: Option<&serde_json::Value>) -> Self {
+        let Some(e) = m
+            .filter(|m| m.get("method").and_then(serde_json::Value::as_str) == Some("initialize"))
+            .and_then(|m| m.pointer("/params/capabilities/elicitation"))
+        else {
+            return Self::default();
+        };
+        let url = e.get("url").is_some();
+        Self {
+            form: !url || e.get("form").is_some(),
+            url,
+        }
+    }
+}
+
 fn remember_client(
     gw: &Gateway,
     res: &Response,
     client: Option<String>,
-    elicits: bool,
+    elicits: Elicits,
     user_id: &str,
 ) {
     let Some(sid) = res
@@ -1376,8 +1547,17 @@ fn remember_client(
     else {
         return;
     };
-    if elicits {
+    if elicits.form {
         let mut e = lock(&gw.elicitors);
+        if e.len() < 100_000 {
+            e.insert(
+                (sid.to_owned(), user_id.to_owned()),
+                std::time::Instant::now(),
+            );
+        }
+    }
+    if elicits.url {
+        let mut e = lock(&gw.url_elicitors);
         if e.len() < 100_000 {
             e.insert(
                 (sid.to_owned(), user_id.to_owned()),

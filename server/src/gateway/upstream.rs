@@ -83,21 +83,43 @@ impl Upstreams {
 /// the gateway's; the caller puts the client's back).
 #[allow(clippy::too_many_arguments)]
 pub async fn request(
-    gw: &Gateway,
+    state: &crate::state::AppState,
     tenant_id: &str,
     principal: &str,
+    // The user whose own upstream account a per-user server uses (the agent's owner).
+    owner: Option<(&str, &str)>,
     server: &str,
     transport: &Arc<ServerTransport>,
     method: &str,
     params: Value,
     timeout: Duration,
 ) -> Result<Value, Failure> {
+    let gw: &Gateway = &state.gateway;
     match transport.as_ref() {
         ServerTransport::StreamableHttp { url } => {
             let url = url.as_str().to_owned();
             // The URL is part of the key: a server moved elsewhere gets a fresh session.
             let key = format!("{tenant_id}/{server}/{principal}/{url}");
-            let credential = gw.credential(tenant_id, server);
+            let credential = match gw.per_user(tenant_id, server) {
+                Some(pu) => {
+                    let Some((user_id, email)) = owner else {
+                        return Err(Failure::Unreachable(format!(
+                            "{server} uses each user's own account, and this agent belongs to the tenant"
+                        )));
+                    };
+                    match crate::connections::credential(state, tenant_id, &pu, user_id, email)
+                        .await
+                    {
+                        Ok(c) => Some(Arc::new(c)),
+                        Err(u) => {
+                            return Err(Failure::Unreachable(
+                                u.message(server, "the portal (/connect/…)"),
+                            ))
+                        }
+                    }
+                }
+                None => gw.credential(tenant_id, server),
+            };
             tokio::time::timeout(
                 timeout,
                 http_request(
@@ -160,7 +182,11 @@ async fn http_request(
     for attempt in 0..2 {
         let cached = lock(&ups.http).get(key).cloned();
         let session = match cached {
-            Some(s) => s,
+            // The credential of now (a refreshed or changed one), not the session's first.
+            Some(mut s) => {
+                s.credential = credential.map(|c| (c.header.clone(), c.value.clone()));
+                s
+            }
             None => {
                 let s = http_initialize(gw, url, credential, timeout).await?;
                 lock(&ups.http).insert(key.to_owned(), s.clone());

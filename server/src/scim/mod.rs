@@ -722,6 +722,8 @@ async fn write_user(state: &AppState, c: &ScimClient, id: &str, resource: &Value
                 "deactivated by your identity provider (SCIM)",
             )
             .await;
+            crate::connections::deprovisioned(state, &c.tenant, id, &u.email, "deactivated (SCIM)")
+                .await;
         }
     } else {
         tracing::info!(audit = true, tenant.id = %c.tenant.tenant_id, user.id = %id, active = w.active, "SCIM: user updated");
@@ -765,6 +767,10 @@ async fn delete_user(
         .ok()
         .flatten()
         .map(|u| u.email);
+    // Their upstream accounts end (revoked upstream) while the user still exists to own them.
+    if let Some(email) = &email {
+        crate::connections::deprovisioned(&state, &c.tenant, &id, email, "deleted (SCIM)").await;
+    }
     state
         .store
         .scim_delete_user(&c.tenant.tenant_id, &id)

@@ -105,6 +105,7 @@ macro_rules! tenant_tx {
 mod agents;
 mod approvals;
 mod audit;
+mod connections;
 mod identity;
 mod limits;
 mod oauth;
@@ -116,6 +117,7 @@ mod vault;
 pub use agents::{AgentRow, AgentTokenRow, AgentWrite, LiveAgentToken};
 pub use approvals::{ApprovalRequest, ApprovalRule};
 pub use audit::{AuditQuery, AuditRow, AuditSettingsRow, Bucket, Count, SiemRow, Volume};
+pub use connections::ConnectionRow;
 pub use identity::{CatalogTool, GrantRow, GroupRow, RegistryRow, UserListRow};
 
 pub use limits::{CounterDelta, CounterTotal, LimitRow};

@@ -126,12 +126,40 @@ impl Store {
         Ok(row)
     }
 
+    pub async fn server_by_id(
+        &self,
+        tenant_id: &str,
+        server_id: &str,
+    ) -> Result<Option<ServerRow>> {
+        let row = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_as::<_, ServerRow>(sqlx::AssertSqlSafe(format!(
+                "SELECT {SERVER_COLUMNS} FROM mcp_server WHERE tenant_id = $1 AND server_id = $2"
+            )))
+            .bind(tenant_id)
+            .bind(server_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        });
+        Ok(row)
+    }
+
     pub async fn delete_server(&self, tenant_id: &str, slug: &ServerSlug) -> Result<()> {
         let n = tenant_tx!(self, tenant_id, |tx| {
             // Its secrets go with it.
             sqlx::query(
                 "DELETE FROM vault_secret WHERE tenant_id = $1 AND owner_table = 'mcp_server' \
                  AND owner_id IN (SELECT server_id FROM mcp_server WHERE tenant_id = $1 AND slug = $2)",
+            )
+            .bind(tenant_id)
+            .bind(slug.as_str())
+            .execute(&mut *tx)
+            .await?;
+            // And its users' connections' secrets (the rows go by cascade).
+            sqlx::query(
+                "DELETE FROM vault_secret WHERE tenant_id = $1 AND owner_table = 'upstream_connection' \
+                 AND owner_id IN (SELECT server_id || '/' || user_id FROM upstream_connection \
+                 WHERE tenant_id = $1 AND server_id IN \
+                 (SELECT server_id FROM mcp_server WHERE tenant_id = $1 AND slug = $2))",
             )
             .bind(tenant_id)
             .bind(slug.as_str())
