@@ -152,6 +152,9 @@ pub struct ServerCredentialView {
     pub kind: String,
     pub header: String,
     pub updated_at: String,
+    /// Users connected with their own account (per-user kinds).
+    #[serde(default)]
+    pub connections: usize,
 }
 
 /// One agent as the console shows it.
@@ -408,6 +411,13 @@ pub struct PortalServer {
     pub tools: Vec<String>,
     /// (client, where the configuration goes, the configuration).
     pub snippets: Vec<(String, String, String)>,
+    /// The server takes the user's own account: "" (no), "static" (a secret of theirs) or
+    /// "oauth" (an account they connect).
+    #[serde(default)]
+    pub account: String,
+    /// When the user's own account was connected or set ("" if it is not).
+    #[serde(default)]
+    pub connected_since: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,7 +33,13 @@ pub fn Credentials(
             let http = s.transport == "streamable_http";
             let stdio = s.transport == "stdio";
             let set = !s.kind.is_empty();
-            let status = if set {
+            let per_user = matches!(s.kind.as_str(), "user_bearer" | "user_header" | "oauth");
+            let status = if set && per_user {
+                format!(
+                    "{} — each user's own, in {} (since {}); {} user(s) connected",
+                    s.kind, s.header, s.updated_at, s.connections
+                )
+            } else if set {
                 format!("{} in {} (since {})", s.kind, s.header, s.updated_at)
             } else {
                 "none".to_owned()
@@ -51,9 +57,15 @@ pub fn Credentials(
                                     <select name="form[kind]">
                                         <option value="bearer">"Bearer token"</option>
                                         <option value="header">"Header"</option>
+                                        <option value="user_bearer">"Each user's own bearer token"</option>
+                                        <option value="user_header">"Each user's own header"</option>
+                                        <option value="oauth">"Each user's own OAuth account"</option>
                                     </select>
-                                    <input type="text" name="form[header]" placeholder="X-Api-Key (for Header)"/>
-                                    <input type="password" name="form[secret_value]" autocomplete="off" placeholder="secret"/>
+                                    <input type="text" name="form[header]" placeholder="X-Api-Key (for a header)"/>
+                                    <input type="password" name="form[secret_value]" autocomplete="off" placeholder="secret (OAuth: client secret, optional)"/>
+                                    <input type="text" name="form[client_id]" placeholder="OAuth client id (empty: register dynamically)"/>
+                                    <input type="text" name="form[scopes]" placeholder="OAuth scopes (optional)"/>
+                                    <input type="text" name="form[issuer]" placeholder="OAuth authorization server (empty: discover)"/>
                                     <button type="submit" class="primary">{if set { "Replace" } else { "Set" }}</button>
                                 </ActionForm>
                             }

@@ -378,6 +378,84 @@ pub fn Simulator(
     }
 }
 
+/// "Your account" on a portal server card: connect, set, or disconnect the user's own
+/// upstream account (a server that takes each user's own).
+fn account_box(
+    slug: &str,
+    account: &str,
+    since: &str,
+    csrf: &str,
+    action: ServerAction<IdentityAction>,
+) -> Option<AnyView> {
+    if account.is_empty() {
+        return None;
+    }
+    let connected = !since.is_empty();
+    let box_id = format!("account-{slug}");
+    let disconnect = connected.then(|| {
+        let csrf = csrf.to_owned();
+        let slug_value = slug.to_owned();
+        let button_id = format!("disconnect-{slug}");
+        let label = if account == "oauth" {
+            "Disconnect"
+        } else {
+            "Remove my secret"
+        };
+        view! {
+            <ActionForm action attr:class="inline">
+                <FormHead csrf op="portal_disconnect"/>
+                <input type="hidden" name="form[slug]" value=slug_value/>
+                <button type="submit" class="ghost danger" id=button_id>{label}</button>
+            </ActionForm>
+        }
+    });
+    let status = if connected {
+        format!("Connected since {since}.")
+    } else {
+        "Not connected: calls to this server are refused until you connect.".to_owned()
+    };
+    let body = if account == "oauth" {
+        let connect = (!connected).then(|| {
+            let href = format!("/connect/{slug}");
+            let id = format!("connect-{slug}");
+            view! { <a class="button primary" href=href id=id rel="external">"Connect your account"</a> }
+        });
+        view! {
+            <p class="hint">"This server works with your own account there. Portcullis keeps its tokens; your MCP clients never see them."</p>
+            <p class="account-status">{status}</p>
+            {connect}
+            {disconnect}
+        }
+        .into_any()
+    } else {
+        let csrf = csrf.to_owned();
+        let slug_value = slug.to_owned();
+        let input_id = format!("secret-{slug}");
+        let save_id = format!("save-secret-{slug}");
+        view! {
+            <p class="hint">"This server needs a secret of your own (an API key or token of yours). Portcullis keeps it encrypted and sends it only to this server."</p>
+            <p class="account-status">{status}</p>
+            <ActionForm action attr:class="inline">
+                <FormHead csrf op="portal_set_secret"/>
+                <input type="hidden" name="form[slug]" value=slug_value/>
+                <input type="password" name="form[secret_value]" id=input_id autocomplete="off" placeholder="your secret" required/>
+                <button type="submit" id=save_id>{if connected { "Replace" } else { "Save" }}</button>
+            </ActionForm>
+            {disconnect}
+        }
+        .into_any()
+    };
+    Some(
+        view! {
+            <section class="account" id=box_id>
+                <h3>"Your account"</h3>
+                {body}
+            </section>
+        }
+        .into_any(),
+    )
+}
+
 /// The user portal: sign in with SSO; then my servers and tools, how to connect, my tokens.
 #[component]
 pub fn Portal(state: PortalState, action: ServerAction<IdentityAction>) -> impl IntoView {
@@ -438,11 +516,13 @@ pub fn Portal(state: PortalState, action: ServerAction<IdentityAction>) -> impl 
                 })
                 .collect_view();
             let article_id = format!("portal-server-{}", s.slug);
+            let account = account_box(&s.slug, &s.account, &s.connected_since, &csrf, action);
             view! {
                 <article class="card portal-server" id=article_id>
                     <h2>{s.name}" " <code>{s.slug}</code></h2>
                     <p>{s.description}</p>
                     <p>"Connect URL: " <code class="endpoint">{s.endpoint}</code></p>
+                    {account}
                     {tools}
                     {snippets}
                 </article>

@@ -474,6 +474,16 @@ pub struct CredentialView {
     pub updated_at: String,
     /// The data key it is sealed under.
     pub key_id: String,
+    /// Each user connects their own account (user_bearer, user_header, oauth).
+    pub per_user: bool,
+    /// `oauth`: the configured client (absent: dynamic registration), scopes and
+    /// authorization server (absent: discovered). Never the client secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_server: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -606,6 +616,10 @@ pub async fn credential_view(
         kind: input.kind.clone(),
         updated_at: format_time(sealed.updated_at),
         key_id: sealed.key_id,
+        per_user: matches!(input.kind.as_str(), "user_bearer" | "user_header" | "oauth"),
+        client_id: input.client_id.clone(),
+        scopes: input.scopes.clone(),
+        authorization_server: input.authorization_server.clone(),
     }))
 }
 

@@ -11,6 +11,7 @@ mod audit;
 mod audit_ops;
 mod cli;
 mod conformance;
+mod connections;
 mod console;
 mod durability;
 mod gateway;

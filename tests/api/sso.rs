@@ -36,13 +36,13 @@ async fn idp(app: &TestApp, extra: &[(&str, &str)]) -> Listening {
 
 /// A browser: one cookie jar per host:port, redirects followed by hand (so each hop is seen),
 /// `acme.localhost` resolved to the app.
-struct Agent {
-    client: reqwest::Client,
+pub(crate) struct Agent {
+    pub(crate) client: reqwest::Client,
     jar: HashMap<String, HashMap<String, String>>,
 }
 
 impl Agent {
-    fn new(app: &TestApp) -> Self {
+    pub(crate) fn new(app: &TestApp) -> Self {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .resolve(
@@ -66,7 +66,7 @@ impl Agent {
         )
     }
 
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> reqwest::Response {
+    pub(crate) async fn send(&mut self, req: reqwest::RequestBuilder) -> reqwest::Response {
         let req = req.build().unwrap();
         let key = Self::key(req.url());
         let cookies = self
@@ -100,14 +100,14 @@ impl Agent {
         res
     }
 
-    async fn get(&mut self, url: &str) -> reqwest::Response {
+    pub(crate) async fn get(&mut self, url: &str) -> reqwest::Response {
         let req = self.client.get(url);
         self.send(req).await
     }
 
     /// Follows redirects from `url` until a response that is not a redirect or leaves for
     /// `stop_at` (a URL prefix); returns the last response and its URL.
-    async fn follow(
+    pub(crate) async fn follow(
         &mut self,
         mut url: String,
         stop_at: Option<&str>,

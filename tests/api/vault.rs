@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 on_both_engines!(upstream_credentials_live_in_the_vault_and_never_reach_clients);
 
 /// Every byte of the database as text: the SQLite file (and its WAL), or a `pg_dump`.
-fn database_bytes(app: &TestApp, engine: Engine) -> String {
+pub(crate) fn database_bytes(app: &TestApp, engine: Engine) -> String {
     match engine {
         Engine::Sqlite => {
             let mut all = Vec::new();

@@ -16,9 +16,9 @@ use crate::state::AppState;
 use crate::vault::{Slot, VaultError};
 use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenType};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RequestTokenError, RevocationUrl, Scope, StandardRevocableToken, TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
+    Scope, TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
@@ -162,8 +162,7 @@ pub enum OAuthError {
     Vault(#[from] VaultError),
 }
 
-type Client =
-    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointSet>;
+type Client = BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
 fn client(reg: &Registered) -> Result<Client, OAuthError> {
     let bad = |what: &str| OAuthError::Discovery(format!("the upstream's {what} is not a URL"));
@@ -177,11 +176,6 @@ fn client(reg: &Registered) -> Result<Client, OAuthError> {
         )
         .set_redirect_uri(
             RedirectUrl::new(reg.redirect_uri.clone()).map_err(|_| bad("redirect URI"))?,
-        )
-        .set_revocation_url_option(
-            reg.revocation_endpoint
-                .as_ref()
-                .and_then(|u| RevocationUrl::new(u.clone()).ok()),
         );
     if let Some(s) = &reg.client_secret {
         c = c.set_client_secret(ClientSecret::new(s.clone()));
@@ -373,7 +367,6 @@ async fn register(
     md: &serde_json::Value,
     redirect: &str,
     tenant_name: &str,
-    scopes: &[String],
 ) -> Result<(String, Option<String>, String), OAuthError> {
     let endpoint = md
         .get("registration_endpoint")
@@ -397,16 +390,15 @@ async fn register(
                 "the upstream's authorization server supports none of client_secret_basic, client_secret_post, none".into(),
             )
         })?;
-    let mut body = serde_json::json!({
+    let body = serde_json::json!({
         "client_name": format!("Portcullis gateway ({tenant_name})"),
         "redirect_uris": [redirect],
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
         "token_endpoint_auth_method": method,
     });
-    if !scopes.is_empty() {
-        body["scope"] = serde_json::json!(scopes.join(" "));
-    }
+    // No `scope` here: it is asked for at authorization (an authorization server may refuse
+    // resource scopes as client metadata).
     let res = tokio::time::timeout(
         std::time::Duration::from_secs(15),
         http.post(endpoint)
@@ -502,8 +494,7 @@ async fn registered(
             false,
         ),
         None => {
-            let (id, secret, method) =
-                register(http, &md, &redirect, &tenant.name, &scopes).await?;
+            let (id, secret, method) = register(http, &md, &redirect, &tenant.name).await?;
             (id, secret, method, true)
         }
     };
@@ -711,36 +702,58 @@ pub(crate) async fn revoke(
         Ok(Some(r)) => r,
         _ => return "not_supported".into(),
     };
-    if reg.revocation_endpoint.is_none() {
+    let Some(endpoint) = reg.revocation_endpoint.clone() else {
         return "not_supported".into();
-    }
-    let Ok(c) = client(&reg) else {
-        return "failed".into();
     };
+    // By hand (a form POST with the client's authentication): the oauth2 crate sends
+    // revocations to https endpoints only, and an upstream on a private network may be plain
+    // http like its token endpoint.
     let http = state.gateway.client();
-    let mut tokens = Vec::new();
+    let mut tokens: Vec<(&str, &str)> = Vec::new();
     if let Some(r) = refresh_token {
-        tokens.push(StandardRevocableToken::RefreshToken(RefreshToken::new(
-            r.clone(),
-        )));
+        tokens.push(("refresh_token", r.as_str()));
     }
-    tokens.push(StandardRevocableToken::AccessToken(
-        oauth2::AccessToken::new(access_token.clone()),
-    ));
+    tokens.push(("access_token", access_token.as_str()));
+    let form = |k: &str| -> String { url::form_urlencoded::byte_serialize(k.as_bytes()).collect() };
     let mut any = false;
-    for (i, t) in tokens.into_iter().enumerate() {
-        let Ok(req) = c.revoke_token(t) else {
-            return "not_supported".into();
-        };
-        match req.request_async(http).await {
-            Ok(()) => any = true,
-            // An authorization server that cannot revoke access tokens (self-contained JWTs)
-            // says so; revoking the refresh token ended the grant.
-            Err(RequestTokenError::ServerResponse(r)) if i > 0 && any => {
-                tracing::debug!(error = %r.error(), "the upstream did not revoke the access token");
+    for (i, (hint, token)) in tokens.into_iter().enumerate() {
+        let mut body = format!("token={}&token_type_hint={hint}", form(token));
+        let mut req = http
+            .post(&endpoint)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept", "application/json")
+            .timeout(std::time::Duration::from_secs(15));
+        match (reg.auth_method.as_str(), &reg.client_secret) {
+            ("client_secret_basic", Some(secret)) => {
+                use base64::Engine as _;
+                let pair = Zeroizing::new(format!("{}:{}", form(&reg.client_id), form(secret)));
+                let b64 = Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD.encode(pair.as_bytes()),
+                );
+                req = req.header("authorization", format!("Basic {}", b64.as_str()));
+            }
+            ("client_secret_post", Some(secret)) => {
+                body.push_str(&format!(
+                    "&client_id={}&client_secret={}",
+                    form(&reg.client_id),
+                    form(secret)
+                ));
+            }
+            _ => body.push_str(&format!("&client_id={}", form(&reg.client_id))),
+        }
+        let body = Zeroizing::new(body);
+        match req.body(body.as_str().to_owned()).send().await {
+            Ok(res) if res.status().is_success() => any = true,
+            // An authorization server that cannot revoke self-contained (JWT) access tokens
+            // says so (unsupported_token_type); revoking the refresh token ended the grant.
+            Ok(res) if i > 0 && any => {
+                tracing::debug!(status = %res.status(), "the upstream did not revoke the access token");
+            }
+            Ok(res) => {
+                tracing::warn!(status = %res.status(), "the upstream's revocation endpoint refused");
             }
             Err(e) => {
-                tracing::warn!(error = %e, "the upstream's revocation endpoint failed");
+                tracing::warn!(error = %e.without_url(), "the upstream's revocation endpoint cannot be reached");
             }
         }
     }

@@ -41,6 +41,12 @@ impl Backend {
                 kind: view.as_ref().map(|v| v.kind.clone()).unwrap_or_default(),
                 header: view.as_ref().map(|v| v.header.clone()).unwrap_or_default(),
                 updated_at: view.map(|v| v.updated_at).unwrap_or_default(),
+                connections: st
+                    .store
+                    .server_connections(&tenant.tenant_id, &row.server_id)
+                    .await
+                    .map_err(internal)?
+                    .len(),
             });
         }
         Ok(CredentialsView {

@@ -266,6 +266,11 @@ impl Backend {
                     .list_servers(&tenant.tenant_id)
                     .await
                     .map_err(internal)?;
+                let connections = st
+                    .store
+                    .user_connections(&tenant.tenant_id, &u.user_id)
+                    .await
+                    .map_err(internal)?;
                 let mut servers = Vec::new();
                 for row in rows {
                     if !policy.reaches(&u.user_id, &row.slug) {
@@ -288,7 +293,19 @@ impl Backend {
                     });
                     let (tools, _) = access::split_tools(&policy, &u.user_id, &row.slug, known);
                     let endpoint = format!("{}{}", st.urls.tenant_gateway(&tenant.slug), row.slug);
+                    let account = st
+                        .gateway
+                        .per_user(&tenant.tenant_id, &row.slug)
+                        .map(|p| p.mode.kind().to_owned())
+                        .unwrap_or_default();
+                    let connected_since = connections
+                        .iter()
+                        .find(|c| c.server_id == row.server_id && c.kind == account)
+                        .map(|c| format_time(c.created_at))
+                        .unwrap_or_default();
                     servers.push(PortalServer {
+                        account,
+                        connected_since,
                         snippets: snippets(&row.slug, &endpoint),
                         slug: row.slug,
                         name: row.name,
@@ -385,6 +402,83 @@ impl Backend {
             self.state.refresh_snapshots().await.map_err(internal)?;
             self.reveal(&session, Reveal::Secret(token.expose_secret().to_owned()))?;
             return Ok(true);
+        }
+        // A user sets, or ends, their own account for a per-user server.
+        if form.op == "portal_set_secret" || form.op == "portal_disconnect" {
+            let (tenant, session, user) = self.portal_form(parts, csrf).await?;
+            let st = &self.state;
+            let row = match crate::domain::ServerSlug::parse(&form.slug) {
+                Ok(s) => st
+                    .store
+                    .server_by_slug(&tenant.tenant_id, &s)
+                    .await
+                    .map_err(internal)?,
+                Err(_) => None,
+            };
+            let Some(row) = row.filter(|r| {
+                st.gateway
+                    .tenant_policy(&tenant.tenant_id)
+                    .reaches(&user.user_id, &r.slug)
+            }) else {
+                flash(&session, FlashKind::Error, "No such server.").await?;
+                return Ok(false);
+            };
+            if form.op == "portal_set_secret" {
+                return match crate::connections::set_static(
+                    st,
+                    &tenant,
+                    &row,
+                    &user,
+                    &form.secret_value,
+                )
+                .await
+                {
+                    Ok(()) => {
+                        flash(
+                            &session,
+                            FlashKind::Info,
+                            format!("Your secret for {} is stored.", row.name),
+                        )
+                        .await?;
+                        Ok(true)
+                    }
+                    Err(crate::connections::ConnectionError::Invalid(m)) => {
+                        flash(&session, FlashKind::Error, format!("Not stored: {m}.")).await?;
+                        Ok(false)
+                    }
+                    Err(e) => Err(internal(e)),
+                };
+            }
+            return match crate::connections::disconnect(
+                st,
+                &tenant,
+                &row,
+                &user.user_id,
+                &user.email,
+                crate::connections::EndedBy::User,
+            )
+            .await
+            .map_err(internal)?
+            {
+                Some(ended) => {
+                    let upstream = match ended.upstream_revocation.as_str() {
+                        "revoked" => " and revoked upstream",
+                        "failed" => " (the upstream could not be reached to revoke it)",
+                        _ => "",
+                    };
+                    flash(
+                        &session,
+                        FlashKind::Info,
+                        format!("Your account for {} is disconnected{upstream}.", row.name),
+                    )
+                    .await?;
+                    Ok(true)
+                }
+                None => {
+                    flash(&session, FlashKind::Error, "Nothing was connected.").await?;
+                    Ok(false)
+                }
+            };
         }
         // A user revokes one of their own gateway tokens.
         if form.op == "portal_revoke_token" {
