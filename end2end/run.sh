@@ -39,7 +39,31 @@ for _ in $(seq 150); do
   sleep 0.2
 done
 [ -n "$IDP_URL" ] || { cat "$DATA/idp.err" >&2; echo "the IdP did not start" >&2; exit 1; }
+# An OAuth-protected upstream: oidc-provider as its authorization server (short-lived access
+# tokens, so the browser test sees a refresh) and the MCP fixture that validates its tokens.
+OAS_ACCESS_TTL=3 OAS_WATCH_STDIN=0 "$NODE22" tests/fixtures/oauth_as.mjs </dev/null >"$DATA/oas.out" 2>"$DATA/oas.err" &
+OAS_PID=$!
+cleanup() { kill "$PID" "$IDP_PID" "$OAS_PID" ${UP_PID:-} 2>/dev/null || true; wait "$PID" "$IDP_PID" "$OAS_PID" ${UP_PID:-} 2>/dev/null || true; rm -rf "$DATA"; }
+OAS_URL=""
+for _ in $(seq 150); do
+  OAS_URL=$(sed -n 's/^LISTENING \(.*\)$/\1/p' "$DATA/oas.out")
+  [ -n "$OAS_URL" ] && break
+  kill -0 "$OAS_PID" 2>/dev/null || { cat "$DATA/oas.err" >&2; echo "the upstream's authorization server exited" >&2; exit 1; }
+  sleep 0.2
+done
+[ -n "$OAS_URL" ] || { cat "$DATA/oas.err" >&2; echo "the upstream's authorization server did not start" >&2; exit 1; }
+"$NODE22" tests/fixtures/everything_fixture.mjs http --port 0 --oauth-issuer "$OAS_URL" </dev/null >"$DATA/up.out" 2>"$DATA/up.err" &
+UP_PID=$!
+UP_URL=""
+for _ in $(seq 150); do
+  UP_URL=$(sed -n 's/^LISTENING \(.*\)$/\1/p' "$DATA/up.out")
+  [ -n "$UP_URL" ] && break
+  kill -0 "$UP_PID" 2>/dev/null || { cat "$DATA/up.err" >&2; echo "the OAuth-protected upstream exited" >&2; exit 1; }
+  sleep 0.2
+done
+[ -n "$UP_URL" ] || { cat "$DATA/up.err" >&2; echo "the OAuth-protected upstream did not start" >&2; exit 1; }
 set +e
+OAS_URL=$OAS_URL UPSTREAM_OAUTH_MCP=$UP_URL \
 PORT=$PORT DEMO_TOKEN=$(cat "$DATA/demo-admin-token") PLATFORM_TOKEN=$(cat "$DATA/platform-admin-token") \
   IDP_URL=$IDP_URL SHOT_DIR=$SHOT_DIR node end2end/test.mjs
 rc=$?

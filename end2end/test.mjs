@@ -502,6 +502,88 @@ await test('audit: search, detail, export, verify, retention, SIEM', async () =>
   await ctx.close();
 });
 
+// A user connects their own account at an OAuth-protected upstream in the portal, calls a
+// tool through the gateway, the upstream token expires and is refreshed, the user disconnects
+// and the upstream's revocation endpoint is called.
+async function gatewayCall(token, server, body, session) {
+  return new Promise((resolve, reject) => {
+    const headers = { host: `demo.localhost:${port}`, authorization: `Bearer ${token}`,
+      'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    if (session) { headers['mcp-session-id'] = session; headers['mcp-protocol-version'] = '2025-11-25'; }
+    const req = http.request({ host: '127.0.0.1', port, path: `/mcp/${server}`, method: 'POST', headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode, sid: res.headers['mcp-session-id'], text }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+const oasJson = async (what) => (await fetch(`${process.env.OAS_URL}/_test/${what}`)).json();
+
+await test('upstream account: connect, call, refresh, disconnect', async () => {
+  const upstream = process.env.UPSTREAM_OAUTH_MCP;
+  let r = await adminApi('POST', '/api/v1/servers', { slug: 'ledger', upstream: { transport: 'streamable_http', url: upstream } });
+  if (r.status !== 201) throw new Error(`adding ledger: ${r.status} ${JSON.stringify(r.json)}`);
+  r = await adminApi('POST', '/api/v1/registries', { slug: 'ledger-all', servers: ['ledger'], grants: [{ subject: 'everyone' }] });
+  if (r.status !== 201) throw new Error(`granting ledger: ${r.status} ${JSON.stringify(r.json)}`);
+  r = await adminApi('PUT', '/api/v1/servers/ledger/credential', { kind: 'oauth' });
+  check('an admin makes ledger a per-user OAuth server', r.status === 200 && r.json.per_user === true, JSON.stringify(r.json));
+  const me = (await adminApi('GET', '/api/v1/me')).json.email;
+  const token = (await adminApi('POST', '/api/v1/tokens', { user_email: me, label: 'e2e' })).json.token;
+  await new Promise((res) => setTimeout(res, 1500)); // the gateway's snapshot follows
+  const init = { jsonrpc: '2.0', id: 1, method: 'initialize',
+    params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'e2e', version: '1' } } };
+  const before = await gatewayCall(token, 'ledger', init);
+  check('before connecting, a call says where to connect', before.text.includes('/connect/ledger'), before.text.slice(0, 300));
+
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  const errors = watch(page);
+  await page.goto(`${demo}/admin`);
+  await hydrated(page);
+  await page.fill('#admin-token', demoToken);
+  await page.click('#sign-in-submit');
+  await page.waitForSelector('#signed-in-as', { timeout: 15000 });
+  await page.goto(`${demo}/`);
+  await hydrated(page);
+  await page.waitForSelector('#connect-ledger', { timeout: 15000 });
+  await Promise.all([page.waitForURL(/\/interaction\//, { timeout: 15000 }), page.click('#connect-ledger')]);
+  check('Connect goes to the upstream\'s authorization server', page.url().startsWith(process.env.OAS_URL), page.url());
+  await page.fill('input[name=login]', 'alice');
+  await Promise.all([page.waitForURL(`${demo}/**`, { timeout: 15000 }), page.click('#login-submit')]);
+  await hydrated(page);
+  const flash = (await page.textContent('#flash'))?.trim();
+  check('back in the portal, connected', flash?.includes('is connected'), flash);
+  check('the card says since when', (await page.textContent('#account-ledger')).includes('Connected since'));
+  await page.screenshot({ path: `${shots}/portal-connected.png`, fullPage: true });
+
+  const opened = await gatewayCall(token, 'ledger', init);
+  await gatewayCall(token, 'ledger', { jsonrpc: '2.0', method: 'notifications/initialized' }, opened.sid);
+  const call = { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'whoami', arguments: {} } };
+  const first = await gatewayCall(token, 'ledger', call, opened.sid);
+  check('a call reaches the upstream as the user\'s own account', first.text.includes('sub=alice'), first.text.slice(0, 300));
+  await new Promise((res) => setTimeout(res, 3500)); // the upstream's access token expires
+  const second = await gatewayCall(token, 'ledger', { ...call, id: 3 }, opened.sid);
+  const grants = await oasJson('grants');
+  check('after expiry the gateway refreshed, and the call works', second.text.includes('sub=alice') && grants.refresh_token >= 1,
+    `${second.text.slice(0, 200)} ${JSON.stringify(grants)}`);
+  const issued = await oasJson('issued');
+  check('clients never see an upstream token', !issued.some((t) => first.text.includes(t) || second.text.includes(t)));
+
+  await page.click('#disconnect-ledger');
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('disconnected'), null, { timeout: 15000 });
+  const flash2 = (await page.textContent('#flash'))?.trim();
+  check('the user disconnects; revoked upstream', flash2?.includes('revoked upstream'), flash2);
+  const revocations = await oasJson('revocations');
+  check('the upstream\'s revocation endpoint was called', revocations.some((x) => x.token_type === 'refresh_token' && x.revoked), JSON.stringify(revocations));
+  const after = await gatewayCall(token, 'ledger', { ...call, id: 4 }, opened.sid);
+  check('after disconnecting, calls are refused again', after.text.includes('/connect/ledger'), after.text.slice(0, 200));
+  check('no errors in the browser (upstream account)', errors.length === 0, JSON.stringify(errors));
+  await ctx.close();
+});
+
 await test('without JavaScript', async () => {
   const ctx = await browser.newContext({ javaScriptEnabled: false });
   const page = await ctx.newPage();
