@@ -364,6 +364,9 @@ pub struct ServeArgs {
     /// The sender of notifications (default `Portcullis <portcullis@{base domain}>`).
     #[arg(long, env = "PORTCULLIS_MAIL_FROM")]
     pub mail_from: Option<String>,
+    /// How often admins get the digest of security events (seconds, 1 to 86400; default 300).
+    #[arg(long, env = "PORTCULLIS_MAIL_DIGEST_SECONDS")]
+    pub mail_digest_seconds: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -493,6 +496,8 @@ pub struct Settings {
     /// See `ServeArgs::smtp_url` (it may carry a password).
     pub smtp_url: Option<SecretString>,
     pub mail_from: Option<String>,
+    /// See `ServeArgs::mail_digest_seconds`.
+    pub mail_digest: std::time::Duration,
     /// See `ServeArgs::cimd_allow_private`.
     pub cimd_allow_private: bool,
 }
@@ -638,6 +643,16 @@ impl Settings {
                 .filter(|u| !u.trim().is_empty())
                 .map(|u| SecretString::from(u.trim().to_owned())),
             mail_from: serve.mail_from.clone().filter(|m| !m.trim().is_empty()),
+            mail_digest: match serve.mail_digest_seconds {
+                None => std::time::Duration::from_secs(300),
+                Some(s @ 1..=86_400) => std::time::Duration::from_secs(s),
+                Some(_) => {
+                    return Err(bad(
+                        "PORTCULLIS_MAIL_DIGEST_SECONDS",
+                        "must be 1 to 86400 seconds",
+                    ))
+                }
+            },
         })
     }
 }

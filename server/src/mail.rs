@@ -25,17 +25,31 @@ pub struct Mail {
     pub body: String,
 }
 
-/// The sender: a queue in front of one SMTP transport.
+/// The sender: a queue in front of one SMTP transport, and the security events waiting for the
+/// next digest.
 #[derive(Debug, Clone)]
 pub struct Mailer {
     queue: mpsc::Sender<Mail>,
+    digest: std::sync::Arc<Digest>,
 }
+
+/// Security events for tenants' admins, batched: one message per admin per interval.
+#[derive(Debug)]
+struct Digest {
+    every: std::time::Duration,
+    /// Tenant id → (lines, how many more were left out).
+    pending: std::sync::Mutex<std::collections::BTreeMap<String, (Vec<String>, usize)>>,
+}
+
+/// The most lines a digest lists per tenant (the rest are counted).
+const DIGEST_LINES: usize = 200;
 
 /// Checks the settings and starts the background sender; `Ok(None)` without an SMTP URL.
 pub fn start(
     smtp_url: Option<&SecretString>,
     from: &str,
     audit: Audit,
+    digest_every: std::time::Duration,
 ) -> Result<Option<Mailer>, String> {
     let Some(url) = smtp_url else {
         return Ok(None);
@@ -89,7 +103,13 @@ pub fn start(
             audit.note(e).await;
         }
     });
-    Ok(Some(Mailer { queue: tx }))
+    Ok(Some(Mailer {
+        queue: tx,
+        digest: std::sync::Arc::new(Digest {
+            every: digest_every,
+            pending: std::sync::Mutex::default(),
+        }),
+    }))
 }
 
 fn build(from: &Mailbox, m: &Mail) -> Result<Message, String> {
@@ -110,6 +130,97 @@ impl Mailer {
     pub fn send(&self, mail: Mail) {
         if self.queue.try_send(mail).is_err() {
             tracing::warn!("the mail queue is full: a notification was dropped");
+        }
+    }
+}
+
+/// A security event for the tenant's admins, mailed in the next digest (events that can come
+/// in bursts: a broken audit chain seen at each verification, connections the upstream no
+/// longer accepts, revocations that did not reach an upstream, blocked injections).
+pub fn security(mailer: Option<&Mailer>, tenant_id: &str, line: String) {
+    let Some(m) = mailer else {
+        return;
+    };
+    let mut p = crate::gateway::lock(&m.digest.pending);
+    let (lines, more) = p.entry(tenant_id.to_owned()).or_default();
+    if lines.len() < DIGEST_LINES {
+        let at = crate::tenants::format_time(crate::store::now_micros());
+        lines.push(format!("{at}  {line}"));
+    } else {
+        *more += 1;
+    }
+}
+
+/// A verification found the tenant's audit chain broken: its admins hear of it in the digest.
+pub fn chain_broken(mailer: Option<&Mailer>, tenant_id: &str, v: &crate::audit::Verification) {
+    if let Some(b) = &v.first_break {
+        security(
+            mailer,
+            tenant_id,
+            format!(
+                "audit chain verification FAILED: broken at record #{} ({}): {}",
+                b.seq, b.event_id, b.problem
+            ),
+        );
+    }
+}
+
+/// Mails the waiting security events, one digest per admin of each tenant that has some,
+/// every interval and once more at shutdown.
+pub async fn run_digests(
+    state: crate::state::AppState,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let Some(mailer) = state.mailer.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(mailer.digest.every);
+    tick.tick().await;
+    loop {
+        let last = tokio::select! {
+            _ = tick.tick() => false,
+            _ = shutdown.changed() => true,
+        };
+        let batch = std::mem::take(&mut *crate::gateway::lock(&mailer.digest.pending));
+        for (tenant_id, (lines, more)) in batch {
+            let admins = match state.store.admin_emails(&tenant_id).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the admins to send a security digest to could not be read");
+                    continue;
+                }
+            };
+            let name = state
+                .tenancy
+                .tenant_by_id(&tenant_id)
+                .map(|t| (t.name.clone(), state.urls.tenant(&t.slug)))
+                .unwrap_or_else(|| (tenant_id.clone(), String::new()));
+            let n = lines.len() + more;
+            let mut body = format!(
+                "{n} security event(s) in {} since the last digest:\n\n",
+                name.0
+            );
+            for l in &lines {
+                body.push_str(&format!("  - {l}\n"));
+            }
+            if more > 0 {
+                body.push_str(&format!("  … and {more} more\n"));
+            }
+            body.push_str(&format!(
+                "\nThe audit log has the details: {}/admin/audit\n",
+                name.1
+            ));
+            for a in admins {
+                mailer.send(Mail {
+                    tenant_id: tenant_id.clone(),
+                    to: a,
+                    subject: format!("Security digest: {n} event(s) in {}", name.0),
+                    body: body.clone(),
+                });
+            }
+        }
+        if last {
+            return;
         }
     }
 }

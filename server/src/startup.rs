@@ -180,8 +180,13 @@ impl Application {
         let mail_from = settings.mail_from.clone().unwrap_or_else(|| {
             format!("Portcullis <portcullis@{}>", settings.base_domain.as_str())
         });
-        let mailer = crate::mail::start(settings.smtp_url.as_ref(), &mail_from, audit.clone())
-            .map_err(StartupError::Mail)?;
+        let mailer = crate::mail::start(
+            settings.smtp_url.as_ref(),
+            &mail_from,
+            audit.clone(),
+            settings.mail_digest,
+        )
+        .map_err(StartupError::Mail)?;
         let state = AppState {
             store,
             tenancy,
@@ -257,6 +262,10 @@ impl Application {
             state.siem_interval,
             shutdown.subscribe(),
         );
+        let digests = tokio::spawn(crate::mail::run_digests(
+            state.clone(),
+            shutdown.subscribe(),
+        ));
         let janitor = tokio::spawn(gateway_janitor(
             state.gateway.clone(),
             state.store.clone(),
@@ -300,6 +309,7 @@ impl Application {
         let _ = sweeper.await;
         let _ = janitor.await;
         let _ = siem.await;
+        let _ = digests.await;
         retention.abort();
         // Stop every upstream the gateway runs (stdio processes: stdin, SIGTERM, SIGKILL).
         state.gateway.hub.shutdown().await;

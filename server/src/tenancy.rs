@@ -129,6 +129,16 @@ impl Tenancy {
             .collect()
     }
 
+    /// The tenant with this id, if it is known.
+    pub fn tenant_by_id(&self, tenant_id: &str) -> Option<Arc<Tenant>> {
+        self.directory
+            .load()
+            .by_slug
+            .values()
+            .find(|t| t.tenant_id == tenant_id)
+            .cloned()
+    }
+
     pub fn tenant_count(&self) -> usize {
         self.directory.load().by_slug.len()
     }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 /// The messages the sink took so far.
-fn received(path: &std::path::Path) -> Vec<Value> {
+pub(crate) fn received(path: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
         .lines()
@@ -21,7 +21,7 @@ fn received(path: &std::path::Path) -> Vec<Value> {
 }
 
 /// Waits (bounded) for a message to `to` whose subject contains `subject`.
-async fn wait_for(path: &std::path::Path, to: &str, subject: &str) -> Value {
+pub(crate) async fn wait_for(path: &std::path::Path, to: &str, subject: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(m) = received(path)
@@ -148,4 +148,120 @@ async fn people_are_told_by_mail_when_their_access_goes() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("PORTCULLIS_SMTP_URL"), "{err}");
+}
+
+/// Users hear when their own upstream account is connected and disconnected; admins get
+/// noisy security events (here: a broken audit chain, seen at every verification) batched into
+/// one digest per interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_announced_and_security_events_come_in_digests() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mail.jsonl");
+    let mut cmd = tokio::process::Command::new(python());
+    cmd.arg(fixture_path("smtp_sink.py")).arg(&out);
+    let sink = crate::conformance::start_listening(cmd).await;
+    let app = spawn_app_with(
+        Engine::Sqlite,
+        ServeArgs {
+            smtp_url: Some(sink.url.clone()),
+            mail_digest_seconds: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(fixture_path("everything_fixture.mjs")).args([
+        "http",
+        "--port",
+        "0",
+        "--require-header",
+        "x-api-key=k-1",
+    ]);
+    let upstream = crate::conformance::start_listening(cmd).await;
+    crate::gateway::add_server(
+        &app,
+        "acme",
+        admin,
+        "kb",
+        json!({"transport": "streamable_http", "url": upstream.url}),
+    )
+    .await;
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::PUT,
+        "/api/v1/servers/kb/credential",
+        Some(json!({"kind": "user_header", "header": "X-Api-Key"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, me) = api(&app, admin, Method::GET, "/api/v1/me", None).await;
+    let email = me["email"].as_str().unwrap().to_owned();
+
+    // The admin sets their own secret in the portal, then an admin ends it: told both times.
+    let mut browser = app.browser(Some("acme"));
+    browser.sign_in(admin).await;
+    let portal = browser.get("/").await;
+    let action = portal.form_action("save-secret-kb").expect("a secret form");
+    let csrf = portal.input_value("csrf").unwrap();
+    browser
+        .post_form(
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("form[op]", "portal_set_secret"),
+                ("form[slug]", "kb"),
+                ("form[secret_value]", "k-1"),
+            ],
+            "/",
+        )
+        .await;
+    let m = wait_for(&out, &email, "Account connected: kb").await;
+    assert!(
+        !m["body"].as_str().unwrap().contains("k-1"),
+        "never the secret"
+    );
+    let (s, _) = api(
+        &app,
+        admin,
+        Method::DELETE,
+        &format!("/api/v1/servers/kb/connections/{email}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    wait_for(&out, &email, "Account disconnected: kb").await;
+
+    // The audit chain is tampered with; two verifications find it: one digest for both.
+    crate::audit::tamper(
+        &app,
+        Engine::Sqlite,
+        "UPDATE audit_event SET target = 'forged' WHERE seq = 2",
+    )
+    .await;
+    for _ in 0..2 {
+        let (s, v) = api(&app, admin, Method::GET, "/api/v1/audit/verify", None).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["ok"], false, "{v}");
+    }
+    let m = wait_for(&out, &email, "Security digest").await;
+    let body = m["body"].as_str().unwrap();
+    assert_eq!(
+        body.matches("audit chain verification FAILED").count(),
+        2,
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let digests = received(&out)
+        .into_iter()
+        .filter(|m| {
+            m["subject"]
+                .as_str()
+                .unwrap_or("")
+                .contains("Security digest")
+        })
+        .count();
+    assert_eq!(digests, 1, "one digest for the burst");
 }

@@ -242,6 +242,7 @@ async fn verify(
     admin: TenantAdmin,
 ) -> Result<Json<super::Verification>, ApiError> {
     let (v, _, _) = super::verify_stored(&state.store, &admin.tenant.tenant_id).await?;
+    crate::mail::chain_broken(state.mailer.as_ref(), &admin.tenant.tenant_id, &v);
     Ok(Json(v))
 }
 
@@ -252,6 +253,16 @@ async fn checkpoint(
     admin: TenantAdmin,
 ) -> Result<Json<Value>, ApiError> {
     let v = super::checkpoint(&state.store, &state.vault, &admin.tenant.tenant_id).await?;
+    if v["chain_ok"] == false {
+        crate::mail::security(
+            state.mailer.as_ref(),
+            &admin.tenant.tenant_id,
+            format!(
+                "audit chain verification FAILED at a checkpoint: {}",
+                v["first_break"]
+            ),
+        );
+    }
     audited(
         &state,
         &admin,

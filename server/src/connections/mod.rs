@@ -426,6 +426,14 @@ async fn end_expired(
             .detail(serde_json::json!({"reason": why, "connection": "ended"})),
         )
         .await;
+    crate::mail::security(
+        state.mailer.as_ref(),
+        tenant_id,
+        format!(
+            "{email}'s connection to {} ended: the upstream no longer accepts it ({why})",
+            server.slug
+        ),
+    );
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -608,6 +616,16 @@ pub async fn disconnect(
             })),
         )
         .await;
+    if upstream_revocation == "failed" {
+        crate::mail::security(
+            state.mailer.as_ref(),
+            &tenant.tenant_id,
+            format!(
+                "{email}'s tokens at {} were deleted, but the upstream could not be reached to revoke them",
+                row.slug
+            ),
+        );
+    }
     let who = if actor_email.eq_ignore_ascii_case(email) {
         "You disconnected".to_owned()
     } else {

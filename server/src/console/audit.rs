@@ -301,6 +301,7 @@ impl Backend {
                 let (v, seq, _) = crate::audit::verify_stored(&st.store, &tid)
                     .await
                     .map_err(internal)?;
+                crate::mail::chain_broken(st.mailer.as_ref(), &tid, &v);
                 st.audit
                     .note(by(
                         "audit.verify",
@@ -509,6 +510,16 @@ async fn checkpoint_download(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
+    if v["chain_ok"] == false {
+        crate::mail::security(
+            state.mailer.as_ref(),
+            &tenant.tenant_id,
+            format!(
+                "audit chain verification FAILED at a checkpoint: {}",
+                v["first_break"]
+            ),
+        );
+    }
     state
         .audit
         .note(
