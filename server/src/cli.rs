@@ -679,9 +679,17 @@ pub async fn keys(
         .flatten()
         .map(std::sync::Arc::new);
     let vault = crate::vault::Vault::with_previous(std::sync::Arc::new(old), previous);
-    let (tenants, rewrapped) = crate::vault::rewrap_all(&store, &vault, &new_key)
+    // Servers make no new data key from here on (one made under the old key now would be
+    // lost with it); the mark goes once the database names the new key.
+    store
+        .set_platform_setting(crate::keys::ROTATING_SETTING, &new_key.fingerprint())
+        .await?;
+    let rewrap_failed = |e: crate::vault::VaultError| {
+        CliError(format!("re-wrapping failed (nothing is lost: every key still unwraps with the current master key; run the rotation again): {e}"))
+    };
+    let (tenants, mut rewrapped) = crate::vault::rewrap_all(&store, &vault, &new_key)
         .await
-        .map_err(|e| CliError(format!("re-wrapping failed (nothing is lost: every key still unwraps with the current master key): {e}")))?;
+        .map_err(rewrap_failed)?;
     if !postgres {
         crate::keys::install_rotated_files(&store_cfg.data_dir, &old_text, &new_text)
             .map_err(key_err)?;
@@ -689,6 +697,15 @@ pub async fn keys(
     crate::keys::record_fingerprint(&store, &new_key)
         .await
         .map_err(key_err)?;
+    // A data key a server was making as the mark went up: re-wrapped too.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    rewrapped += crate::vault::rewrap_all(&store, &vault, &new_key)
+        .await
+        .map_err(rewrap_failed)?
+        .1;
+    store
+        .set_platform_setting(crate::keys::ROTATING_SETTING, "")
+        .await?;
     for t in store.list_tenants().await? {
         let mut e = crate::audit::Event::new(
             &t.tenant_id,

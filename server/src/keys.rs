@@ -15,7 +15,10 @@ use std::io::Write;
 use std::path::Path;
 
 pub const KEY_FILE: &str = "master.key";
-const FINGERPRINT_SETTING: &str = "master_key_fingerprint";
+pub(crate) const FINGERPRINT_SETTING: &str = "master_key_fingerprint";
+/// Set (to the new key's fingerprint) while `keys rotate` re-wraps: servers make no new data
+/// key meanwhile.
+pub(crate) const ROTATING_SETTING: &str = "master_key_rotating";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

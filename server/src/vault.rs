@@ -23,12 +23,52 @@ use zeroize::Zeroizing;
 
 type DataKey = Arc<Zeroizing<[u8; 32]>>;
 
+/// The key-encryption key: what wraps and unwraps the tenants' data keys. The vault knows it
+/// only through this interface, so where it lives is pluggable:
+///
+/// - the master key from a file (`{data_dir}/master.key`, the embedded default) or from the
+///   environment (`PORTCULLIS_MASTER_KEY`): [`MasterKey`] wraps locally with AES-256-GCM under a
+///   key derived from it;
+/// - a cloud KMS (AWS KMS `Encrypt`/`Decrypt` with the associated data as encryption context,
+///   Google Cloud KMS with it as additional authenticated data, Azure Key Vault `wrapKey`):
+///   an implementation calls the service, and the key never leaves it. Data keys are unwrapped
+///   once per process and cached, so the KMS sees one call per tenant key, not per secret.
+///
+/// `aad` names the tenant and the data key's id: a wrapped key copied to another tenant or id
+/// does not unwrap.
+pub trait Kek: Send + Sync {
+    /// A non-secret identifier, stored beside each wrapped key (which KEK unwraps it).
+    fn fingerprint(&self) -> String;
+    /// Wraps a data key.
+    fn wrap(&self, aad: &[u8], data_key: &[u8; 32]) -> Result<String, VaultError>;
+    /// Unwraps a data key this KEK wrapped.
+    fn unwrap(&self, aad: &[u8], wrapped: &str) -> Result<Zeroizing<[u8; 32]>, VaultError>;
+}
+
+impl Kek for MasterKey {
+    fn fingerprint(&self) -> String {
+        MasterKey::fingerprint(self)
+    }
+
+    fn wrap(&self, aad: &[u8], data_key: &[u8; 32]) -> Result<String, VaultError> {
+        Ok(seal_with(&self.vault_kek(), aad, data_key))
+    }
+
+    fn unwrap(&self, aad: &[u8], wrapped: &str) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+        let raw = open_with(&self.vault_kek(), aad, wrapped).ok_or(VaultError::Corrupt)?;
+        let arr: [u8; 32] = raw.as_slice().try_into().map_err(|_| VaultError::Corrupt)?;
+        Ok(Zeroizing::new(arr))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     #[error("a vault secret does not decrypt: it was altered, moved, or sealed under another key")]
     Corrupt,
     #[error("the data key {0} of this tenant does not unwrap with the master key")]
     Unwrap(String),
+    #[error("the master key is being rotated or was rotated: no new data key is made until this server runs with the new key")]
+    KekChanged,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -42,11 +82,14 @@ pub struct Slot<'a> {
 }
 
 pub struct Vault {
-    /// The current master key: wraps new data keys.
-    kek: Arc<MasterKey>,
-    /// The master key a rotation replaced, if still configured: unwraps data keys the
-    /// rotation has not re-wrapped yet.
-    previous: Option<Arc<MasterKey>>,
+    /// The master key: legacy values sealed before the vault existed, and the audit
+    /// checkpoint keys' origin.
+    master: Arc<MasterKey>,
+    /// The current KEK: wraps new data keys.
+    kek: Arc<dyn Kek>,
+    /// The KEK a rotation replaced, if still configured: unwraps data keys the rotation has
+    /// not re-wrapped yet.
+    previous: Option<Arc<dyn Kek>>,
     /// (tenant, key id) → the unwrapped data key.
     keys: Mutex<HashMap<(String, String), DataKey>>,
 }
@@ -110,15 +153,25 @@ impl Vault {
     }
 
     pub fn with_previous(kek: Arc<MasterKey>, previous: Option<Arc<MasterKey>>) -> Self {
+        Self::with_kek(kek.clone(), kek, previous.map(|p| p as Arc<dyn Kek>))
+    }
+
+    /// A vault whose data keys are wrapped by `kek` (a KMS, say) rather than the master key.
+    pub fn with_kek(
+        master: Arc<MasterKey>,
+        kek: Arc<dyn Kek>,
+        previous: Option<Arc<dyn Kek>>,
+    ) -> Self {
         Self {
+            master,
             kek,
             previous,
             keys: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The master key that wrapped `row` (by its fingerprint).
-    fn kek_for(&self, row: &VaultKeyRow) -> Option<&MasterKey> {
+    /// The KEK that wrapped `row` (by its fingerprint).
+    fn kek_for(&self, row: &VaultKeyRow) -> Option<&dyn Kek> {
         std::iter::once(&self.kek)
             .chain(self.previous.iter())
             .find(|k| k.fingerprint() == row.kek_fingerprint)
@@ -135,29 +188,41 @@ impl Vault {
         if let Some(k) = self.cached(tenant_id, &row.key_id) {
             return Ok(k);
         }
-        let kek = self
-            .kek_for(row)
-            .ok_or_else(|| VaultError::Unwrap(row.key_id.clone()))?
-            .vault_kek();
-        let raw = open_with(&kek, &key_aad(tenant_id, &row.key_id), &row.wrapped)
-            .ok_or_else(|| VaultError::Unwrap(row.key_id.clone()))?;
-        let arr: [u8; 32] = raw
-            .as_slice()
-            .try_into()
-            .map_err(|_| VaultError::Unwrap(row.key_id.clone()))?;
-        let key: DataKey = Arc::new(Zeroizing::new(arr));
+        let key: DataKey = Arc::new(
+            self.kek_for(row)
+                .ok_or_else(|| VaultError::Unwrap(row.key_id.clone()))?
+                .unwrap(&key_aad(tenant_id, &row.key_id), &row.wrapped)
+                .map_err(|_| VaultError::Unwrap(row.key_id.clone()))?,
+        );
         crate::gateway::lock(&self.keys)
             .insert((tenant_id.to_owned(), row.key_id.clone()), key.clone());
         Ok(key)
     }
 
+    /// Whether this server may wrap new data keys: its master key is the database's, and no
+    /// rotation is under way (a data key wrapped under a key being retired would be lost with
+    /// it; `keys rotate` marks the rotation first, and re-wraps stragglers after).
+    async fn may_make_keys(&self, store: &Store) -> Result<(), VaultError> {
+        let fp = store
+            .platform_setting(crate::keys::FINGERPRINT_SETTING)
+            .await?;
+        let rotating = store
+            .platform_setting(crate::keys::ROTATING_SETTING)
+            .await?;
+        if fp.as_deref() != Some(self.master.fingerprint().as_str())
+            || rotating.is_some_and(|r| !r.is_empty())
+        {
+            return Err(VaultError::KekChanged);
+        }
+        Ok(())
+    }
+
     /// A new data key, wrapped under the KEK.
-    fn new_key(&self, tenant_id: &str, key_id: &str) -> (VaultKeyRow, DataKey) {
+    fn new_key(&self, tenant_id: &str, key_id: &str) -> Result<(VaultKeyRow, DataKey), VaultError> {
         let mut raw = Zeroizing::new([0u8; 32]);
         rand::rng().fill_bytes(raw.as_mut());
-        let kek = self.kek.vault_kek();
-        let wrapped = seal_with(&kek, &key_aad(tenant_id, key_id), raw.as_ref());
-        (
+        let wrapped = self.kek.wrap(&key_aad(tenant_id, key_id), &raw)?;
+        Ok((
             VaultKeyRow {
                 key_id: key_id.to_owned(),
                 wrapped,
@@ -166,7 +231,7 @@ impl Vault {
                 retired_at: None,
             },
             Arc::new(raw),
-        )
+        ))
     }
 
     /// The tenant's active data key (made on first use).
@@ -179,7 +244,8 @@ impl Vault {
         let row = match keys.into_iter().find(|k| k.retired_at.is_none()) {
             Some(r) => r,
             None => {
-                let (row, _) = self.new_key(tenant_id, "k1");
+                self.may_make_keys(store).await?;
+                let (row, _) = self.new_key(tenant_id, "k1")?;
                 // Another replica may have made one first: use whichever was stored (a race
                 // that both lost to the other's insert reads the winner's).
                 match store.insert_first_vault_key(tenant_id, &row).await {
@@ -285,7 +351,7 @@ impl Vault {
     /// The master key itself, for values sealed before the vault existed (read once, then
     /// moved into the vault by `migrate_legacy`).
     pub fn master(&self) -> &MasterKey {
-        &self.kek
+        &self.master
     }
 
     /// The tenant's Ed25519 key for audit checkpoints, kept in the vault (so rotating the
@@ -311,7 +377,7 @@ impl Vault {
                 .map_err(|_| VaultError::Corrupt)?;
             return Ok(ed25519_dalek::SigningKey::from_bytes(&seed));
         }
-        let key = self.kek.checkpoint_key(tenant_id);
+        let key = self.master.checkpoint_key(tenant_id);
         let hexed = Zeroizing::new(hex::encode(key.to_bytes()));
         self.put(store, tenant_id, slot, &hexed, "audit").await?;
         Ok(key)
@@ -324,6 +390,7 @@ impl Vault {
         store: &Store,
         tenant_id: &str,
     ) -> Result<(String, usize), VaultError> {
+        self.may_make_keys(store).await?;
         let keys = store.vault_keys(tenant_id).await?;
         let next = keys
             .iter()
@@ -332,7 +399,7 @@ impl Vault {
             .unwrap_or(0)
             + 1;
         let key_id = format!("k{next}");
-        let (row, key) = self.new_key(tenant_id, &key_id);
+        let (row, key) = self.new_key(tenant_id, &key_id)?;
         let mut moved = Vec::new();
         for s in store.vault_secrets(tenant_id).await? {
             let plain = self.open_row(store, tenant_id, &s).await?;
@@ -362,10 +429,9 @@ impl Vault {
 pub async fn rewrap_all(
     store: &Store,
     vault: &Vault,
-    new: &MasterKey,
+    new: &dyn Kek,
 ) -> Result<(usize, usize), VaultError> {
     let fp = new.fingerprint();
-    let new_kek = new.vault_kek();
     let (mut tenants, mut rewrapped) = (0, 0);
     for t in store.list_tenants().await? {
         tenants += 1;
@@ -374,11 +440,7 @@ pub async fn rewrap_all(
                 continue;
             }
             let key = vault.unwrap_key(&t.tenant_id, &row)?;
-            let wrapped = seal_with(
-                &new_kek,
-                &key_aad(&t.tenant_id, &row.key_id),
-                key.as_slice(),
-            );
+            let wrapped = new.wrap(&key_aad(&t.tenant_id, &row.key_id), &key)?;
             store
                 .rewrap_vault_key(&t.tenant_id, &row.key_id, &wrapped, &fp)
                 .await?;

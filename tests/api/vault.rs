@@ -108,7 +108,8 @@ async fn upstream_credentials_live_in_the_vault_and_never_reach_clients(engine: 
             json!({"kind": "bearer", "value": ""}),
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
-        (json!({"kind": "bearer"}), StatusCode::BAD_REQUEST),
+        (json!({"kind": "bearer"}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"kind": "bearer", "value": 1}), StatusCode::BAD_REQUEST),
     ] {
         let (s, v) = api(
             &app,
@@ -596,4 +597,195 @@ async fn a_stdio_server_gets_its_credential_as_an_environment_variable() {
     let ok = res.status() == StatusCode::OK && res.headers().get("mcp-session-id").is_some();
     assert!(!ok, "the new process got the new (wrong) value");
     app.stop().await;
+}
+
+/// `keys rotate` while clients call through the gateway and admins keep writing secrets in
+/// three tenants: every call is answered, every write lands, and afterwards the new key alone
+/// (the previous one deleted) opens every secret — the last value written of each included.
+/// While the rotation runs no server makes a data key under the key being retired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_when_the_master_key_rotates_under_load() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let canary = format!("canary-{}", uuid::Uuid::new_v4().simple());
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(fixture_path("everything_fixture.mjs"))
+        .arg("http")
+        .args(["--port", "0", "--require-header"])
+        .arg(format!("authorization=Bearer {canary}"));
+    let upstream = crate::conformance::start_listening(cmd).await;
+    let app = Arc::new(spawn_app(Engine::Sqlite).await);
+    let mut tenants = Vec::new();
+    for slug in ["t-one", "t-two", "t-three"] {
+        let admin = app.create_tenant(slug).await.admin_token;
+        add_server(
+            &app,
+            slug,
+            &admin,
+            "crm",
+            json!({"transport": "streamable_http", "url": upstream.url}),
+        )
+        .await;
+        add_server(
+            &app,
+            slug,
+            &admin,
+            "notes",
+            json!({"transport": "streamable_http", "url": "http://127.0.0.1:9/mcp"}),
+        )
+        .await;
+        let (s, v) = api_on(
+            &app,
+            slug,
+            &admin,
+            Method::PUT,
+            "/api/v1/servers/crm/credential",
+            json!({"kind": "bearer", "value": canary}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let dev = user_token(&app, slug, &admin, "dev@x.example").await;
+        tenants.push((slug.to_owned(), admin, dev));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for (slug, admin, dev) in tenants.clone() {
+        let (app, stop) = (app.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let mut m = Mcp::new(&app, &slug, "crm", &dev);
+            m.initialize().await;
+            let (mut calls, mut last) = (0u64, String::new());
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) || n < 5 {
+                n += 1;
+                let text = m
+                    .call_text(n as i64, "echo", json!({"message": format!("m{n}")}))
+                    .await;
+                assert_eq!(
+                    text,
+                    format!("Echo: m{n}"),
+                    "{slug}: a call during the rotation"
+                );
+                calls += 1;
+                let value = format!("note-{slug}-{n}");
+                let (s, v) = api_on(
+                    &app,
+                    &slug,
+                    &admin,
+                    Method::PUT,
+                    "/api/v1/servers/notes/credential",
+                    json!({"kind": "bearer", "value": value}),
+                )
+                .await;
+                assert_eq!(
+                    s,
+                    StatusCode::OK,
+                    "{slug}: a write during the rotation: {v}"
+                );
+                last = value;
+            }
+            (slug, calls, last)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let cli_app = app.clone();
+    let out = tokio::task::spawn_blocking(move || cli_app.cli(&["keys", "rotate", "--json"]))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rotated: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rotated["tenants"], 3, "{rotated}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut last = std::collections::HashMap::new();
+    for l in load {
+        let (slug, calls, value) = l.await.expect("the load ran without a failure");
+        assert!(calls >= 5, "{slug}: {calls} calls");
+        last.insert(slug, value);
+    }
+
+    // Only the new key from now on: it opens every secret, the last writes included.
+    std::fs::remove_file(app.data_dir.join("master.key.previous")).unwrap();
+    let store = portcullis::store::Store::open(&portcullis::store::DatabaseLocation::Sqlite(
+        app.data_dir.join("portcullis.db"),
+    ))
+    .await
+    .unwrap();
+    let key = portcullis::keys::load_or_create(None, &app.data_dir, false, &store)
+        .await
+        .expect("the new key is the database's");
+    assert_eq!(
+        key.fingerprint(),
+        rotated["kek_fingerprint"].as_str().unwrap()
+    );
+    let vault = portcullis::vault::Vault::new(Arc::new(key));
+    for t in store.list_tenants().await.unwrap() {
+        let Some(value) = last.get(&t.slug) else {
+            continue;
+        };
+        let servers = store.list_servers(&t.tenant_id).await.unwrap();
+        for s in servers {
+            let plain = vault
+                .get(
+                    &store,
+                    &t.tenant_id,
+                    portcullis::vault::Slot {
+                        table: "mcp_server",
+                        row: &s.server_id,
+                        name: "credential",
+                    },
+                )
+                .await
+                .expect("opens under the new key alone")
+                .expect("stored");
+            let want = if s.slug == "crm" {
+                canary.as_str()
+            } else {
+                value.as_str()
+            };
+            assert!(
+                plain.contains(want),
+                "{} {}: the last value written",
+                t.slug,
+                s.slug
+            );
+        }
+    }
+    store.close().await;
+    // And a server started with the new key alone serves them.
+    let fresh = app.replica().await;
+    for (slug, _, dev) in &tenants {
+        let mut m = Mcp::new(&fresh, slug, "crm", dev);
+        m.initialize().await;
+        assert_eq!(
+            m.call_text(1, "echo", json!({"message": "after"})).await,
+            "Echo: after"
+        );
+    }
+    fresh.stop().await;
+}
+
+async fn api_on(
+    app: &TestApp,
+    tenant: &str,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let res = app
+        .client
+        .request(method, app.url(path))
+        .header(reqwest::header::HOST, app.host(Some(tenant)))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
 }
