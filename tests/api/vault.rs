@@ -109,7 +109,10 @@ async fn upstream_credentials_live_in_the_vault_and_never_reach_clients(engine: 
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (json!({"kind": "bearer"}), StatusCode::UNPROCESSABLE_ENTITY),
-        (json!({"kind": "bearer", "value": 1}), StatusCode::BAD_REQUEST),
+        (
+            json!({"kind": "bearer", "value": 1}),
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let (s, v) = api(
             &app,
@@ -788,4 +791,110 @@ async fn api_on(
         .unwrap();
     let status = res.status();
     (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// The vault reaches its key-encryption key only through `vault::Kek`: data keys re-wrapped
+/// under a KEK of another kind (standing in for a cloud KMS) open through it, and only
+/// through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_encryption_key_is_pluggable() {
+    use portcullis::vault::{Kek, Vault, VaultError};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    /// A "KMS": its own key, its own fingerprint, and a count of the calls it served.
+    struct Kms {
+        key: portcullis::keys::MasterKey,
+        calls: AtomicUsize,
+    }
+    impl Kek for Kms {
+        fn fingerprint(&self) -> String {
+            "kms:test-key-1".into()
+        }
+        fn wrap(&self, aad: &[u8], k: &[u8; 32]) -> Result<String, VaultError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Kek::wrap(&self.key, aad, k).map(|w| format!("kms:{w}"))
+        }
+        fn unwrap(&self, aad: &[u8], w: &str) -> Result<zeroize::Zeroizing<[u8; 32]>, VaultError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Kek::unwrap(
+                &self.key,
+                aad,
+                w.strip_prefix("kms:").ok_or(VaultError::Corrupt)?,
+            )
+        }
+    }
+    let app = spawn_app(Engine::Sqlite).await;
+    let acme = app.create_tenant("acme").await;
+    add_server(
+        &app,
+        "acme",
+        &acme.admin_token,
+        "crm",
+        json!({"transport": "streamable_http", "url": "http://127.0.0.1:9/mcp"}),
+    )
+    .await;
+    let (s, _) = api(
+        &app,
+        &acme.admin_token,
+        Method::PUT,
+        "/api/v1/servers/crm/credential",
+        Some(json!({"kind": "bearer", "value": "kms-canary"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let store = portcullis::store::Store::open(&portcullis::store::DatabaseLocation::Sqlite(
+        app.data_dir.join("portcullis.db"),
+    ))
+    .await
+    .unwrap();
+    let master = Arc::new(
+        portcullis::keys::load_or_create(None, &app.data_dir, false, &store)
+            .await
+            .unwrap(),
+    );
+    let kms = Arc::new(Kms {
+        key: portcullis::keys::generate_key().0,
+        calls: AtomicUsize::new(0),
+    });
+    let (_, rewrapped) =
+        portcullis::vault::rewrap_all(&store, &Vault::new(master.clone()), kms.as_ref())
+            .await
+            .unwrap();
+    assert_eq!(rewrapped, 1);
+    let tenant = store
+        .list_tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.slug == "acme")
+        .unwrap();
+    let server = store
+        .list_servers(&tenant.tenant_id)
+        .await
+        .unwrap()
+        .remove(0);
+    let slot = portcullis::vault::Slot {
+        table: "mcp_server",
+        row: &server.server_id,
+        name: "credential",
+    };
+    let with_kms = Vault::with_kek(master.clone(), kms.clone(), None);
+    let plain = with_kms
+        .get(&store, &tenant.tenant_id, slot)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(plain.contains("kms-canary"));
+    assert!(
+        kms.calls.load(Ordering::SeqCst) >= 2,
+        "wrapped and unwrapped by the KMS"
+    );
+    // Without it, the master key alone opens nothing any more.
+    let without = Vault::new(master);
+    assert!(matches!(
+        without.get(&store, &tenant.tenant_id, slot).await,
+        Err(VaultError::Unwrap(_))
+    ));
+    store.close().await;
+    app.stop().await;
 }
