@@ -438,10 +438,7 @@ impl CredentialInput {
         let mut value = HeaderValue::from_str(&value)
             .map_err(|_| "value: printable ASCII only (it goes in an HTTP header)".to_owned())?;
         value.set_sensitive(true);
-        Ok(crate::gateway::Credential {
-            header: name,
-            value,
-        })
+        Ok(crate::gateway::Credential::new(name, value))
     }
 }
 
@@ -533,9 +530,11 @@ pub async fn set_credential(
                     .into(),
             ))
         }
+        ("sse", "bearer" | "header") => {}
         ("sse", _) => {
             return Err(CredentialError::Invalid(
-                "credentials for legacy SSE servers are not supported yet".into(),
+                "a legacy SSE server takes a shared credential in a header: kind bearer or header"
+                    .into(),
             ))
         }
         _ => {

@@ -898,3 +898,56 @@ async fn the_key_encryption_key_is_pluggable() {
     store.close().await;
     app.stop().await;
 }
+
+/// A legacy SSE server gets its credential from the vault on its stream and on every message
+/// (our fixture refuses both without it); a replaced credential means a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_sse_server_gets_its_credential_in_a_header() {
+    let canary = format!("canary-{}", uuid::Uuid::new_v4().simple());
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(fixture_path("everything_fixture.mjs"))
+        .args(["sse", "--port", "0", "--require-header"])
+        .arg(format!("x-api-key={canary}"));
+    let upstream = crate::conformance::start_listening(cmd).await;
+    let app = spawn_app(Engine::Sqlite).await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    add_server(
+        &app,
+        "acme",
+        admin,
+        "old",
+        json!({"transport": "sse", "url": upstream.url}),
+    )
+    .await;
+    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::PUT,
+        "/api/v1/servers/old/credential",
+        Some(json!({"kind": "env", "env": "X", "value": "x"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::PUT,
+        "/api/v1/servers/old/credential",
+        Some(json!({"kind": "header", "header": "X-Api-Key", "value": canary})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut m = Mcp::new(&app, "acme", "old", &dev);
+    let init = m.initialize().await;
+    assert!(!init.to_string().contains(&canary));
+    assert_eq!(
+        m.call_text(1, "echo", json!({"message": "legacy"})).await,
+        "Echo: legacy"
+    );
+    let (_, t) = api(&app, admin, Method::POST, "/api/v1/servers/old/test", None).await;
+    assert_eq!(t["ok"], true, "test connection carries it too: {t}");
+    assert!(!t.to_string().contains(&canary));
+    app.stop().await;
+}

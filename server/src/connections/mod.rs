@@ -326,7 +326,7 @@ pub async fn credential(
     };
     let mut value = HeaderValue::from_str(&value).map_err(|_| Unavailable::NotConnected)?;
     value.set_sensitive(true);
-    Ok(crate::gateway::Credential { header, value })
+    Ok(crate::gateway::Credential::new(header, value))
 }
 
 /// Refreshes the user's access token (one refresh at a time; a refresh another request or

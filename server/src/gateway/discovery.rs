@@ -60,7 +60,13 @@ pub async fn discover(
     let url = match upstream {
         ServerTransport::StreamableHttp { url } => url.as_str(),
         ServerTransport::Stdio { .. } | ServerTransport::Sse { .. } => {
-            return discover_via_link(gateway, upstream, env).await
+            return discover_via_link(
+                gateway,
+                upstream,
+                env,
+                credential.map(|c| Arc::new(c.clone())),
+            )
+            .await
         }
     };
     if era == Era::Auto {
@@ -101,11 +107,16 @@ async fn discover_via_link(
     gateway: &super::Gateway,
     upstream: &ServerTransport,
     env: Option<Arc<super::EnvSecret>>,
+    header: Option<Arc<super::Credential>>,
 ) -> Result<Discovery, String> {
     use super::link::HANDSHAKE_TIMEOUT;
-    let link = gateway
-        .hub
-        .start_link("test connection".into(), upstream, gateway.client(), env);
+    let link = gateway.hub.start_link(
+        "test connection".into(),
+        upstream,
+        gateway.client(),
+        env,
+        header,
+    );
     let result = async {
         let init = link.wait_ready(HANDSHAKE_TIMEOUT).await?;
         let capabilities = init.get("capabilities").cloned().unwrap_or(Value::Null);

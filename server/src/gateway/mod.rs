@@ -115,10 +115,46 @@ struct TenantGateway {
 
 /// An upstream credential as the gateway injects it: one request header (marked sensitive, so
 /// it is never printed in debug output).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Credential {
     pub header: HeaderName,
     pub value: HeaderValue,
+    /// Derived from the header and value (the same on every replica): a changed credential
+    /// means a new upstream connection for link transports (SSE), and sessions on the old one
+    /// end.
+    pub version: i64,
+}
+
+impl Credential {
+    pub fn new(header: HeaderName, value: HeaderValue) -> Self {
+        let version = secret_version(header.as_str(), value.as_bytes());
+        Self {
+            header,
+            value,
+            version,
+        }
+    }
+}
+
+/// A version number for a secret: a hash of its name and value, never 0 (0: none).
+fn secret_version(name: &str, value: &[u8]) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(value);
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    i64::from_be_bytes(b) | 1
+}
+
+/// The version of what a link (a stdio process, an SSE connection) is started with: its
+/// environment credential or its header credential.
+pub(crate) fn link_secret_version(env: Option<&EnvSecret>, header: Option<&Credential>) -> i64 {
+    env.map(|e| e.version)
+        .or(header.map(|c| c.version))
+        .unwrap_or(0)
 }
 
 /// An upstream credential given to a stdio server as an environment variable.
@@ -140,16 +176,7 @@ impl std::fmt::Debug for EnvSecret {
 
 impl EnvSecret {
     pub fn new(name: String, value: zeroize::Zeroizing<String>) -> Self {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(name.as_bytes());
-        h.update([0]);
-        h.update(value.as_bytes());
-        let d = h.finalize();
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&d[..8]);
-        // Never 0 (0 is "no credential").
-        let version = i64::from_be_bytes(b) | 1;
+        let version = secret_version(&name, value.as_bytes());
         Self {
             name,
             value,
@@ -542,7 +569,10 @@ impl Gateway {
     pub fn sweep(&self) {
         self.hub.sweep(|tenant, user, slug| {
             self.server_for(tenant, user, slug).map(|t| {
-                let v = self.env_secret(tenant, slug).map_or(0, |e| e.version);
+                let v = link_secret_version(
+                    self.env_secret(tenant, slug).as_deref(),
+                    self.credential(tenant, slug).as_deref(),
+                );
                 (t, v)
             })
         });
@@ -1341,6 +1371,7 @@ impl Forward {
                 transport: &upstream,
                 filter,
                 env: state.gateway.env_secret(&tenant_id, &server),
+                header: credential.clone(),
             };
             let gw = &state.gateway;
             rec.forwarded();

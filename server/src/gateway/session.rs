@@ -105,7 +105,7 @@ impl Session {
             server: t.server.to_owned(),
             protocol_version: version.to_owned(),
             transport: t.transport.clone(),
-            env_version: t.env.as_ref().map_or(0, |e| e.version),
+            env_version: super::link_secret_version(t.env.as_deref(), t.header.as_deref()),
             link,
             own_link,
             log: Mutex::new(EventLog::default()),
@@ -312,6 +312,8 @@ pub struct Target<'a> {
     pub filter: Option<super::policy::ResponseFilter>,
     /// The server's credential as an environment variable (stdio servers).
     pub env: Option<Arc<super::EnvSecret>>,
+    /// The server's credential as a request header (SSE servers).
+    pub header: Option<Arc<super::Credential>>,
 }
 
 pub(super) fn random_id() -> String {
@@ -377,6 +379,7 @@ impl Hub {
         transport: &ServerTransport,
         client: &reqwest::Client,
         env: Option<Arc<super::EnvSecret>>,
+        header: Option<Arc<super::Credential>>,
     ) -> Arc<Link> {
         let link = Link::new(label);
         let handle = match transport {
@@ -401,6 +404,7 @@ impl Hub {
                 link.clone(),
                 url.as_str().to_owned(),
                 client.clone(),
+                header,
             )),
             ServerTransport::StreamableHttp { .. } => {
                 // Not a link transport: the caller never asks for one.
@@ -428,7 +432,7 @@ impl Hub {
         let fingerprint = format!(
             "{}#{}",
             serde_json::to_string(t.transport.as_ref()).unwrap_or_default(),
-            t.env.as_ref().map_or(0, |e| e.version)
+            super::link_secret_version(t.env.as_deref(), t.header.as_deref())
         );
         let key = match t.transport.as_ref() {
             ServerTransport::Sse { .. } if shared_sse => {
@@ -450,7 +454,7 @@ impl Hub {
             _ => {
                 let label = format!("{}/{} (session)", t.tenant_id, t.server);
                 return (
-                    self.start_link(label, t.transport, client, t.env.clone()),
+                    self.start_link(label, t.transport, client, t.env.clone(), t.header.clone()),
                     true,
                 );
             }
@@ -472,7 +476,7 @@ impl Hub {
             }
             _ => format!("{}/{}", t.tenant_id, t.server),
         };
-        let link = self.start_link(label, t.transport, client, t.env.clone());
+        let link = self.start_link(label, t.transport, client, t.env.clone(), t.header.clone());
         links.insert(key, link.clone());
         (link, false)
     }

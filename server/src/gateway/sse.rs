@@ -118,7 +118,12 @@ fn endpoint_url(sse_url: &str, endpoint: &str) -> Result<url::Url, String> {
     Ok(target)
 }
 
-pub async fn run(link: Arc<Link>, url: String, client: reqwest::Client) {
+pub async fn run(
+    link: Arc<Link>,
+    url: String,
+    client: reqwest::Client,
+    header: Option<Arc<super::Credential>>,
+) {
     let mut stop = link.stop_signal();
     let mut attempt = 0u64;
     let mut backoff = super::link::Backoff::default();
@@ -126,7 +131,7 @@ pub async fn run(link: Arc<Link>, url: String, client: reqwest::Client) {
         attempt += 1;
         let started = std::time::Instant::now();
         let reason = tokio::select! {
-            r = connect(&link, &url, &client, attempt) => r,
+            r = connect(&link, &url, &client, header.clone(), attempt) => r,
             _ = stop.changed() => "stopped by the gateway".to_owned(),
         };
         link.went_down(attempt, &reason);
@@ -138,13 +143,19 @@ pub async fn run(link: Arc<Link>, url: String, client: reqwest::Client) {
     }
 }
 
-async fn connect(link: &Arc<Link>, url: &str, client: &reqwest::Client, attempt: u64) -> String {
-    let res = match tokio::time::timeout(
-        Duration::from_secs(30),
-        client.get(url).header("accept", "text/event-stream").send(),
-    )
-    .await
-    {
+async fn connect(
+    link: &Arc<Link>,
+    url: &str,
+    client: &reqwest::Client,
+    header: Option<Arc<super::Credential>>,
+    attempt: u64,
+) -> String {
+    // The server's credential from the vault, on the stream and on every message.
+    let mut get = client.get(url).header("accept", "text/event-stream");
+    if let Some(c) = &header {
+        get = get.header(c.header.clone(), c.value.clone());
+    }
+    let res = match tokio::time::timeout(Duration::from_secs(30), get.send()).await {
         Ok(Ok(r)) if r.status().is_success() => r,
         Ok(Ok(r)) => return format!("the SSE endpoint answered HTTP {}", r.status()),
         Ok(Err(e)) => return format!("cannot reach the SSE endpoint: {e}"),
@@ -180,6 +191,7 @@ async fn connect(link: &Arc<Link>, url: &str, client: &reqwest::Client, attempt:
                         target,
                         rx,
                         link.clone(),
+                        header.clone(),
                     )));
                     link.connected(tx, attempt);
                     let l = link.clone();
@@ -206,15 +218,18 @@ async fn post_messages(
     target: url::Url,
     mut rx: mpsc::UnboundedReceiver<String>,
     link: Arc<Link>,
+    header: Option<Arc<super::Credential>>,
 ) {
     while let Some(line) = rx.recv().await {
-        let res = client
+        let mut post = client
             .post(target.clone())
             .header("content-type", "application/json")
             .timeout(Duration::from_secs(30))
-            .body(line)
-            .send()
-            .await;
+            .body(line);
+        if let Some(c) = &header {
+            post = post.header(c.header.clone(), c.value.clone());
+        }
+        let res = post.send().await;
         match res {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => {

@@ -143,6 +143,7 @@ pub async fn request(
                 transport,
                 filter: None,
                 env: gw.env_secret(tenant_id, server),
+                header: gw.credential(tenant_id, server),
             };
             let (link, own) = gw.hub.link_for(&target, gw.client(), true);
             link.touch();
