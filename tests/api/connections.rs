@@ -27,7 +27,9 @@ async fn per_user_static_secrets_and_deprovisioning() {
     static_secrets(Engine::Sqlite).await
 }
 
-/// Every log line of this test process (nextest runs each test in its own process).
+/// Every log line of this test process from the moment the first test asks (one process-wide
+/// subscriber: `cargo test` runs every test in one process, nextest each in its own). Tests
+/// look for values unique to themselves, so other tests' lines do no harm.
 #[derive(Clone, Default)]
 struct Logs(Arc<Mutex<Vec<u8>>>);
 
@@ -43,14 +45,21 @@ impl std::io::Write for Logs {
 
 impl Logs {
     fn capture() -> Self {
-        let logs = Logs::default();
-        let w = logs.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-            .with_ansi(false)
-            .with_writer(move || w.clone())
-            .try_init();
-        logs
+        static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = Logs::default();
+            let w = logs.clone();
+            // Everything of ours and of the HTTP client that carries upstream tokens.
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(
+                    "info,portcullis=trace,reqwest=trace,oauth2=trace",
+                ))
+                .with_ansi(false)
+                .with_writer(move || w.clone())
+                .try_init();
+            logs
+        })
+        .clone()
     }
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
@@ -498,7 +507,20 @@ async fn users_connect_their_own_oauth_accounts_and_only_the_gateway_holds_the_t
     assert!(issued.len() >= 4, "{issued:?}");
     let dump = crate::vault::database_bytes(&app, engine);
     let log = logs.text();
-    assert!(log.contains("upstream"), "the log was captured");
+    let (_, users) = api(&app, admin, Method::GET, "/api/v1/users", None).await;
+    let user_id = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == email.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        log.contains(&user_id),
+        "this test's log lines were captured"
+    );
     for t in &issued {
         assert!(
             !seen.contains(t.as_str()),
