@@ -626,6 +626,98 @@ async fn audited(
     Ok(())
 }
 
+/// The database's master key for a CLI command: the key file (SQLite) or
+/// PORTCULLIS_MASTER_KEY (PostgreSQL), checked against the database's fingerprint.
+async fn current_master_key(
+    store_cfg: &StoreConfig,
+    store: &Store,
+    current: Option<String>,
+) -> Result<crate::keys::MasterKey, CliError> {
+    use crate::store::DatabaseLocation;
+    let key = if matches!(store_cfg.database, DatabaseLocation::Postgres(_)) {
+        let text = current
+            .ok_or_else(|| CliError("PORTCULLIS_MASTER_KEY is required with PostgreSQL".into()))?;
+        crate::keys::decode_key(&text)
+            .ok_or_else(|| CliError("PORTCULLIS_MASTER_KEY is not base64 of 32 bytes".into()))?
+    } else {
+        crate::keys::read_key_file(&store_cfg.data_dir)
+            .map_err(|e| CliError(e.to_string()))?
+            .0
+    };
+    let stored = store.platform_setting("master_key_fingerprint").await?;
+    if stored.as_deref() != Some(key.fingerprint().as_str()) {
+        return Err(CliError(
+            "the master key does not match the database's: nothing was changed".into(),
+        ));
+    }
+    Ok(key)
+}
+
+/// `mail set|clear|status`: the deployment's SMTP URL, sealed under the master key in the
+/// database (never printed; a server's PORTCULLIS_SMTP_URL takes precedence).
+pub async fn mail(
+    store_cfg: &StoreConfig,
+    cmd: crate::config::MailCommand,
+    current: Option<String>,
+) -> Result<ExitCode, CliError> {
+    use crate::config::MailCommand;
+    let store = Store::open(&store_cfg.database).await?;
+    let key = current_master_key(store_cfg, &store, current).await?;
+    let (json, out) = match cmd {
+        MailCommand::Set { json } => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| CliError(format!("reading the SMTP URL from standard input: {e}")))?;
+            let url = zeroize::Zeroizing::new(line.trim().to_owned());
+            if url.is_empty() {
+                return Err(CliError(
+                    "give the SMTP URL on standard input (one line), e.g. `printf %s \"$URL\" | portcullis mail set`".into(),
+                ));
+            }
+            let host = crate::mail::check_smtp_url(&url).map_err(CliError)?;
+            let sealed = key.seal(crate::mail::SMTP_CONTEXT, url.as_bytes());
+            store
+                .set_platform_setting(crate::mail::SMTP_SETTING, &sealed)
+                .await?;
+            (
+                json,
+                serde_json::json!({"configured": true, "host": host, "source": "database"}),
+            )
+        }
+        MailCommand::Clear { json } => {
+            store
+                .set_platform_setting(crate::mail::SMTP_SETTING, "")
+                .await?;
+            (json, serde_json::json!({"configured": false}))
+        }
+        MailCommand::Status { json } => {
+            let url = crate::mail::stored_smtp_url(&store, &key)
+                .await
+                .map_err(CliError)?;
+            let host = url
+                .as_ref()
+                .and_then(|u| crate::mail::check_smtp_url(u.expose_secret()).ok());
+            (
+                json,
+                serde_json::json!({"configured": url.is_some(), "host": host,
+                    "source": if url.is_some() { Some("database") } else { None }}),
+            )
+        }
+    };
+    if json {
+        println!("{out}");
+    } else if out["configured"] == true {
+        println!(
+            "SMTP relay {} is stored (sealed); servers use it from their next start unless PORTCULLIS_SMTP_URL is set.",
+            out["host"].as_str().unwrap_or("?")
+        );
+    } else {
+        println!("No SMTP relay is stored.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `keys rotate`: a new master key; every tenant's data keys re-wrapped under it (servers keep
 /// running: they hold their unwrapped data keys, and unwrap with the previous key until they
 /// restart with the new one).
@@ -693,6 +785,16 @@ pub async fn keys(
     if !postgres {
         crate::keys::install_rotated_files(&store_cfg.data_dir, &old_text, &new_text)
             .map_err(key_err)?;
+    }
+    // The deployment's SMTP URL (sealed under the master key itself) follows the key.
+    if let Some(url) = crate::mail::stored_smtp_url(&store, vault.master())
+        .await
+        .map_err(CliError)?
+    {
+        let sealed = new_key.seal(crate::mail::SMTP_CONTEXT, url.expose_secret().as_bytes());
+        store
+            .set_platform_setting(crate::mail::SMTP_SETTING, &sealed)
+            .await?;
     }
     crate::keys::record_fingerprint(&store, &new_key)
         .await

@@ -75,6 +75,30 @@ pub enum Command {
     /// The master key (the vault's key-encryption key).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The deployment's SMTP relay for notifications, kept sealed in the database.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// Stores the SMTP URL read from standard input (one line; it may carry the relay's
+    /// password, so it is never taken as an argument), sealed under the master key. Servers use
+    /// it from their next start unless PORTCULLIS_SMTP_URL is set.
+    Set {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Removes the stored SMTP URL.
+    Clear {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Whether an SMTP URL is stored, and its host (never the password).
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

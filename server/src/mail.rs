@@ -44,6 +44,52 @@ struct Digest {
 /// The most lines a digest lists per tenant (the rest are counted).
 const DIGEST_LINES: usize = 200;
 
+/// Where the SMTP URL is kept when it is set with `portcullis mail set` (sealed under the
+/// master key; re-sealed by `keys rotate`).
+pub const SMTP_SETTING: &str = "smtp_url_sealed";
+pub const SMTP_CONTEXT: &str = "platform/smtp-url";
+
+/// The SMTP URL stored in the database, opened with the master key.
+pub async fn stored_smtp_url(
+    store: &crate::store::Store,
+    key: &crate::keys::MasterKey,
+) -> Result<Option<SecretString>, String> {
+    let sealed = store
+        .platform_setting(SMTP_SETTING)
+        .await
+        .map_err(|e| e.to_string())?
+        .filter(|s| !s.is_empty());
+    let Some(sealed) = sealed else {
+        return Ok(None);
+    };
+    let plain = key
+        .open(SMTP_CONTEXT, &sealed)
+        .ok_or("the stored SMTP URL does not open with the master key")?;
+    String::from_utf8(plain)
+        .map(|s| Some(SecretString::from(s)))
+        .map_err(|_| "the stored SMTP URL is not text".to_owned())
+}
+
+/// Checks an SMTP URL the way the sender will use it; the message never repeats the URL.
+pub fn check_smtp_url(url: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(url)
+        .map_err(|_| "the SMTP URL is not a URL (smtp://… or smtps://…)".to_owned())?;
+    let plain = parsed.scheme() == "smtp" && !parsed.query().unwrap_or_default().contains("tls=");
+    let host = parsed.host_str().unwrap_or_default().to_owned();
+    if !matches!(parsed.scheme(), "smtp" | "smtps") {
+        return Err("the SMTP URL must start with smtp:// or smtps://".into());
+    }
+    if plain && !matches!(host.as_str(), "localhost" | "127.0.0.1" | "::1" | "[::1]") {
+        return Err("plain SMTP only to localhost; use smtps:// or ?tls=required".into());
+    }
+    AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        .map_err(|_| "the SMTP URL could not be used (check its form)".to_owned())?;
+    Ok(match parsed.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    })
+}
+
 /// Checks the settings and starts the background sender; `Ok(None)` without an SMTP URL.
 pub fn start(
     smtp_url: Option<&SecretString>,
@@ -54,19 +100,7 @@ pub fn start(
     let Some(url) = smtp_url else {
         return Ok(None);
     };
-    let parsed = url::Url::parse(url.expose_secret())
-        .map_err(|_| "PORTCULLIS_SMTP_URL is not a URL (smtp://… or smtps://…)".to_owned())?;
-    let plain = parsed.scheme() == "smtp" && !parsed.query().unwrap_or_default().contains("tls=");
-    let host = parsed.host_str().unwrap_or_default();
-    if !matches!(parsed.scheme(), "smtp" | "smtps") {
-        return Err("PORTCULLIS_SMTP_URL must start with smtp:// or smtps://".into());
-    }
-    if plain && !matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]") {
-        return Err(
-            "PORTCULLIS_SMTP_URL: plain SMTP only to localhost; use smtps:// or ?tls=required"
-                .into(),
-        );
-    }
+    check_smtp_url(url.expose_secret()).map_err(|e| format!("PORTCULLIS_SMTP_URL: {e}"))?;
     let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
         .map_err(|_| "PORTCULLIS_SMTP_URL could not be used (check its form)".to_owned())?
         .build();

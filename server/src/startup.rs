@@ -180,8 +180,19 @@ impl Application {
         let mail_from = settings.mail_from.clone().unwrap_or_else(|| {
             format!("Portcullis <portcullis@{}>", settings.base_domain.as_str())
         });
+        // The environment's SMTP URL, else the one `portcullis mail set` sealed in the database.
+        let smtp_url = match &settings.smtp_url {
+            Some(u) => Some(u.clone()),
+            None => match crate::mail::stored_smtp_url(&store, &master_key).await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::error!(error = %e, "no mail is sent: the stored SMTP relay cannot be used (set it again with `portcullis mail set`)");
+                    None
+                }
+            },
+        };
         let mailer = crate::mail::start(
-            settings.smtp_url.as_ref(),
+            smtp_url.as_ref(),
             &mail_from,
             audit.clone(),
             settings.mail_digest,

@@ -265,3 +265,86 @@ async fn connections_are_announced_and_security_events_come_in_digests() {
         .count();
     assert_eq!(digests, 1, "one digest for the burst");
 }
+
+/// The SMTP relay may be kept in the database instead of the environment: `portcullis mail set`
+/// reads it from standard input and seals it under the master key; a server started without
+/// PORTCULLIS_SMTP_URL mails through it; `keys rotate` re-seals it; `mail clear` removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_smtp_relay_can_be_kept_sealed_in_the_database() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mail.jsonl");
+    let mut cmd = tokio::process::Command::new(python());
+    cmd.arg(fixture_path("smtp_sink.py")).arg(&out);
+    let sink = crate::conformance::start_listening(cmd).await;
+    let app = crate::helpers::spawn_app(Engine::Sqlite).await;
+    let acme = app.create_tenant("acme").await;
+    let cli = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(args)
+            .args(&app.db_args)
+            .env_remove("PORTCULLIS_SMTP_URL")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    // Bad input changes nothing.
+    let o = cli(&["mail", "set", "--json"], "smtp://relay.example.com:25\n");
+    assert!(
+        !o.status.success(),
+        "plain SMTP to a remote host is refused"
+    );
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("relay.example.com"));
+    let o = cli(&["mail", "status", "--json"], "");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["configured"], false, "{v}");
+    // Stored, sealed: the database holds no trace of the URL.
+    let o = cli(&["mail", "set", "--json"], &format!("{}\n", sink.url));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["configured"], true, "{v}");
+    let host = sink.url.trim_start_matches("smtp://").to_owned();
+    assert_eq!(v["host"], host.as_str(), "{v}");
+    let db = std::fs::read(app.data_dir.join("portcullis.db")).unwrap_or_default();
+    let wal = std::fs::read(app.data_dir.join("portcullis.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(
+            !bytes.windows(host.len()).any(|w| w == host.as_bytes()),
+            "sealed at rest"
+        );
+    }
+    // The master key rotates: the relay follows it. A server started now mails through it.
+    let o = app.cli(&["keys", "rotate", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = cli(&["mail", "status", "--json"], "");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["configured"], true, "re-sealed under the new key: {v}");
+    let fresh = app.replica().await;
+    user_token(&fresh, "acme", &acme.admin_token, "dev@acme.example.com").await;
+    let (s, _) = api(
+        &fresh,
+        &acme.admin_token,
+        Method::POST,
+        "/api/v1/tokens/revoke",
+        Some(json!({"user_email": "dev@acme.example.com"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    wait_for(&out, "dev@acme.example.com", "access was revoked").await;
+    let o = cli(&["mail", "clear", "--json"], "");
+    assert!(o.status.success());
+    let o = cli(&["mail", "status", "--json"], "");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["configured"], false, "{v}");
+    fresh.stop().await;
+    app.stop().await;
+}
