@@ -152,9 +152,9 @@ pub struct ServerCredentialView {
     pub kind: String,
     pub header: String,
     pub updated_at: String,
-    /// Users connected with their own account (per-user kinds).
+    /// Users connected with their own account (per-user kinds): (user id, email, kind, since).
     #[serde(default)]
-    pub connections: usize,
+    pub connected: Vec<(String, String, String, String)>,
 }
 
 /// One agent as the console shows it.

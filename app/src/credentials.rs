@@ -28,6 +28,30 @@ pub fn Credentials(
         .into_iter()
         .map(|s| {
             let (c1, c2) = (csrf.clone(), csrf.clone());
+            let connected = (!s.connected.is_empty()).then(|| {
+                let items = s
+                    .connected
+                    .iter()
+                    .map(|(user_id, email, kind, since)| {
+                        let csrf = csrf.clone();
+                        let slug = s.slug.clone();
+                        let user_id = user_id.clone();
+                        let button_id = format!("end-{}-{}", s.slug, email.replace(['@', '.'], "-"));
+                        view! {
+                            <li class="connection">
+                                {format!("{email} ({kind}, since {since}) ")}
+                                <ActionForm action attr:class="inline">
+                                    <FormHead csrf op="connection_end"/>
+                                    <input type="hidden" name="form[slug]" value=slug/>
+                                    <input type="hidden" name="form[user_id]" value=user_id/>
+                                    <button type="submit" class="ghost danger" id=button_id>"End"</button>
+                                </ActionForm>
+                            </li>
+                        }
+                    })
+                    .collect_view();
+                view! { <ul class="connections">{items}</ul> }
+            });
             let (s1, s2) = (s.slug.clone(), s.slug.clone());
             let row_id = format!("credential-{}", s.slug);
             let http = s.transport == "streamable_http";
@@ -37,7 +61,10 @@ pub fn Credentials(
             let status = if set && per_user {
                 format!(
                     "{} — each user's own, in {} (since {}); {} user(s) connected",
-                    s.kind, s.header, s.updated_at, s.connections
+                    s.kind,
+                    s.header,
+                    s.updated_at,
+                    s.connected.len()
                 )
             } else if set {
                 format!("{} in {} (since {})", s.kind, s.header, s.updated_at)
@@ -47,7 +74,7 @@ pub fn Credentials(
             view! {
                 <tr class="credential-row" id=row_id data-set=if set { "true" } else { "false" }>
                     <td>{s.name}" "<code>{s.slug}</code></td>
-                    <td class="credential-status">{status}</td>
+                    <td class="credential-status">{status}{connected}</td>
                     <td>
                         {if http {
                             view! {

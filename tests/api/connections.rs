@@ -685,6 +685,62 @@ async fn static_secrets(engine: Engine) {
     )
     .await;
     assert_eq!(conns["connections"].as_array().unwrap().len(), 1, "{conns}");
+    // An admin sees it on the console's Credentials page and ends it there.
+    let mut console = app.browser(Some("acme"));
+    console.sign_in(admin).await;
+    let page = console.get("/admin/credentials").await;
+    assert!(page.body.contains("1 user(s) connected"), "{}", page.body);
+    let end = page
+        .form_action("end-kb-second-acme-example")
+        .expect("an End button for the connection");
+    let user_id = page
+        .body
+        .split("name=\"form[user_id]\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let admin_csrf = page.input_value("csrf").unwrap();
+    console
+        .post_form(
+            &end,
+            &[
+                ("csrf", &admin_csrf),
+                ("form[op]", "connection_end"),
+                ("form[slug]", "kb"),
+                ("form[user_id]", &user_id),
+            ],
+            "/admin/credentials",
+        )
+        .await;
+    let page = console.get("/admin/credentials").await;
+    assert!(
+        page.body.contains("connection to kb ended"),
+        "{}",
+        page.body
+    );
+    let (_, conns) = api(
+        &app,
+        admin,
+        Method::GET,
+        "/api/v1/servers/kb/connections",
+        None,
+    )
+    .await;
+    assert_eq!(conns["connections"], json!([]), "{conns}");
+    // Set once more, then the user is deactivated.
+    browser
+        .post_form(
+            &action,
+            &[
+                ("csrf", &csrf),
+                ("form[op]", "portal_set_secret"),
+                ("form[slug]", "kb"),
+                ("form[secret_value]", &canary),
+            ],
+            "/",
+        )
+        .await;
     let dev_id = {
         let (_, users) = api(&app, admin, Method::GET, "/api/v1/users", None).await;
         users["users"]

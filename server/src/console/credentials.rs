@@ -41,12 +41,14 @@ impl Backend {
                 kind: view.as_ref().map(|v| v.kind.clone()).unwrap_or_default(),
                 header: view.as_ref().map(|v| v.header.clone()).unwrap_or_default(),
                 updated_at: view.map(|v| v.updated_at).unwrap_or_default(),
-                connections: st
+                connected: st
                     .store
                     .server_connections(&tenant.tenant_id, &row.server_id)
                     .await
                     .map_err(internal)?
-                    .len(),
+                    .into_iter()
+                    .map(|c| (c.user_id, c.email, c.kind, format_time(c.created_at)))
+                    .collect(),
             });
         }
         Ok(CredentialsView {
@@ -61,6 +63,7 @@ impl Backend {
     pub(super) async fn credential_action(
         &self,
         tenant: &crate::tenancy::Tenant,
+        admin: &crate::store::UserRow,
         form: &IdentityForm,
     ) -> Result<Result<String, String>, BackendError> {
         use crate::servers::CredentialError;
@@ -104,6 +107,40 @@ impl Backend {
                         Err("No credential to remove.".into())
                     }
                     Err(e) => return Err(internal(e)),
+                }
+            }
+            // An admin ends a user's own connection to a per-user server.
+            "connection_end" => {
+                let row = match crate::domain::ServerSlug::parse(&form.slug) {
+                    Ok(s) => st.store.server_by_slug(tid, &s).await.map_err(internal)?,
+                    Err(_) => None,
+                };
+                let user = st.store.user(tid, &form.user_id).await.map_err(internal)?;
+                match (row, user) {
+                    (Some(row), Some(user)) => match crate::connections::disconnect(
+                        st,
+                        tenant,
+                        &row,
+                        &user.user_id,
+                        &user.email,
+                        crate::connections::EndedBy::Admin(&admin.user_id, &admin.email),
+                    )
+                    .await
+                    .map_err(internal)?
+                    {
+                        Some(e) => Ok(format!(
+                            "{}'s connection to {} ended{}.",
+                            user.email,
+                            row.slug,
+                            match e.upstream_revocation.as_str() {
+                                "revoked" => " and revoked upstream",
+                                "failed" => " (the upstream could not be reached to revoke it)",
+                                _ => "",
+                            }
+                        )),
+                        None => Err("No such connection.".into()),
+                    },
+                    _ => Err("No such connection.".into()),
                 }
             }
             "vault_rotate" => match st.vault.rotate_data_key(&st.store, tid).await {

@@ -1011,8 +1011,8 @@ impl Backend {
                 return Ok(true);
             }
             op if op.starts_with("agent_") => self.agent_action(&tenant, &session, &form).await?,
-            "credential_set" | "credential_delete" | "vault_rotate" => {
-                self.credential_action(&tenant, &form).await?
+            "credential_set" | "credential_delete" | "vault_rotate" | "connection_end" => {
+                self.credential_action(&tenant, &admin, &form).await?
             }
             other => Err(format!("Unknown form {other:?}.")),
         };
