@@ -48,9 +48,10 @@ pub fn Credentials(
                                 </ActionForm>
                             </li>
                         }
+                        .into_any()
                     })
                     .collect_view();
-                view! { <ul class="connections">{items}</ul> }
+                view! { <ul class="connections">{items}</ul> }.into_any()
             });
             let (s1, s2) = (s.slug.clone(), s.slug.clone());
             let row_id = format!("credential-{}", s.slug);
