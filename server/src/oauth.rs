@@ -59,7 +59,7 @@ pub fn router() -> Router<AppState> {
         .route("/oauth/revoke", post(revoke))
 }
 
-fn tenant_of(host: Option<Extension<Host>>) -> Option<Arc<Tenant>> {
+pub(crate) fn tenant_of(host: Option<Extension<Host>>) -> Option<Arc<Tenant>> {
     match host {
         Some(Extension(Host::Tenant(t))) => Some(t),
         _ => None,

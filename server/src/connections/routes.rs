@@ -12,7 +12,7 @@ use super::{oauth, Mode, PerUser};
 use crate::auth::SESSION_FLASH;
 use crate::domain::{ServerSlug, ServerTransport};
 use crate::state::AppState;
-use crate::tenancy::{Host, Tenant};
+use crate::tenancy::Host;
 use app::api::{Flash, FlashKind};
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -20,7 +20,6 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 use tower_sessions::Session;
 
 const SESSION_CONNECT: &str = "connect_pending";
@@ -61,13 +60,6 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response {
     (status, Html(body)).into_response()
 }
 
-fn tenant_of(host: Option<Extension<Host>>) -> Option<Arc<Tenant>> {
-    match host {
-        Some(Extension(Host::Tenant(t))) => Some(t),
-        _ => None,
-    }
-}
-
 async fn flash_and_back(
     session: &Session,
     kind: FlashKind,
@@ -105,7 +97,7 @@ async fn connect(
     session: Session,
     Path(slug): Path<String>,
 ) -> Response {
-    let Some(t) = tenant_of(host) else {
+    let Some(t) = crate::oauth::tenant_of(host) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let Ok(parsed) = ServerSlug::parse(&slug) else {
@@ -223,7 +215,7 @@ async fn connected(
     session: Session,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
-    let Some(t) = tenant_of(host) else {
+    let Some(t) = crate::oauth::tenant_of(host) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let pending = session

@@ -1097,14 +1097,15 @@ async fn endpoint(
     // A server that takes each user's own credential: this user's, from the vault (refreshed
     // first when it is about to expire). Without one, nothing goes upstream and the caller
     // is told where to connect.
+    let per_user = state.gateway.per_user(&tenant.tenant_id, &server);
     let mut own_credential = None;
     let mut unavailable = None;
     if denial.is_none() && throttle.is_none() {
-        if let Some(pu) = state.gateway.per_user(&tenant.tenant_id, &server) {
+        if let Some(pu) = &per_user {
             match crate::connections::credential(
                 &state,
                 &tenant.tenant_id,
-                &pu,
+                pu,
                 &caller.user_id,
                 &caller.email,
             )
@@ -1233,7 +1234,7 @@ async fn endpoint(
         request_id: request_id.clone(),
         filter,
         credential: own_credential.or_else(|| state.gateway.credential(&tenant.tenant_id, &server)),
-        per_user: state.gateway.per_user(&tenant.tenant_id, &server).is_some(),
+        per_user: per_user.is_some(),
         initialize_client,
         elicits,
     };
