@@ -48,6 +48,16 @@ pub fn router() -> Router<AppState> {
             "/api/v1/servers/{slug}/connections/{user}",
             axum::routing::delete(end_connection),
         )
+        .route(
+            "/api/v1/servers/{slug}/filters",
+            get(get_filters).put(put_filters).delete(delete_filters),
+        )
+        .route(
+            "/api/v1/filters",
+            get(get_default_filters)
+                .put(put_default_filters)
+                .delete(delete_default_filters),
+        )
         .route("/api/v1/vault", get(vault_status))
         .route("/api/v1/vault/rotate", axum::routing::post(rotate_vault))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
@@ -1333,6 +1343,109 @@ async fn delete_credential(
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A server's data filter policy (personal data and secrets in answers): its own and the
+/// one in effect (its own, else the tenant's default).
+async fn get_filters(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let row = find_server(&state, &admin, &slug).await?;
+    Ok(Json(
+        crate::filters::view(&state.store, &admin.tenant.tenant_id, &row.slug).await?,
+    ))
+}
+
+async fn put_filters(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+    json: Result<Json<crate::filters::Policy>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let policy = body(json)?;
+    filters_set(&state, &admin, &slug, &policy).await
+}
+
+async fn filters_set(
+    state: &AppState,
+    admin: &TenantAdmin,
+    slug: &str,
+    policy: &crate::filters::Policy,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    use crate::filters::SetError;
+    crate::filters::set(&state.store, &admin.tenant.tenant_id, slug, policy)
+        .await
+        .map_err(|e| match e {
+            SetError::Invalid(m) => ApiError::Invalid(m),
+            SetError::NotFound => ApiError::NotFound,
+            SetError::Store(s) => s.into(),
+        })?;
+    state.refresh_snapshots().await?;
+    audited(
+        state,
+        admin,
+        "filters.set",
+        slug,
+        serde_json::to_value(policy).unwrap_or_default(),
+    )
+    .await;
+    Ok(Json(
+        crate::filters::view(&state.store, &admin.tenant.tenant_id, slug).await?,
+    ))
+}
+
+async fn filters_delete(
+    state: &AppState,
+    admin: &TenantAdmin,
+    slug: &str,
+) -> Result<StatusCode, ApiError> {
+    if !state
+        .store
+        .delete_filter_policy(&admin.tenant.tenant_id, slug)
+        .await?
+    {
+        return Err(ApiError::NotFound);
+    }
+    state.refresh_snapshots().await?;
+    audited(state, admin, "filters.delete", slug, serde_json::json!({})).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_filters(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let row = find_server(&state, &admin, &slug).await?;
+    filters_delete(&state, &admin, &row.slug).await
+}
+
+/// The tenant's default filter policy (servers without their own).
+async fn get_default_filters(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    Ok(Json(
+        crate::filters::view(&state.store, &admin.tenant.tenant_id, "*").await?,
+    ))
+}
+
+async fn put_default_filters(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    json: Result<Json<crate::filters::Policy>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let policy = body(json)?;
+    filters_set(&state, &admin, "*", &policy).await
+}
+
+async fn delete_default_filters(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<StatusCode, ApiError> {
+    filters_delete(&state, &admin, "*").await
 }
 
 /// Users' own connections to a per-user server (who, which kind, scope, expiry) — never a

@@ -626,6 +626,73 @@ async fn audited(
     Ok(())
 }
 
+/// `filter set|show`: a server's (or the tenant's default) data filter policy.
+pub async fn filter(
+    store_cfg: &StoreConfig,
+    cmd: crate::config::FilterCommand,
+) -> Result<ExitCode, CliError> {
+    use crate::config::FilterCommand;
+    use crate::filters::{Action, Policy};
+    let store = Store::open(&store_cfg.database).await?;
+    let (tenant, server, json) = match &cmd {
+        FilterCommand::Set {
+            tenant,
+            server,
+            json,
+            ..
+        }
+        | FilterCommand::Show {
+            tenant,
+            server,
+            json,
+        } => (tenant.clone(), server.clone(), *json),
+    };
+    let tid = tenant_id(&store, &tenant).await?;
+    let slug = server.unwrap_or_else(|| "*".into());
+    if let FilterCommand::Set { pii, secrets, .. } = cmd {
+        let current = crate::filters::view(&store, &tid, &slug).await?;
+        let mut policy: Policy =
+            serde_json::from_value(current["policy"].clone()).unwrap_or_default();
+        if let Some(a) = pii.as_deref().and_then(Action::parse) {
+            policy.pii = a;
+        }
+        if let Some(a) = secrets.as_deref().and_then(Action::parse) {
+            policy.secrets = a;
+        }
+        crate::filters::set(&store, &tid, &slug, &policy)
+            .await
+            .map_err(|e| CliError(e.to_string()))?;
+        let mut e =
+            crate::audit::Event::new(&tid, crate::audit::Category::Admin, "filters.set", "ok")
+                .target(slug.clone())
+                .detail(serde_json::to_value(&policy).unwrap_or_default());
+        e.actor = Some("operator (CLI)".into());
+        crate::audit::record_direct(&store, &e).await?;
+    }
+    let view = crate::filters::view(&store, &tid, &slug).await?;
+    if json {
+        println!("{view}");
+    } else {
+        let e = &view["effective"];
+        println!(
+            "{}: personal data {}, secrets {}{}",
+            if slug == "*" {
+                "default"
+            } else {
+                slug.as_str()
+            },
+            e["pii"].as_str().unwrap_or("off"),
+            e["secrets"].as_str().unwrap_or("off"),
+            if view["policy"].is_null() {
+                " (the tenant's default)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The database's master key for a CLI command: the key file (SQLite) or
 /// PORTCULLIS_MASTER_KEY (PostgreSQL), checked against the database's fingerprint.
 async fn current_master_key(

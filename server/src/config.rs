@@ -78,6 +78,38 @@ pub enum Command {
     /// The deployment's SMTP relay for notifications, kept sealed in the database.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Data filters: what the gateway does with personal data and secrets in answers.
+    #[command(subcommand)]
+    Filter(FilterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FilterCommand {
+    /// Sets a server's filter policy (without --server: the tenant's default). Actions: off,
+    /// log, redact, mask, block. Unset flags keep the stored value.
+    Set {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        server: Option<String>,
+        /// Personal data: EMAIL, PHONE, CREDIT_CARD, IBAN, US_SSN, IP_ADDRESS.
+        #[arg(long, value_parser = ["off", "log", "redact", "mask", "block"])]
+        pii: Option<String>,
+        /// Secrets: cloud keys, tokens, JWTs, private keys, database URLs, generic secrets.
+        #[arg(long, value_parser = ["off", "log", "redact", "mask", "block"])]
+        secrets: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows a server's policy and the one in effect (without --server: the default).
+    Show {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,6 +13,7 @@ pub mod connections;
 pub mod console;
 pub mod domain;
 pub mod error;
+pub mod filters;
 pub mod gateway;
 pub mod keys;
 pub mod mail;

@@ -69,6 +69,10 @@ async fn run(args: Cli) -> Result<ExitCode, cli::CliError> {
             let store = StoreConfig::resolve(&args.global)?;
             cli::scim(&store, cmd).await
         }
+        Command::Filter(cmd) => {
+            let store = StoreConfig::resolve(&args.global)?;
+            cli::filter(&store, cmd).await
+        }
         Command::Mail(cmd) => {
             let store = StoreConfig::resolve(&args.global)?;
             let current = std::env::var("PORTCULLIS_MASTER_KEY").ok();

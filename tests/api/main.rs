@@ -14,6 +14,7 @@ mod conformance;
 mod connections;
 mod console;
 mod durability;
+mod filters;
 mod gateway;
 mod gateway_sessions;
 mod helpers;

@@ -107,6 +107,8 @@ async fn openapi_document_lists_the_api(engine: Engine) {
         "/api/v1/servers/{slug}/credential",
         "/api/v1/servers/{slug}/connections",
         "/api/v1/servers/{slug}/connections/{user}",
+        "/api/v1/servers/{slug}/filters",
+        "/api/v1/filters",
         "/api/v1/vault",
         "/api/v1/vault/rotate",
         "/api/v1/groups",

@@ -728,6 +728,7 @@ impl Call<'_> {
         }
         let rec = Recorder::new(self.state.audit.clone(), self.arrived, pending);
         rec.hold(permits);
+        rec.filter_with(self.state.gateway.filter_policy(self.tenant_id, &server));
         rec.forwarded();
         let got = upstream::request(
             self.state,
@@ -756,7 +757,7 @@ impl Call<'_> {
                         }
                     }
                 }
-                if rec.answer(&msg).await.is_err() {
+                if rec.answer(&mut msg).await.is_err() {
                     return record::withheld(id);
                 }
                 (StatusCode::OK, axum::Json(msg)).into_response()

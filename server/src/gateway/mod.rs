@@ -108,6 +108,8 @@ struct TenantGateway {
     env_secrets: HashMap<String, Arc<EnvSecret>>,
     /// Servers that take each user's own credential, by slug.
     per_user: HashMap<String, Arc<crate::connections::PerUser>>,
+    /// Data filter policies, by server slug ('*': the tenant's default); active ones only.
+    filters: HashMap<String, Arc<crate::filters::Policy>>,
     /// Agents by slug, and their tokens by hash.
     agents: HashMap<String, Arc<crate::agents::Agent>>,
     agent_tokens: HashMap<String, agent::AgentCredential>,
@@ -373,6 +375,26 @@ impl Gateway {
                     }
                 }
             }
+            for (slug, settings) in store.filter_policies(&tenant_id).await? {
+                match serde_json::from_str::<crate::filters::Policy>(&settings) {
+                    Ok(p) => {
+                        tg.filters.insert(slug, Arc::new(p));
+                    }
+                    // Fail closed: a policy that does not parse blocks everything it covers.
+                    Err(e) => {
+                        tracing::error!(tenant.id = %tenant_id, server.slug = %slug, error = %e,
+                            "a stored filter policy does not parse; answers it covers are blocked");
+                        tg.filters.insert(
+                            slug,
+                            Arc::new(crate::filters::Policy {
+                                pii: crate::filters::Action::Block,
+                                secrets: crate::filters::Action::Block,
+                                ..Default::default()
+                            }),
+                        );
+                    }
+                }
+            }
             for t in store.list_live_tokens(&tenant_id).await? {
                 tg.tokens.insert(
                     t.token_hash,
@@ -481,6 +503,22 @@ impl Gateway {
             .get(tenant_id)?
             .per_user
             .get(slug)
+            .cloned()
+    }
+
+    /// The data filter for answers of server `slug`: its own policy, else the tenant's
+    /// default; `None` when nothing is filtered.
+    pub fn filter_policy(
+        &self,
+        tenant_id: &str,
+        slug: &str,
+    ) -> Option<Arc<crate::filters::Policy>> {
+        let tenants = self.tenants.load();
+        let tg = tenants.get(tenant_id)?;
+        tg.filters
+            .get(slug)
+            .or_else(|| tg.filters.get("*"))
+            .filter(|p| p.active())
             .cloned()
     }
 
@@ -1364,6 +1402,7 @@ impl Forward {
         let rec = record::Recorder::new(state.audit.clone(), arrived, pending);
         // Concurrency slots are held until the answer is done (the recorder lives that long).
         rec.hold(permits);
+        rec.filter_with(state.gateway.filter_policy(&tenant_id, &server));
         let Some(url) = url else {
             let target = session::Target {
                 tenant_id: &tenant_id,

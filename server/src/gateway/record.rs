@@ -31,6 +31,8 @@ struct Inner {
     pending: Mutex<Vec<(Value, Event)>>,
     /// Rate-limit concurrency slots, released with the recorder (when the answer is done).
     permits: Mutex<Vec<super::limits::Permit>>,
+    /// The data filter answers pass through (personal data and secrets), if any.
+    content: Mutex<Option<Arc<crate::filters::Policy>>>,
 }
 
 /// The pending records of one HTTP request's JSON-RPC requests. Cheap to clone.
@@ -144,7 +146,17 @@ impl Recorder {
             forwarded: Mutex::new(None),
             pending: Mutex::new(pending),
             permits: Mutex::new(Vec::new()),
+            content: Mutex::new(None),
         }))
+    }
+
+    fn filtering(&self) -> bool {
+        lock(&self.0.content).is_some()
+    }
+
+    /// Answers to tools/call, resources/read and prompts/get pass through `policy`.
+    pub fn filter_with(&self, policy: Option<Arc<crate::filters::Policy>>) {
+        *lock(&self.0.content) = policy;
     }
 
     /// Keeps rate-limit slots until the answer is done.
@@ -171,9 +183,10 @@ impl Recorder {
         e
     }
 
-    /// A message on its way to the client: if it answers a pending request, that request's
-    /// record is completed and made durable first.
-    pub async fn answer(&self, msg: &Value) -> Result<(), AuditError> {
+    /// A message on its way to the client: if it answers a pending request, its content is
+    /// filtered (the message may change), then that request's record is completed and made
+    /// durable first.
+    pub async fn answer(&self, msg: &mut Value) -> Result<(), AuditError> {
         if msg.get("result").is_none() && msg.get("error").is_none() {
             return Ok(()); // a request or notification of the server's
         }
@@ -187,9 +200,45 @@ impl Recorder {
                 .position(|(i, _)| i == id)
                 .map(|at| pending.remove(at).1)
         };
-        let Some(e) = taken else { return Ok(()) };
+        let Some(mut e) = taken else { return Ok(()) };
+        let policy = lock(&self.0.content).clone();
+        let mut blocked = false;
+        if let Some(p) = policy.filter(|_| {
+            matches!(
+                e.action.as_str(),
+                "tools/call" | "resources/read" | "prompts/get"
+            )
+        }) {
+            if let Some(result) = msg.get_mut("result") {
+                let report = crate::filters::apply(&p, result);
+                if let Some(action) = report.action {
+                    e.detail["filters"] = json!({
+                        "found": report.found,
+                        "action": action.as_str(),
+                    });
+                }
+                if report.blocked() {
+                    blocked = true;
+                    let text = format!(
+                        "The answer was blocked by the gateway's data policy: it carried {}.",
+                        report.summary()
+                    );
+                    if e.action == "tools/call" {
+                        *result =
+                            json!({"content": [{"type": "text", "text": text}], "isError": true});
+                    } else {
+                        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+                        *msg = json!({"jsonrpc": "2.0", "id": id,
+                            "error": {"code": -32000, "message": text}});
+                    }
+                }
+            }
+        }
         let (outcome, code) = outcome_of(msg);
-        let e = self.complete(e, outcome, code);
+        let mut e = self.complete(e, outcome, code);
+        if blocked {
+            e.outcome = "blocked".into();
+        }
         self.0.audit.record(e).await
     }
 
@@ -273,17 +322,19 @@ pub async fn recorded(res: Response, rec: Recorder) -> Response {
             "the upstream's answer is larger than the gateway records (32 MiB)",
         );
     };
-    let parsed = serde_json::from_slice::<Value>(&bytes).ok();
-    let messages: Vec<&Value> = match &parsed {
-        Some(Value::Array(items)) => items.iter().collect(),
+    let mut parsed = serde_json::from_slice::<Value>(&bytes).ok();
+    let before = rec.filtering().then(|| parsed.clone());
+    let mut messages: Vec<&mut Value> = match &mut parsed {
+        Some(Value::Array(items)) => items.iter_mut().collect(),
         Some(one) => vec![one],
         None => Vec::new(),
     };
-    for m in &messages {
+    for m in messages.iter_mut() {
         if rec.answer(m).await.is_err() {
             return withheld(m.get("id").unwrap_or(&Value::Null));
         }
     }
+    let messages: Vec<&Value> = messages.into_iter().map(|m| &*m).collect();
     // What is left was answered by no message with its id: an error of the gateway's or the
     // upstream's about the whole request, or nothing.
     let (outcome, code) = match messages.first() {
@@ -293,6 +344,14 @@ pub async fn recorded(res: Response, rec: Recorder) -> Response {
     };
     if rec.finish(outcome, code).await.is_err() {
         return withheld(&Value::Null);
+    }
+    // A filter changed the answer: the new JSON goes out (with its own length).
+    if let (Some(before), Some(after)) = (before, &parsed) {
+        if before.as_ref() != Some(after) {
+            let mut parts = parts;
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            return Response::from_parts(parts, Body::from(after.to_string()));
+        }
     }
     Response::from_parts(parts, Body::from(bytes))
 }
@@ -336,9 +395,10 @@ fn sse_recorded(body: Body, rec: Recorder) -> Body {
             }
         };
         let mut out = String::new();
-        for e in events {
-            if let Ok(v) = serde_json::from_str::<Value>(&e.data) {
-                if st.rec.answer(&v).await.is_err() {
+        for mut e in events {
+            if let Ok(mut v) = serde_json::from_str::<Value>(&e.data) {
+                let before = st.rec.filtering().then(|| v.clone());
+                if st.rec.answer(&mut v).await.is_err() {
                     // The answer is withheld; the client learns why on the same stream.
                     let id = v.get("id").cloned().unwrap_or(Value::Null);
                     let err = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603,
@@ -346,6 +406,9 @@ fn sse_recorded(body: Body, rec: Recorder) -> Body {
                     out.push_str(&format!("event: message\ndata: {err}\n\n"));
                     st.done = true;
                     break;
+                }
+                if before.is_some_and(|b| b != v) {
+                    e.data = v.to_string();
                 }
             }
             out.push_str(&e.encode());

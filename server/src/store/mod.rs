@@ -106,6 +106,7 @@ mod agents;
 mod approvals;
 mod audit;
 mod connections;
+mod filters;
 mod identity;
 mod limits;
 mod oauth;

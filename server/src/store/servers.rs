@@ -165,6 +165,11 @@ impl Store {
             .bind(slug.as_str())
             .execute(&mut *tx)
             .await?;
+            sqlx::query("DELETE FROM filter_policy WHERE tenant_id = $1 AND server_slug = $2")
+                .bind(tenant_id)
+                .bind(slug.as_str())
+                .execute(&mut *tx)
+                .await?;
             let n = sqlx::query("DELETE FROM mcp_server WHERE tenant_id = $1 AND slug = $2")
                 .bind(tenant_id)
                 .bind(slug.as_str())
