@@ -199,6 +199,20 @@ pub fn chain_broken(mailer: Option<&Mailer>, tenant_id: &str, v: &crate::audit::
     }
 }
 
+/// A checkpoint (`audit::checkpoint`'s answer) found the chain broken: the same digest line.
+pub fn checkpoint_broken(mailer: Option<&Mailer>, tenant_id: &str, checkpoint: &serde_json::Value) {
+    if checkpoint["chain_ok"] == false {
+        security(
+            mailer,
+            tenant_id,
+            format!(
+                "audit chain verification FAILED at a checkpoint: {}",
+                checkpoint["first_break"]
+            ),
+        );
+    }
+}
+
 /// Mails the waiting security events, one digest per admin of each tenant that has some,
 /// every interval and once more at shutdown.
 pub async fn run_digests(

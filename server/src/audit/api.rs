@@ -253,16 +253,7 @@ async fn checkpoint(
     admin: TenantAdmin,
 ) -> Result<Json<Value>, ApiError> {
     let v = super::checkpoint(&state.store, &state.vault, &admin.tenant.tenant_id).await?;
-    if v["chain_ok"] == false {
-        crate::mail::security(
-            state.mailer.as_ref(),
-            &admin.tenant.tenant_id,
-            format!(
-                "audit chain verification FAILED at a checkpoint: {}",
-                v["first_break"]
-            ),
-        );
-    }
+    crate::mail::checkpoint_broken(state.mailer.as_ref(), &admin.tenant.tenant_id, &v);
     audited(
         &state,
         &admin,

@@ -510,16 +510,7 @@ async fn checkpoint_download(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    if v["chain_ok"] == false {
-        crate::mail::security(
-            state.mailer.as_ref(),
-            &tenant.tenant_id,
-            format!(
-                "audit chain verification FAILED at a checkpoint: {}",
-                v["first_break"]
-            ),
-        );
-    }
+    crate::mail::checkpoint_broken(state.mailer.as_ref(), &tenant.tenant_id, &v);
     state
         .audit
         .note(
