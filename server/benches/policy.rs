@@ -44,6 +44,7 @@ fn tenant() -> TenantPolicy {
             slug: format!("s{s}"),
             new_tools_deny: false,
             catalog: HashMap::new(),
+            ..Default::default()
         })
         .collect();
     let per_grant = RULES / (REGISTRIES * 2);

@@ -433,6 +433,8 @@ pub async fn record_catalog(
                     .cloned()
                     .unwrap_or_else(|| serde_json::json!({}))
                     .to_string(),
+                definition: Some(crate::pins::canonical_text(&crate::pins::definition(t))),
+                digest: Some(crate::pins::tool_digest(t)),
             })
         })
         .collect();
@@ -442,20 +444,10 @@ pub async fn record_catalog(
     Ok(tools.len())
 }
 
-/// A discovered tool in the shape `tools/list` gives it (name, description, annotations).
+/// A discovered tool in the shape `tools/list` gives it: its pinned definition (name, title,
+/// description, schemas, annotations).
 pub fn tool_value(t: &crate::gateway::discovery::DiscoveredTool) -> serde_json::Value {
-    let mut annotations = serde_json::Map::new();
-    for (k, v) in [
-        ("readOnlyHint", t.read_only),
-        ("destructiveHint", t.destructive),
-        ("idempotentHint", t.idempotent),
-        ("openWorldHint", t.open_world),
-    ] {
-        if let Some(v) = v {
-            annotations.insert(k.into(), v.into());
-        }
-    }
-    serde_json::json!({"name": t.name, "description": t.description, "annotations": annotations})
+    t.definition.clone()
 }
 
 // ---- the simulator ------------------------------------------------------------------------

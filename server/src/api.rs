@@ -82,6 +82,15 @@ pub fn router() -> Router<AppState> {
             "/api/v1/servers/{slug}/catalog",
             axum::routing::post(record_catalog),
         )
+        .route("/api/v1/tool-changes", get(list_tool_changes))
+        .route(
+            "/api/v1/servers/{slug}/tool-changes",
+            get(list_server_tool_changes),
+        )
+        .route(
+            "/api/v1/servers/{slug}/tool-changes/{tool}/{decision}",
+            axum::routing::post(decide_tool_change),
+        )
         .route(
             "/api/v1/registries",
             get(list_registries).post(create_registry),
@@ -1343,6 +1352,78 @@ async fn delete_credential(
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The review queue of tools held by pinning (changed definitions) or waiting on a server that
+/// denies new tools, with diffs against the pinned definitions.
+async fn list_tool_changes(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let changes = crate::pins::queue(&state, &admin.tenant.tenant_id, None).await?;
+    Ok(Json(serde_json::json!({ "changes": changes })))
+}
+
+async fn list_server_tool_changes(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let row = find_server(&state, &admin, &slug).await?;
+    let changes = crate::pins::queue(&state, &admin.tenant.tenant_id, Some(&row.slug)).await?;
+    let unpinned = state
+        .store
+        .unpinned_tools(&admin.tenant.tenant_id, &row.slug)
+        .await?;
+    Ok(Json(
+        serde_json::json!({ "server": row.slug, "changes": changes, "unpinned": unpinned }),
+    ))
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolDecision {
+    /// The digest of the definition the admin reviewed; when given it must still be the
+    /// queued one.
+    #[serde(default)]
+    digest: Option<String>,
+}
+
+/// Approves (pins the queued definition) or dismisses (keeps the old pin) a queued tool.
+async fn decide_tool_change(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path((slug, tool, decision)): Path<(String, String, String)>,
+    json: Option<Json<ToolDecision>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let decision = match decision.as_str() {
+        "approve" => crate::pins::Decision::Approve,
+        "dismiss" => crate::pins::Decision::Dismiss,
+        _ => return Err(ApiError::NotFound),
+    };
+    let row = find_server(&state, &admin, &slug).await?;
+    let req = json.map(|Json(r)| r).unwrap_or_default();
+    let change = crate::pins::decide(
+        &state,
+        &admin.tenant.tenant_id,
+        (&admin.user.user_id, admin.user.email.as_str()),
+        &row.slug,
+        &tool,
+        req.digest.as_deref(),
+        decision,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::pins::PinError::NotFound => ApiError::NotFound,
+        crate::pins::PinError::Stale(_) => ApiError::Conflict(e.to_string()),
+        crate::pins::PinError::Store(s) => s.into(),
+    })?;
+    Ok(Json(serde_json::json!({
+        "server": change.server,
+        "tool": change.tool,
+        "decision": match decision { crate::pins::Decision::Approve => "approved", crate::pins::Decision::Dismiss => "dismissed" },
+        "digest": change.digest,
+    })))
 }
 
 /// A server's data filter policy (personal data and secrets in answers): its own and the

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod mail;
 pub mod oauth;
 pub mod ops;
+pub mod pins;
 pub mod policy;
 pub mod scim;
 pub mod servers;

@@ -26,7 +26,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// What a rule is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -341,12 +341,16 @@ pub struct GrantInput {
     pub rules: GrantRules,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ServerInput {
     pub slug: String,
     pub new_tools_deny: bool,
     /// The reviewed tool catalog: name → declared hints.
     pub catalog: HashMap<String, Hints>,
+    /// Pinned definitions of catalog tools: name → digest (`crate::pins`).
+    pub pins: HashMap<String, String>,
+    /// Tools held because their definition changed upstream since review.
+    pub held: HashSet<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -404,6 +408,8 @@ struct RuleIndex {
 struct ServerPolicy {
     new_tools_deny: bool,
     catalog: HashMap<String, Hints>,
+    pins: HashMap<String, String>,
+    held: HashSet<String>,
     grants: Vec<u32>,
     kinds: [RuleIndex; 3],
 }
@@ -427,6 +433,9 @@ pub enum Why {
     NotGranted,
     /// The tool is outside the server's reviewed catalog and the server denies new tools.
     NewTool,
+    /// The tool's definition changed upstream since it was reviewed (held until an admin
+    /// approves the change).
+    ToolChanged,
     /// Rule `rule` of grant `grant` (indexes) matched.
     Rule {
         grant: u32,
@@ -516,6 +525,8 @@ impl TenantPolicy {
                 ServerPolicy {
                     new_tools_deny: s.new_tools_deny,
                     catalog: s.catalog,
+                    pins: s.pins,
+                    held: s.held,
                     ..Default::default()
                 },
             );
@@ -666,6 +677,28 @@ impl TenantPolicy {
     /// Whether a tool is held back because it is outside the server's reviewed catalog and
     /// the server denies new tools (for principals without a user's grants: tenant agents).
     pub fn quarantined(&self, server: &str, tool: &str) -> bool {
+        self.servers.get(server).is_some_and(|sp| {
+            (sp.new_tools_deny && !sp.catalog.contains_key(tool)) || sp.held.contains(tool)
+        })
+    }
+
+    /// The pinned digest of a reviewed tool (`None`: not reviewed, or reviewed before pins).
+    pub fn pin(&self, server: &str, tool: &str) -> Option<&str> {
+        self.servers
+            .get(server)
+            .and_then(|sp| sp.pins.get(tool))
+            .map(String::as_str)
+    }
+
+    /// Whether a tool is held because its definition changed upstream since review.
+    pub fn held(&self, server: &str, tool: &str) -> bool {
+        self.servers
+            .get(server)
+            .is_some_and(|sp| sp.held.contains(tool))
+    }
+
+    /// Whether `tool` is outside the catalog of a server that denies new tools.
+    pub fn denies_new_tool(&self, server: &str, tool: &str) -> bool {
         self.servers
             .get(server)
             .is_some_and(|sp| sp.new_tools_deny && !sp.catalog.contains_key(tool))
@@ -690,6 +723,9 @@ impl TenantPolicy {
         };
         if ask.kind == Kind::Tool && sp.new_tools_deny && !sp.catalog.contains_key(ask.name) {
             return Verdict::deny(Why::NewTool);
+        }
+        if ask.kind == Kind::Tool && sp.held.contains(ask.name) {
+            return Verdict::deny(Why::ToolChanged);
         }
         let idx = &sp.kinds[ask.kind.index()];
         let mut allowed_by: Option<Why> = None;
@@ -839,6 +875,13 @@ impl TenantPolicy {
                 "deny",
                 format!(
                     "tool {:?} is not in the reviewed catalog of {server}, which denies new tools",
+                    ask.name
+                ),
+            ),
+            Why::ToolChanged => (
+                "deny",
+                format!(
+                    "the definition of tool {:?} on {server} changed upstream since it was reviewed; it is held until an admin approves the change",
                     ask.name
                 ),
             ),
@@ -995,6 +1038,15 @@ pub fn list_item_visible(
     let Some(name) = name else {
         return false;
     };
+    // A reviewed tool listed with another definition than the pinned one is not what was
+    // reviewed: hidden (the gateway's pin watch queues it for review).
+    if kind == Kind::Tool {
+        if let Some(pin) = policy.pin(server, name) {
+            if crate::pins::tool_digest(item) != pin {
+                return false;
+            }
+        }
+    }
     let hints = if kind == Kind::Tool {
         policy.hints(
             server,
@@ -1105,11 +1157,13 @@ mod tests {
                     slug: "crm".into(),
                     new_tools_deny,
                     catalog,
+                    ..Default::default()
                 },
                 ServerInput {
                     slug: "hr".into(),
                     new_tools_deny: false,
                     catalog: HashMap::new(),
+                    ..Default::default()
                 },
             ],
             grants,

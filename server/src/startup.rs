@@ -277,6 +277,7 @@ impl Application {
             state.clone(),
             shutdown.subscribe(),
         ));
+        let pins = tokio::spawn(crate::pins::run(state.clone(), shutdown.subscribe()));
         let janitor = tokio::spawn(gateway_janitor(
             state.gateway.clone(),
             state.store.clone(),
@@ -321,6 +322,7 @@ impl Application {
         let _ = janitor.await;
         let _ = siem.await;
         let _ = digests.await;
+        let _ = pins.await;
         retention.abort();
         // Stop every upstream the gateway runs (stdio processes: stdin, SIGTERM, SIGKILL).
         state.gateway.hub.shutdown().await;

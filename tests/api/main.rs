@@ -22,6 +22,7 @@ mod limits;
 mod mail;
 mod oauth;
 mod ops;
+mod pins;
 mod real_clients;
 mod scim;
 mod servers;

@@ -103,6 +103,11 @@ impl Event {
         self
     }
 
+    pub fn server(mut self, server: impl Into<String>) -> Self {
+        self.server = Some(server.into());
+        self
+    }
+
     pub fn target(mut self, target: impl Into<String>) -> Self {
         self.target = Some(target.into());
         self

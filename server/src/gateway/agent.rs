@@ -504,6 +504,10 @@ impl Call<'_> {
                     .gateway
                     .observed
                     .record(self.tenant_id, server, &items);
+                self.state
+                    .gateway
+                    .pins
+                    .observe(self.policy, self.tenant_id, server, &items);
             }
             for mut item in items {
                 if !self.visible(server, kind, &item) {
@@ -542,6 +546,12 @@ impl Call<'_> {
             let Some(name) = item.get("name").and_then(Value::as_str) else {
                 return false;
             };
+            // Listed with another definition than the reviewed one: hidden (crate::pins).
+            if let Some(pin) = self.policy.pin(server, name) {
+                if crate::pins::tool_digest(item) != pin {
+                    return false;
+                }
+            }
             let hints = self.policy.hints(
                 server,
                 name,
@@ -618,13 +628,18 @@ impl Call<'_> {
                             .gateway
                             .observed_hints(self.tenant_id, &server, &inner),
                     );
-                    self.agent.may_call(
-                        self.policy,
-                        &server,
-                        &inner,
-                        hints,
-                        Some(arguments.as_ref().unwrap_or(&json!({}))),
-                    )
+                    !self
+                        .state
+                        .gateway
+                        .pins
+                        .just_changed(self.tenant_id, &server, &inner)
+                        && self.agent.may_call(
+                            self.policy,
+                            &server,
+                            &inner,
+                            hints,
+                            Some(arguments.as_ref().unwrap_or(&json!({}))),
+                        )
                 }
                 _ => self.agent.may_use(self.policy, &server, kind, &inner),
             };

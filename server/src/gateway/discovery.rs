@@ -46,6 +46,11 @@ pub struct DiscoveredTool {
     pub destructive: Option<bool>,
     pub idempotent: Option<bool>,
     pub open_world: Option<bool>,
+    /// The SHA-256 of the tool's definition (`crate::pins`): what recording the catalog pins.
+    pub digest: String,
+    /// The definition itself (name, title, description, schemas, annotations).
+    #[serde(skip)]
+    pub definition: Value,
 }
 
 /// Runs discovery against an upstream. The error says, for an admin, what went wrong.
@@ -252,6 +257,8 @@ fn report(
                 destructive: hint(t, "destructiveHint"),
                 idempotent: hint(t, "idempotentHint"),
                 open_world: hint(t, "openWorldHint"),
+                digest: crate::pins::tool_digest(t),
+                definition: crate::pins::definition(t),
             })
             .collect(),
         resources,

@@ -198,6 +198,8 @@ pub struct Gateway {
     version: std::sync::Mutex<Option<ChangeVersions>>,
     /// Tool annotations seen in list responses (for tools outside a reviewed catalog).
     observed: Arc<policy::Observed>,
+    /// Compares listed tools with their pins and queues what changed (`crate::pins`).
+    pub pins: Arc<crate::pins::Watch>,
     /// Who used the gateway since the last flush: (tenant, user) → when (µs).
     seen: std::sync::Mutex<HashMap<(String, String), i64>>,
     /// Which tokens were used since the last flush: (tenant, token hash) → when (µs).
@@ -292,6 +294,7 @@ impl Gateway {
             tenants: ArcSwap::from_pointee(HashMap::new()),
             version: std::sync::Mutex::new(None),
             observed: Arc::default(),
+            pins: Arc::default(),
             seen: std::sync::Mutex::default(),
             tokens_seen: std::sync::Mutex::default(),
             clients: std::sync::Mutex::default(),
@@ -1067,7 +1070,13 @@ async fn endpoint(
     });
     let mut events = Vec::with_capacity(attempts.len());
     for (attempt, msg) in &attempts {
-        let decision = policy::check(&tenant_policy, &state.gateway.observed, attempt, *msg);
+        let decision = policy::check(
+            &tenant_policy,
+            &state.gateway.observed,
+            Some(&state.gateway.pins),
+            attempt,
+            *msg,
+        );
         policy::audit(attempt, &decision);
         let mut e = policy::audit_event(
             attempt,
@@ -1243,6 +1252,7 @@ async fn endpoint(
         if let Some(f) = policy::list_filter(
             tenant_policy.clone(),
             state.gateway.observed.clone(),
+            state.gateway.pins.clone(),
             &tenant.tenant_id,
             &caller.user_id,
             &server,

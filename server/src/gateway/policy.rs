@@ -128,6 +128,7 @@ fn not_found(kind: Kind, name: &str) -> Value {
 pub fn check(
     policy: &TenantPolicy,
     observed: &Observed,
+    pins: Option<&crate::pins::Watch>,
     a: &Attempt<'_>,
     msg: Option<&Value>,
 ) -> Decision {
@@ -151,6 +152,16 @@ pub fn check(
             arguments: arguments.as_ref(),
         },
     );
+    if verdict.allowed
+        && kind == Kind::Tool
+        && pins.is_some_and(|p| p.just_changed(a.tenant_id, a.server, &name))
+    {
+        let held = Verdict {
+            allowed: false,
+            why: Why::ToolChanged,
+        };
+        return Decision::Deny(held, not_found(kind, &name));
+    }
     if verdict.allowed {
         Decision::Allow(Some(verdict))
     } else {
@@ -163,6 +174,7 @@ pub fn check(
 pub fn list_filter(
     policy: Arc<TenantPolicy>,
     observed: Arc<Observed>,
+    pins: Arc<crate::pins::Watch>,
     tenant_id: &str,
     user_id: &str,
     server: &str,
@@ -187,6 +199,7 @@ pub fn list_filter(
         };
         if kind == Kind::Tool {
             observed.record(&tenant_id, &server, items);
+            pins.observe(&policy, &tenant_id, &server, items);
         }
         items.retain(|item| {
             crate::policy::list_item_visible(&policy, &user_id, &server, kind, item)
@@ -217,6 +230,7 @@ fn why_label(policy_decision: &Decision) -> String {
         Why::UnknownServer => "unknown server".into(),
         Why::NotGranted => "server not granted".into(),
         Why::NewTool => "tool outside the reviewed catalog".into(),
+        Why::ToolChanged => "tool definition changed since review".into(),
         Why::Rule { grant, rule } => format!("grant #{grant} rule {}", rule + 1),
         Why::OpenGrant { grant } => format!("grant #{grant} (all)"),
         Why::NoAllowRule => "no allow rule".into(),
@@ -315,6 +329,7 @@ mod tests {
                 slug: "crm".into(),
                 new_tools_deny: false,
                 catalog: HashMap::new(),
+                ..Default::default()
             }],
             grants: vec![GrantInput {
                 grant_id: "g".into(),
@@ -348,7 +363,7 @@ mod tests {
         let o = Observed::default();
         let call =
             json!({"method": "tools/call", "params": {"name": "delete_all", "arguments": {}}});
-        match check(&p, &o, &attempt("tools/call"), Some(&call)) {
+        match check(&p, &o, None, &attempt("tools/call"), Some(&call)) {
             Decision::Deny(_, e) => {
                 assert_eq!(
                     e,
@@ -359,23 +374,29 @@ mod tests {
         }
         let read = json!({"method": "resources/read", "params": {"uri": "secret://k"}});
         assert!(matches!(
-            check(&p, &o, &attempt("resources/read"), Some(&read)),
+            check(&p, &o, None, &attempt("resources/read"), Some(&read)),
             Decision::Deny(_, e) if e["code"] == -32002
         ));
         let complete = json!({"method": "completion/complete",
             "params": {"ref": {"type": "ref/prompt", "name": "admin"}, "argument": {"name": "a", "value": ""}}});
         assert!(matches!(
-            check(&p, &o, &attempt("completion/complete"), Some(&complete)),
+            check(
+                &p,
+                &o,
+                None,
+                &attempt("completion/complete"),
+                Some(&complete)
+            ),
             Decision::Deny(..)
         ));
         let ok = json!({"method": "tools/call", "params": {"name": "search"}});
         assert!(matches!(
-            check(&p, &o, &attempt("tools/call"), Some(&ok)),
+            check(&p, &o, None, &attempt("tools/call"), Some(&ok)),
             Decision::Allow(Some(_))
         ));
         let list = json!({"method": "tools/list"});
         assert_eq!(
-            check(&p, &o, &attempt("tools/list"), Some(&list)),
+            check(&p, &o, None, &attempt("tools/list"), Some(&list)),
             Decision::Allow(None)
         );
     }
@@ -386,7 +407,16 @@ mod tests {
             {"effect": "deny", "annotations": {"destructive": true}}
         ])));
         let o = Arc::new(Observed::default());
-        let f = list_filter(p.clone(), o.clone(), "t", "u", "crm", "tools/list").unwrap();
+        let f = list_filter(
+            p.clone(),
+            o.clone(),
+            Arc::default(),
+            "t",
+            "u",
+            "crm",
+            "tools/list",
+        )
+        .unwrap();
         let mut msg = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
             {"name": "read", "annotations": {"readOnlyHint": true}},
             {"name": "wipe"}
@@ -400,15 +430,16 @@ mod tests {
         // The hints seen in the list now decide calls to those tools.
         let call = json!({"method": "tools/call", "params": {"name": "read"}});
         assert!(matches!(
-            check(&p, &o, &attempt("tools/call"), Some(&call)),
+            check(&p, &o, None, &attempt("tools/call"), Some(&call)),
             Decision::Allow(_)
         ));
-        assert!(list_filter(p, o, "t", "u", "crm", "ping").is_none());
+        assert!(list_filter(p, o, Arc::default(), "t", "u", "crm", "ping").is_none());
         // Errors pass untouched.
         let mut err = json!({"jsonrpc": "2.0", "id": 1, "error": {"code": 1, "message": "x"}});
         let before = err.clone();
         let f = list_filter(
             Arc::new(policy(json!([]))),
+            Arc::default(),
             Arc::default(),
             "t",
             "u",
@@ -424,8 +455,17 @@ mod tests {
     fn a_batch_filters_each_list_response_by_its_request_id() {
         let p = Arc::new(policy(json!([{"effect": "deny", "match": "secret*"}])));
         let o = Arc::new(Observed::default());
-        let tools = list_filter(p.clone(), o.clone(), "t", "u", "crm", "tools/list").unwrap();
-        let prompts = list_filter(p, o, "t", "u", "crm", "prompts/list").unwrap();
+        let tools = list_filter(
+            p.clone(),
+            o.clone(),
+            Arc::default(),
+            "t",
+            "u",
+            "crm",
+            "tools/list",
+        )
+        .unwrap();
+        let prompts = list_filter(p, o, Arc::default(), "t", "u", "crm", "prompts/list").unwrap();
         let f = by_id(vec![(json!(1), tools), (json!("b"), prompts)]);
         let mut batch = json!([
             {"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "secret_x"}, {"name": "ok"}]}},

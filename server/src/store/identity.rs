@@ -56,6 +56,9 @@ pub struct CatalogTool {
     pub description: String,
     /// JSON of the tool's `annotations` object (`{}` when it declared none).
     pub annotations: String,
+    /// The pinned definition (canonical JSON, `pins::definition`) and its SHA-256 (hex).
+    pub definition: Option<String>,
+    pub digest: Option<String>,
 }
 
 /// A subject as the write paths take it: resolved ids.
@@ -102,9 +105,17 @@ impl Store {
                         .bind(tenant_id)
                         .fetch_all(&mut *tx)
                         .await?;
-                let catalog: Vec<(String, String, String)> = sqlx::query_as(
-                    "SELECT s.slug, t.name, t.annotations FROM server_tool t \
+                let catalog: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+                    "SELECT s.slug, t.name, t.annotations, t.digest FROM server_tool t \
                      JOIN mcp_server s ON s.server_id = t.server_id WHERE t.tenant_id = $1",
+                )
+                .bind(tenant_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let held: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT s.slug, c.name FROM tool_change c \
+                     JOIN mcp_server s ON s.server_id = c.server_id \
+                     WHERE c.tenant_id = $1 AND c.kind = 'changed'",
                 )
                 .bind(tenant_id)
                 .fetch_all(&mut *tx)
@@ -130,22 +141,33 @@ impl Store {
                     members,
                     groups,
                     servers,
-                    catalog,
+                    (catalog, held),
                     grants,
                     reg_servers,
                 )
             });
+        let (catalog, held) = catalog;
         let mut user_groups: HashMap<String, Vec<String>> = HashMap::new();
         for (u, g) in members {
             user_groups.entry(u).or_default().push(g);
         }
         let mut catalogs: HashMap<String, HashMap<String, Hints>> = HashMap::new();
-        for (server, name, annotations) in catalog {
+        let mut pins: HashMap<String, HashMap<String, String>> = HashMap::new();
+        for (server, name, annotations, digest) in catalog {
             let v: Option<serde_json::Value> = serde_json::from_str(&annotations).ok();
+            if let Some(d) = digest {
+                pins.entry(server.clone())
+                    .or_default()
+                    .insert(name.clone(), d);
+            }
             catalogs
                 .entry(server)
                 .or_default()
                 .insert(name, Hints::from_annotations(v.as_ref()));
+        }
+        let mut held_tools: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
+        for (server, name) in held {
+            held_tools.entry(server).or_default().insert(name);
         }
         let mut registry_servers: HashMap<String, Vec<String>> = HashMap::new();
         for (r, s) in reg_servers {
@@ -169,6 +191,8 @@ impl Store {
                 .into_iter()
                 .map(|(slug, new_tools)| ServerInput {
                     catalog: catalogs.remove(&slug).unwrap_or_default(),
+                    pins: pins.remove(&slug).unwrap_or_default(),
+                    held: held_tools.remove(&slug).unwrap_or_default(),
                     slug,
                     // Anything but an explicit 'allow' fails closed.
                     new_tools_deny: new_tools != "allow",
@@ -671,11 +695,17 @@ impl Store {
                 .bind(server_id)
                 .execute(&mut *tx)
                 .await?;
+            // Recording the catalog reviews every tool as the server serves it now.
+            sqlx::query("DELETE FROM tool_change WHERE tenant_id = $1 AND server_id = $2")
+                .bind(tenant_id)
+                .bind(server_id)
+                .execute(&mut *tx)
+                .await?;
             let now = now_micros();
             for t in tools {
                 sqlx::query(
-                    "INSERT INTO server_tool (tenant_id, server_id, name, description, annotations, reviewed_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (server_id, name) DO NOTHING",
+                    "INSERT INTO server_tool (tenant_id, server_id, name, description, annotations, reviewed_at, definition, digest) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (server_id, name) DO NOTHING",
                 )
                 .bind(tenant_id)
                 .bind(server_id)
@@ -683,6 +713,8 @@ impl Store {
                 .bind(&t.description)
                 .bind(&t.annotations)
                 .bind(now)
+                .bind(&t.definition)
+                .bind(&t.digest)
                 .execute(&mut *tx)
                 .await?;
             }

@@ -110,6 +110,7 @@ mod filters;
 mod identity;
 mod limits;
 mod oauth;
+pub mod pins;
 mod scim;
 mod servers;
 mod session;
