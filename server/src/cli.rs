@@ -649,7 +649,13 @@ pub async fn filter(
     };
     let tid = tenant_id(&store, &tenant).await?;
     let slug = server.unwrap_or_else(|| "*".into());
-    if let FilterCommand::Set { pii, secrets, .. } = cmd {
+    if let FilterCommand::Set {
+        pii,
+        secrets,
+        injection,
+        ..
+    } = cmd
+    {
         let current = crate::filters::view(&store, &tid, &slug).await?;
         let mut policy: Policy =
             serde_json::from_value(current["policy"].clone()).unwrap_or_default();
@@ -658,6 +664,12 @@ pub async fn filter(
         }
         if let Some(a) = secrets.as_deref().and_then(Action::parse) {
             policy.secrets = a;
+        }
+        if let Some(a) = injection
+            .as_deref()
+            .and_then(crate::filters::InjectionAction::parse)
+        {
+            policy.injection = a;
         }
         crate::filters::set(&store, &tid, &slug, &policy)
             .await
@@ -675,7 +687,7 @@ pub async fn filter(
     } else {
         let e = &view["effective"];
         println!(
-            "{}: personal data {}, secrets {}{}",
+            "{}: personal data {}, secrets {}, injection {}{}",
             if slug == "*" {
                 "default"
             } else {
@@ -683,6 +695,7 @@ pub async fn filter(
             },
             e["pii"].as_str().unwrap_or("off"),
             e["secrets"].as_str().unwrap_or("off"),
+            e["injection"].as_str().unwrap_or("off"),
             if view["policy"].is_null() {
                 " (the tenant's default)"
             } else {

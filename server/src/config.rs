@@ -98,6 +98,11 @@ pub enum FilterCommand {
         /// Secrets: cloud keys, tokens, JWTs, private keys, database URLs, generic secrets.
         #[arg(long, value_parser = ["off", "log", "redact", "mask", "block"])]
         secrets: Option<String>,
+        /// Prompt injection in answers and in tool, prompt and resource descriptions: block
+        /// (answers replaced, listed items hidden), flag (wrapped in a warning to the model),
+        /// log, off.
+        #[arg(long, value_parser = ["off", "log", "flag", "block"])]
+        injection: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -129,6 +129,9 @@ pub enum Sight {
     New,
     /// A held tool served with its pinned definition again.
     Restored,
+    /// A listed tool, prompt or resource whose description reads as a prompt injection
+    /// (`definition` holds the verdict and the action taken).
+    Injection,
 }
 
 #[derive(Debug)]
@@ -242,6 +245,50 @@ impl Watch {
         }
     }
 
+    /// Reports a listed item whose description reads as a prompt injection (once per item
+    /// and verdict on this replica).
+    pub fn injection(
+        &self,
+        tenant_id: &str,
+        server: &str,
+        name: &str,
+        verdict: &crate::filters::injection::Verdict,
+        action: crate::filters::InjectionAction,
+    ) {
+        let key = (
+            tenant_id.to_owned(),
+            server.to_owned(),
+            format!("injection:{name}"),
+        );
+        let what = format!("{:?}{}", verdict.reasons, action.as_str());
+        {
+            let mut seen = crate::gateway::lock(&self.reported);
+            if seen.get(&key) == Some(&what) {
+                return;
+            }
+            if seen.len() >= REPORTED_CAP {
+                seen.clear();
+            }
+            seen.insert(key.clone(), what);
+        }
+        let sighting = Sighting {
+            tenant_id: tenant_id.to_owned(),
+            server: server.to_owned(),
+            name: name.to_owned(),
+            sight: Sight::Injection,
+            definition: serde_json::json!({
+                "score": (verdict.score * 100.0).round() / 100.0,
+                "reasons": verdict.reasons,
+                "techniques": verdict.techniques,
+                "action": action.as_str(),
+            }),
+            digest: String::new(),
+        };
+        if self.tx.try_send(sighting).is_err() {
+            crate::gateway::lock(&self.reported).remove(&key);
+        }
+    }
+
     /// Whether this replica saw the tool changed moments ago (refuse it now).
     pub fn just_changed(&self, tenant_id: &str, server: &str, name: &str) -> bool {
         let recent = crate::gateway::lock(&self.recent);
@@ -311,6 +358,38 @@ async fn handle(state: &AppState, s: &Sighting) -> crate::store::Result<()> {
                 .clear_tool_change(&s.tenant_id, &s.server, &s.name, "changed")
                 .await?
         }
+        Sight::Injection => {
+            let action = s.definition["action"].as_str().unwrap_or("log");
+            state
+                .audit
+                .note(
+                    Event::new(
+                        &s.tenant_id,
+                        Category::Security,
+                        "listing.injection",
+                        action,
+                    )
+                    .server(s.server.clone())
+                    .target(s.name.clone())
+                    .detail(s.definition.clone()),
+                )
+                .await;
+            crate::mail::security(
+                state.mailer.as_ref(),
+                &s.tenant_id,
+                format!(
+                    "the description of {} on {} reads as a prompt injection ({}); action: {action}",
+                    s.name,
+                    s.server,
+                    s.definition["reasons"]
+                        .as_array()
+                        .map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+                        .unwrap_or_default()
+                ),
+            );
+            tracing::warn!(tenant.id = %s.tenant_id, server.slug = %s.server, item = %s.name, action, "a listed description reads as a prompt injection");
+            return Ok(());
+        }
     };
     if !news {
         return Ok(());
@@ -333,6 +412,7 @@ async fn handle(state: &AppState, s: &Sighting) -> crate::store::Result<()> {
                 s.server, s.name
             ),
         ),
+        Sight::Injection => return Ok(()),
         Sight::Restored => (
             "tool.restored",
             "released",

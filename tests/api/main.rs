@@ -18,6 +18,7 @@ mod filters;
 mod gateway;
 mod gateway_sessions;
 mod helpers;
+mod injection;
 mod limits;
 mod mail;
 mod oauth;

@@ -509,6 +509,16 @@ impl Call<'_> {
                     .pins
                     .observe(self.policy, self.tenant_id, server, &items);
             }
+            let mut items = items;
+            if let Some(p) = self.state.gateway.filter_policy(self.tenant_id, server) {
+                super::policy::screen_listed(
+                    &self.state.gateway.pins,
+                    p.injection,
+                    self.tenant_id,
+                    server,
+                    &mut items,
+                );
+            }
             for mut item in items {
                 if !self.visible(server, kind, &item) {
                     continue;

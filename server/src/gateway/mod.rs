@@ -1253,6 +1253,11 @@ async fn endpoint(
             tenant_policy.clone(),
             state.gateway.observed.clone(),
             state.gateway.pins.clone(),
+            state
+                .gateway
+                .filter_policy(&tenant.tenant_id, &server)
+                .map(|p| p.injection)
+                .unwrap_or_default(),
             &tenant.tenant_id,
             &caller.user_id,
             &server,

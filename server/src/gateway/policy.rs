@@ -171,10 +171,14 @@ pub fn check(
 
 /// A filter for the response to a list request, or `None` when `rpc_method` lists nothing
 /// policy governs.
+// Each argument is one independent input of the filter (the snapshot's policy, this replica's
+// watches, the tenant's injection action, who and where); a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn list_filter(
     policy: Arc<TenantPolicy>,
     observed: Arc<Observed>,
     pins: Arc<crate::pins::Watch>,
+    injection: crate::filters::InjectionAction,
     tenant_id: &str,
     user_id: &str,
     server: &str,
@@ -201,10 +205,52 @@ pub fn list_filter(
             observed.record(&tenant_id, &server, items);
             pins.observe(&policy, &tenant_id, &server, items);
         }
+        screen_listed(&pins, injection, &tenant_id, &server, items);
         items.retain(|item| {
             crate::policy::list_item_visible(&policy, &user_id, &server, kind, item)
         });
     }))
+}
+
+/// Scans listed tools, prompts and resources for prompt injection in their descriptions:
+/// hidden (block) or their description prefixed with a warning (flag); reported either way.
+pub fn screen_listed(
+    pins: &crate::pins::Watch,
+    action: crate::filters::InjectionAction,
+    tenant_id: &str,
+    server: &str,
+    items: &mut Vec<Value>,
+) {
+    use crate::filters::InjectionAction;
+    if action == InjectionAction::Off {
+        return;
+    }
+    items.retain_mut(|item| {
+        let v = crate::filters::scan_listed(item);
+        if !v.is_injection() {
+            return true;
+        }
+        let name = item
+            .get("name")
+            .or_else(|| item.get("uri"))
+            .or_else(|| item.get("uriTemplate"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        pins.injection(tenant_id, server, &name, &v, action);
+        match action {
+            InjectionAction::Block => false,
+            InjectionAction::Flag => {
+                let d = item
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                item["description"] = json!(format!("{} {d}", crate::filters::INJECTION_WARNING));
+                true
+            }
+            _ => true,
+        }
+    });
 }
 
 /// One filter for the responses of a batch: each response goes through its request's filter,
@@ -411,6 +457,7 @@ mod tests {
             p.clone(),
             o.clone(),
             Arc::default(),
+            Default::default(),
             "t",
             "u",
             "crm",
@@ -433,7 +480,17 @@ mod tests {
             check(&p, &o, None, &attempt("tools/call"), Some(&call)),
             Decision::Allow(_)
         ));
-        assert!(list_filter(p, o, Arc::default(), "t", "u", "crm", "ping").is_none());
+        assert!(list_filter(
+            p,
+            o,
+            Arc::default(),
+            Default::default(),
+            "t",
+            "u",
+            "crm",
+            "ping"
+        )
+        .is_none());
         // Errors pass untouched.
         let mut err = json!({"jsonrpc": "2.0", "id": 1, "error": {"code": 1, "message": "x"}});
         let before = err.clone();
@@ -441,6 +498,7 @@ mod tests {
             Arc::new(policy(json!([]))),
             Arc::default(),
             Arc::default(),
+            Default::default(),
             "t",
             "u",
             "crm",
@@ -459,13 +517,24 @@ mod tests {
             p.clone(),
             o.clone(),
             Arc::default(),
+            Default::default(),
             "t",
             "u",
             "crm",
             "tools/list",
         )
         .unwrap();
-        let prompts = list_filter(p, o, Arc::default(), "t", "u", "crm", "prompts/list").unwrap();
+        let prompts = list_filter(
+            p,
+            o,
+            Arc::default(),
+            Default::default(),
+            "t",
+            "u",
+            "crm",
+            "prompts/list",
+        )
+        .unwrap();
         let f = by_id(vec![(json!(1), tools), (json!("b"), prompts)]);
         let mut batch = json!([
             {"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "secret_x"}, {"name": "ok"}]}},

@@ -217,12 +217,26 @@ impl Recorder {
                         "action": action.as_str(),
                     });
                 }
+                if let Some(i) = &report.injection {
+                    e.detail["injection"] = json!(i);
+                }
                 if report.blocked() {
                     blocked = true;
-                    let text = format!(
-                        "The answer was blocked by the gateway's data policy: it carried {}.",
-                        report.summary()
-                    );
+                    let text = if report.action == Some(crate::filters::Action::Block) {
+                        format!(
+                            "The answer was blocked by the gateway's data policy: it carried {}.",
+                            report.summary()
+                        )
+                    } else {
+                        format!(
+                            "The answer was blocked by the gateway: it reads as a prompt injection ({}).",
+                            report
+                                .injection
+                                .as_ref()
+                                .map(|i| i.reasons.join("; "))
+                                .unwrap_or_default()
+                        )
+                    };
                     if e.action == "tools/call" {
                         *result =
                             json!({"content": [{"type": "text", "text": text}], "isError": true});
