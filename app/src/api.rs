@@ -131,6 +131,57 @@ pub struct IdentityView {
     /// The vault and the servers' credentials.
     #[serde(default)]
     pub credentials: CredentialsView,
+    /// Filter policies and the tool-change review queue.
+    #[serde(default)]
+    pub filters: FiltersView,
+}
+
+/// The Filters page: policies per server (and the tenant's default), the tool-change review
+/// queue with diffs, and which reviewed tools are not pinned yet.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FiltersView {
+    pub policies: Vec<FilterPolicyView>,
+    /// The tenant's server slugs.
+    pub servers: Vec<String>,
+    pub changes: Vec<ToolChangeView>,
+    /// (server, tools reviewed before pinning existed).
+    pub unpinned: Vec<(String, Vec<String>)>,
+    /// Answers filtered per day, last 14 days: (day, redacted or masked, blocked, flagged or
+    /// logged).
+    #[serde(default)]
+    pub activity: Vec<(String, u64, u64, u64)>,
+}
+
+impl FiltersView {
+    pub fn changes_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterPolicyView {
+    /// A server's slug, or "*" for the tenant's default.
+    pub scope: String,
+    pub pii: String,
+    pub secrets: String,
+    pub injection: String,
+    /// Per-type overrides: "CREDIT_CARD: block".
+    pub entities: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolChangeView {
+    pub server: String,
+    pub tool: String,
+    /// changed or new.
+    pub kind: String,
+    /// pending or dismissed.
+    pub status: String,
+    pub digest: String,
+    /// Line diff: lines starting with '-', '+' or ' '.
+    pub diff: Vec<String>,
+    pub first_seen_at: String,
+    pub last_seen_at: String,
 }
 
 /// The Credentials page: the vault's keys and each server's credential (never a value).
@@ -366,6 +417,18 @@ pub struct IdentityForm {
     pub header: String,
     #[serde(default)]
     pub secret_value: String,
+    /// Filters: actions (with `slug`, "*" for the default), the try-it text, and a queued
+    /// tool's digest (with `slug`, `tool`).
+    #[serde(default)]
+    pub pii: String,
+    #[serde(default)]
+    pub secrets: String,
+    #[serde(default)]
+    pub injection: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub digest: String,
 }
 
 /// The user portal at `/` on a tenant host.

@@ -167,6 +167,7 @@ fn ConsoleLayout(
         approvals: Vec::new(),
         agents: Vec::new(),
         credentials: Default::default(),
+        filters: Default::default(),
     });
     let nav_open = RwSignal::new(false);
     let current = SECTIONS.iter().find(|s| s.slug == section);
@@ -212,6 +213,10 @@ fn ConsoleLayout(
             }
             .into_any()
         }
+        ("filters", _) => view! {
+            <crate::filters::Filters view=identity.filters.clone() csrf=csrf.clone() action=identity_action result=simulation/>
+        }
+        .into_any(),
         ("credentials", _) => view! {
             <crate::credentials::Credentials view=identity.credentials.clone() csrf=csrf.clone() action=identity_action/>
         }

@@ -8,6 +8,7 @@ pub mod api;
 mod audit;
 mod console;
 mod credentials;
+mod filters;
 mod identity;
 mod platform;
 

@@ -25,6 +25,7 @@ use tower_sessions::Session;
 mod agents;
 pub mod audit;
 mod credentials;
+mod filters;
 mod identity;
 
 pub struct Backend {

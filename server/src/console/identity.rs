@@ -246,6 +246,7 @@ impl Backend {
                 .collect(),
             agents: self.agents_view(tenant).await?,
             credentials: self.credentials_view(tenant).await?,
+            filters: self.filters_view(tenant).await?,
         })
     }
 
@@ -1013,6 +1014,15 @@ impl Backend {
             op if op.starts_with("agent_") => self.agent_action(&tenant, &session, &form).await?,
             "credential_set" | "credential_delete" | "vault_rotate" | "connection_end" => {
                 self.credential_action(&tenant, &admin, &form).await?
+            }
+            // Nothing is stored or recorded: the answer is shown once.
+            "filter_try" => {
+                let view = self.filter_try(&tenant, &form);
+                self.reveal(&session, Reveal::Simulation(view))?;
+                return Ok(true);
+            }
+            "filter_set" | "tool_approve" | "tool_dismiss" => {
+                self.filter_action(&tenant, &admin, &form).await?
             }
             other => Err(format!("Unknown form {other:?}.")),
         };

@@ -58,4 +58,25 @@ impl Store {
         });
         Ok(n > 0)
     }
+
+    /// MCP records since `since` (µs) that the filters acted on: (at, outcome, detail JSON).
+    /// Bounded to the latest 50,000.
+    pub async fn filter_activity(
+        &self,
+        tenant_id: &str,
+        since: i64,
+    ) -> Result<Vec<(i64, String, String)>> {
+        let rows = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_as::<_, (i64, String, String)>(
+                "SELECT at, outcome, detail FROM audit_event WHERE tenant_id = $1 AND at >= $2 \
+                 AND category = 'mcp' AND (detail LIKE '%\"filters\"%' OR detail LIKE '%\"injection\"%') \
+                 ORDER BY at DESC LIMIT 50000",
+            )
+            .bind(tenant_id)
+            .bind(since)
+            .fetch_all(&mut *tx)
+            .await?
+        });
+        Ok(rows)
+    }
 }

@@ -1,0 +1,226 @@
+//! The console's Filters page: what the gateway does with personal data, secrets and prompt
+//! injection per server (and the tenant's default), a box to try a policy on a text, the
+//! queue of tools held by definition pinning (with diffs), and filtering activity per day.
+
+use crate::api::{FiltersView, IdentityAction, SimulationView};
+use crate::identity::FormHead;
+use leptos::prelude::*;
+
+fn select(name: &'static str, options: &'static [&'static str], current: String) -> impl IntoView {
+    let opts = options
+        .iter()
+        .map(|o| {
+            let selected = *o == current;
+            view! { <option value=*o selected=selected>{*o}</option> }
+        })
+        .collect_view();
+    view! { <select name=name>{opts}</select> }
+}
+
+const DATA_ACTIONS: &[&str] = &["off", "log", "redact", "mask", "block"];
+const INJECTION_ACTIONS: &[&str] = &["off", "log", "flag", "block"];
+
+#[component]
+pub fn Filters(
+    view: FiltersView,
+    csrf: String,
+    action: ServerAction<IdentityAction>,
+    result: Option<SimulationView>,
+) -> impl IntoView {
+    let no_changes = view.changes_empty();
+    let policies = view
+        .policies
+        .iter()
+        .map(|p| {
+            let scope = if p.scope == "*" {
+                "default (every server without its own)".to_owned()
+            } else {
+                p.scope.clone()
+            };
+            let row_id = format!(
+                "filter-{}",
+                if p.scope == "*" { "default" } else { &p.scope }
+            );
+            view! {
+                <tr class="filter-policy" id=row_id>
+                    <td>{scope}</td><td>{p.pii.clone()}</td><td>{p.secrets.clone()}</td>
+                    <td>{p.injection.clone()}</td><td>{p.entities.join(", ")}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let mut scopes = vec!["*".to_owned()];
+    scopes.extend(view.servers.iter().cloned());
+    let scope_options = scopes
+        .iter()
+        .map(|s| {
+            let label = if s == "*" {
+                "default".to_owned()
+            } else {
+                s.clone()
+            };
+            view! { <option value=s.clone()>{label}</option> }
+        })
+        .collect_view();
+    let try_options = scopes
+        .iter()
+        .map(|s| {
+            let label = if s == "*" {
+                "default".to_owned()
+            } else {
+                s.clone()
+            };
+            view! { <option value=s.clone()>{label}</option> }
+        })
+        .collect_view();
+    let csrf_changes = csrf.clone();
+    let changes = view
+        .changes
+        .into_iter()
+        .map(move |c| {
+            let (c1, c2) = (csrf_changes.clone(), csrf_changes.clone());
+            let id = format!("change-{}-{}", c.server, c.tool);
+            let diff = c
+                .diff
+                .iter()
+                .map(|l| {
+                    let class = match l.chars().next() {
+                        Some('+') => "add",
+                        Some('-') => "del",
+                        _ => "same",
+                    };
+                    view! { <span class=class>{l.clone()}"\n"</span> }
+                })
+                .collect_view();
+            let (s1, s2, t1, t2, d1, d2) = (
+                c.server.clone(),
+                c.server.clone(),
+                c.tool.clone(),
+                c.tool.clone(),
+                c.digest.clone(),
+                c.digest.clone(),
+            );
+            let what = if c.kind == "new" {
+                "a new tool (the server denies new tools)"
+            } else {
+                "its definition changed since review"
+            };
+            let pending = c.status == "pending";
+            view! {
+                <li class="tool-change" id=id data-status=c.status.clone()>
+                    <p><strong>{c.tool.clone()}</strong>" on "<code>{c.server.clone()}</code>": "{what}
+                        " — "{c.status.clone()}", first seen "{c.first_seen_at}", last seen "{c.last_seen_at}</p>
+                    <pre class="diff">{diff}</pre>
+                    <ActionForm action attr:class="inline">
+                        <FormHead csrf=c1 op="tool_approve"/>
+                        <input type="hidden" name="form[slug]" value=s1/>
+                        <input type="hidden" name="form[tool]" value=t1/>
+                        <input type="hidden" name="form[digest]" value=d1/>
+                        <button type="submit" class="primary approve-change">"Approve this definition"</button>
+                    </ActionForm>
+                    {pending.then(|| view! {
+                        <ActionForm action attr:class="inline">
+                            <FormHead csrf=c2 op="tool_dismiss"/>
+                            <input type="hidden" name="form[slug]" value=s2/>
+                            <input type="hidden" name="form[tool]" value=t2/>
+                            <input type="hidden" name="form[digest]" value=d2/>
+                            <button type="submit" class="ghost danger dismiss-change">"Keep the pinned one"</button>
+                        </ActionForm>
+                    })}
+                </li>
+            }
+            .into_any()
+        })
+        .collect_view();
+    let unpinned = (!view.unpinned.is_empty()).then(|| {
+        let items = view
+            .unpinned
+            .iter()
+            .map(|(s, tools)| view! { <li><code>{s.clone()}</code>": "{tools.join(", ")}</li> })
+            .collect_view();
+        view! {
+            <p class="hint">"Reviewed before pinning existed (not checked until the catalog is recorded again on the Servers page):"</p>
+            <ul id="unpinned">{items}</ul>
+        }
+        .into_any()
+    });
+    let max = view
+        .activity
+        .iter()
+        .map(|(_, a, b, c)| a + b + c)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let bars = view
+        .activity
+        .iter()
+        .map(|(day, changed, blocked, flagged)| {
+            let w = |n: u64| format!("width: {}%", n * 100 / max);
+            view! {
+                <tr class="activity-day">
+                    <td>{day.clone()}</td>
+                    <td class="bars">
+                        <span class="bar changed" style=w(*changed) title=format!("{changed} redacted or masked")></span>
+                        <span class="bar blocked" style=w(*blocked) title=format!("{blocked} blocked")></span>
+                        <span class="bar flagged" style=w(*flagged) title=format!("{flagged} flagged or logged")></span>
+                    </td>
+                    <td>{format!("{changed} / {blocked} / {flagged}")}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let (csrf_set, csrf_try) = (csrf.clone(), csrf);
+    view! {
+        <section class="card" id="filter-policies">
+            <h2>"Filter policies"</h2>
+            <p class="hint">"Answers of tools, resources and prompts pass these filters before they reach a client; listed descriptions are screened for prompt injection. Every decision is in the audit record (types, counts, verdicts — never the values)."</p>
+            <table id="filter-policy-list">
+                <thead><tr><th>"Scope"</th><th>"Personal data"</th><th>"Secrets"</th><th>"Injection"</th><th>"Per type"</th></tr></thead>
+                <tbody>{policies}</tbody>
+            </table>
+            <ActionForm action attr:class="inline" attr:id="filter-set">
+                <FormHead csrf=csrf_set op="filter_set"/>
+                <select name="form[slug]">{scope_options}</select>
+                <label>"Personal data "{select("form[pii]", DATA_ACTIONS, "redact".into())}</label>
+                <label>"Secrets "{select("form[secrets]", DATA_ACTIONS, "redact".into())}</label>
+                <label>"Injection "{select("form[injection]", INJECTION_ACTIONS, "flag".into())}</label>
+                <button type="submit" class="primary">"Save"</button>
+            </ActionForm>
+        </section>
+        <section class="card" id="filter-try">
+            <h2>"Try it"</h2>
+            <p class="hint">"Runs a scope's policy on a text, as the gateway would on a tool's answer. Nothing is stored or recorded."</p>
+            <ActionForm action>
+                <FormHead csrf=csrf_try op="filter_try"/>
+                <select name="form[slug]">{try_options}</select>
+                <textarea name="form[text]" rows="5" id="filter-try-text" placeholder="Paste a tool response…"></textarea>
+                <button type="submit" class="primary" id="filter-try-run">"Try"</button>
+            </ActionForm>
+            {result.map(|s| view! {
+                <div class="created" id="filter-try-result">
+                    <p><strong>{s.question}</strong></p>
+                    <p><strong id="filter-try-decision">{s.decision}</strong>": " <span>{s.reason}</span></p>
+                    <ol>{s.chain.into_iter().map(|c| view! { <li><pre>{c}</pre></li> }).collect_view()}</ol>
+                </div>
+            })}
+        </section>
+        <section class="card" id="tool-changes">
+            <h2>"Tool changes"</h2>
+            <p class="hint">"Recording a server's catalog pins each tool's definition. A tool whose name, description, schemas or annotations change upstream is hidden and refused until you approve the new definition; on servers that deny new tools, new tools wait here too."</p>
+            {if no_changes {
+                view! { <p id="no-tool-changes">"Nothing waits for review."</p> }.into_any()
+            } else {
+                view! { <ul id="tool-change-list">{changes}</ul> }.into_any()
+            }}
+            {unpinned}
+        </section>
+        <section class="card" id="filter-activity">
+            <h2>"Activity"</h2>
+            <p class="hint">"Answers the filters changed, blocked, or flagged and logged, per day (last 14 days)."</p>
+            <table id="filter-activity-chart">
+                <thead><tr><th>"Day"</th><th></th><th>"changed / blocked / flagged"</th></tr></thead>
+                <tbody>{bars}</tbody>
+            </table>
+        </section>
+    }
+}
