@@ -71,7 +71,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("filters::apply, redact (clone included)", |b| {
         b.iter(|| {
             let mut r = result.clone();
-            black_box(apply(&policy, &mut r))
+            black_box(apply(&policy, None, &mut r))
         })
     });
     g.bench_function("clone only", |b| b.iter(|| black_box(result.clone())));

@@ -22,11 +22,12 @@ struct Entity {
 /// (true positives, false positives, false negatives) per type over the corpus, counted by
 /// distinct value per record.
 pub(crate) fn evaluate() -> BTreeMap<&'static str, (usize, usize, usize)> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/data/pii/corpus.jsonl"
-    );
-    let text = std::fs::read_to_string(path).expect("the corpus is in the repository");
+    evaluate_file("corpus.jsonl")
+}
+
+pub(crate) fn evaluate_file(file: &str) -> BTreeMap<&'static str, (usize, usize, usize)> {
+    let path = format!("{}/../tests/data/pii/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("the corpus is in the repository");
     let mut counts: BTreeMap<&'static str, (usize, usize, usize)> =
         Kind::ALL.iter().map(|k| (k.name(), (0, 0, 0))).collect();
     let mut misses = Vec::new();
@@ -74,6 +75,37 @@ fn ratio(a: usize, b: usize) -> f64 {
         a as f64 / b as f64
     }
 }
+
+/// The held-out corpus was written independently after the detector was tuned on
+/// `corpus.jsonl` and was not used to tune it: its numbers are the honest ones.
+#[test]
+fn detection_holds_up_on_the_held_out_corpus() {
+    let counts = evaluate_file("heldout.jsonl");
+    let (mut tp, mut fp, mut fn_) = (0, 0, 0);
+    eprintln!("held-out        TP   FP   FN  precision  recall   F1");
+    for (kind, (t, f, n)) in &counts {
+        let p = ratio(*t, t + f);
+        let r = ratio(*t, t + n);
+        let f1 = if p + r > 0.0 {
+            2.0 * p * r / (p + r)
+        } else {
+            0.0
+        };
+        eprintln!("{kind:<15} {t:>4} {f:>4} {n:>4}  {p:>9.3}  {r:>6.3}  {f1:.3}");
+        tp += t;
+        fp += f;
+        fn_ += n;
+    }
+    let (p, r) = (ratio(tp, tp + fp), ratio(tp, tp + fn_));
+    eprintln!("all             {tp:>4} {fp:>4} {fn_:>4}  {p:>9.3}  {r:>6.3}");
+    assert!(
+        p >= HELDOUT_MIN && r >= HELDOUT_MIN,
+        "held-out micro precision {p:.3}, recall {r:.3} (min {HELDOUT_MIN})"
+    );
+}
+
+// Measured 0.984 precision, 0.996 recall (BENCHMARKS.md); the bound leaves a little room.
+const HELDOUT_MIN: f64 = 0.95;
 
 #[test]
 fn detection_meets_its_precision_and_recall_on_the_labelled_corpus() {
@@ -323,4 +355,121 @@ async fn answers_carrying_personal_data_are_redacted_masked_or_blocked_and_recor
         admin_log.lines().count() >= 2,
         "policy changes are recorded: {admin_log}"
     );
+}
+
+on_both_engines!(field_rules_keep_what_a_tool_may_return_and_the_listed_schema_follows);
+
+async fn field_rules_keep_what_a_tool_may_return_and_the_listed_schema_follows(engine: Engine) {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(fixture_path("everything_fixture.mjs"))
+        .args(["http", "--port", "0"]);
+    let upstream = crate::conformance::start_listening(cmd).await;
+    let app = spawn_app(engine).await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    add_server(
+        &app,
+        "acme",
+        admin,
+        "crm",
+        json!({"transport": "streamable_http", "url": upstream.url}),
+    )
+    .await;
+    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let mut m = Mcp::new(&app, "acme", "crm", &dev);
+    m.initialize().await;
+
+    // A path that is not a JSON Pointer is refused; nothing changes.
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::PUT,
+        "/api/v1/servers/crm/filters",
+        Some(json!({"tools": {"lookup_contact": {"keep": ["name"]}}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v.to_string().contains("JSON Pointer"), "{v}");
+
+    // "The contact lookup returns the full profile; the agent needs name, company and email"
+    // (and the email masked for this tool only).
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::PUT,
+        "/api/v1/servers/crm/filters",
+        Some(json!({"pii": "redact", "tools": {"lookup_contact": {
+            "keep": ["/name", "/company", "/email"], "pii": "mask"}}})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["policy"]["tools"]["lookup_contact"]["keep"],
+        json!(["/name", "/company", "/email"])
+    );
+    let want = json!({"name": "Jane Roe", "company": "Contoso", "email": "****mple"});
+    let mut last = Value::Null;
+    for i in 0..40 {
+        let msgs = m
+            .request(
+                json!(10 + i),
+                "tools/call",
+                json!({"name": "lookup_contact", "arguments": {"id": "c-1"}}),
+            )
+            .await;
+        last = msgs.last().unwrap()["result"].clone();
+        if last["structuredContent"] == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    assert_eq!(last["structuredContent"], want, "{last}");
+    let text: Value = serde_json::from_str(last["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(text, want, "the JSON text block is shaped the same way");
+    // Other tools keep the server's policy (redact).
+    let echoed = m
+        .call_text(
+            60,
+            "echo",
+            json!({"message": "mail jane.roe@contoso.example"}),
+        )
+        .await;
+    assert_eq!(echoed, "Echo: mail [REDACTED:EMAIL]");
+
+    // The listed output schema no longer promises what the rules take out.
+    let msgs = m.request(json!(61), "tools/list", json!({})).await;
+    let tool = msgs.last().unwrap()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "lookup_contact")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        tool["outputSchema"]["required"],
+        json!(["name", "company", "email"]),
+        "{tool}"
+    );
+    assert!(
+        tool["outputSchema"]["properties"].get("ssn").is_none(),
+        "{tool}"
+    );
+
+    // The record says how many values the rules took out; never which.
+    let audit = app
+        .client
+        .get(app.url("/api/v1/audit/export?format=jsonl&method=tools/call"))
+        .header(reqwest::header::HOST, app.host(Some("acme")))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        audit.lines().any(|l| l.contains("\"fields_dropped\":8")),
+        "{audit}"
+    );
+    assert!(!audit.contains("123-45-6789"));
 }

@@ -87,9 +87,7 @@ fn pct(a: usize, b: usize) -> f64 {
     }
 }
 
-#[test]
-fn injections_are_caught_and_benign_text_passes_on_the_labelled_corpus() {
-    let r = evaluate("corpus.jsonl");
+fn report(r: &Rates) {
     eprintln!("technique          caught / total   rate");
     for (t, (c, n)) in &r.by_technique {
         eprintln!("{t:<18} {c:>6} / {n:<6} {:>6.1}%", pct(*c, *n));
@@ -106,12 +104,42 @@ fn injections_are_caught_and_benign_text_passes_on_the_labelled_corpus() {
     for (k, (f, n)) in &r.by_negative {
         eprintln!("{k:<24} {f:>3} / {n:<3} {:>5.1}%", pct(*f, *n));
     }
+    eprintln!(
+        "overall: detection {:.1}% ({}/{}), false positives {:.1}% ({}/{})",
+        pct(r.caught, r.injections),
+        r.caught,
+        r.injections,
+        pct(r.false_positives, r.benign),
+        r.false_positives,
+        r.benign
+    );
+}
+
+/// The held-out corpus was written independently, after the scanner was tuned on
+/// `corpus.jsonl`, and never used to tune it: its numbers are the honest ones (BENCHMARKS.md).
+#[test]
+fn the_scanner_holds_up_on_the_held_out_corpus() {
+    let r = evaluate("heldout.jsonl");
+    report(&r);
     let detection = pct(r.caught, r.injections);
     let fp = pct(r.false_positives, r.benign);
-    eprintln!(
-        "overall: detection {detection:.1}% ({}/{}), false positives {fp:.1}% ({}/{})",
-        r.caught, r.injections, r.false_positives, r.benign
+    assert!(
+        detection >= HELDOUT_MIN_DETECTION && fp <= HELDOUT_MAX_FP,
+        "held-out: detection {detection:.1}% (min {HELDOUT_MIN_DETECTION}), false positives {fp:.1}% (max {HELDOUT_MAX_FP})"
     );
+}
+
+// Measured 66.7% detection and 5.6% false positives (BENCHMARKS.md): a rule-based scanner
+// catches the phrasings it knows; the bounds guard against regressions, not a goal.
+const HELDOUT_MIN_DETECTION: f64 = 60.0;
+const HELDOUT_MAX_FP: f64 = 8.0;
+
+#[test]
+fn injections_are_caught_and_benign_text_passes_on_the_labelled_corpus() {
+    let r = evaluate("corpus.jsonl");
+    report(&r);
+    let detection = pct(r.caught, r.injections);
+    let fp = pct(r.false_positives, r.benign);
     let mut failures = Vec::new();
     if detection < 90.0 {
         failures.push(format!("overall detection {detection:.1}% < 90%"));

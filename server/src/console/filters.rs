@@ -218,7 +218,7 @@ impl Backend {
                 ..Default::default()
             });
         let mut result = serde_json::json!({"content": [{"type": "text", "text": form.text}]});
-        let report = crate::filters::apply(&policy, &mut result);
+        let report = crate::filters::apply(&policy, None, &mut result);
         let mut chain = Vec::new();
         let decision = if report.blocked() {
             "blocked"

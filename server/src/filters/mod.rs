@@ -14,6 +14,7 @@
 //!   kinds and counts and the action, never a value.
 
 pub mod detect;
+pub mod fields;
 pub mod injection;
 
 use detect::Kind;
@@ -113,20 +114,87 @@ pub struct Policy {
     /// Prompt injection (`injection::scan`).
     #[serde(default)]
     pub injection: InjectionAction,
+    /// Per tool (by the name the server gives it): overrides of the actions above, and field
+    /// rules for its structured results.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tools: BTreeMap<String, ToolRules>,
+}
+
+/// One tool's overrides. Unset actions are the server's (or default) policy's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolRules {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pii: Option<Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injection: Option<InjectionAction>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub entities: BTreeMap<String, Action>,
+    /// Field rules on structured results (`structuredContent`, and text blocks that are JSON):
+    /// only these paths are kept. Paths are JSON Pointers (RFC 6901) where a `*` segment matches
+    /// any key or array index: `/name`, `/contacts/*/email`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep: Vec<String>,
+    /// These paths are dropped (after `keep`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop: Vec<String>,
+}
+
+fn check_entities(what: &str, entities: &BTreeMap<String, Action>) -> Result<(), String> {
+    for k in entities.keys() {
+        if !Kind::ALL.iter().any(|x| x.name() == k) {
+            return Err(format!(
+                "{what}: unknown type {k:?} (known: {})",
+                Kind::ALL.map(Kind::name).join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Policy {
-    /// Checks an admin's policy: every named type exists.
+    /// Checks an admin's policy: every named type exists, every field path is a pointer.
     pub fn validate(&self) -> Result<(), String> {
-        for k in self.entities.keys() {
-            if !Kind::ALL.iter().any(|x| x.name() == k) {
-                return Err(format!(
-                    "entities: unknown type {k:?} (known: {})",
-                    Kind::ALL.map(Kind::name).join(", ")
-                ));
+        check_entities("entities", &self.entities)?;
+        for (tool, r) in &self.tools {
+            if tool.trim().is_empty() || tool.len() > 200 {
+                return Err("tools: a tool name must be 1 to 200 characters".into());
+            }
+            check_entities(&format!("tools.{tool}.entities"), &r.entities)?;
+            for p in r.keep.iter().chain(&r.drop) {
+                if !p.starts_with('/') || p.len() > 500 {
+                    return Err(format!(
+                        "tools.{tool}: field path {p:?} must be a JSON Pointer such as /name or /contacts/*/email"
+                    ));
+                }
+            }
+            if r.keep.len() + r.drop.len() > 200 {
+                return Err(format!("tools.{tool}: at most 200 field paths"));
             }
         }
         Ok(())
+    }
+
+    /// The policy for one tool's answers: its overrides applied.
+    pub fn for_tool(&self, tool: Option<&str>) -> std::borrow::Cow<'_, Policy> {
+        let Some(r) = tool.and_then(|t| self.tools.get(t)) else {
+            return std::borrow::Cow::Borrowed(self);
+        };
+        let mut p = self.clone();
+        p.tools.clear();
+        if let Some(a) = r.pii {
+            p.pii = a;
+        }
+        if let Some(a) = r.secrets {
+            p.secrets = a;
+        }
+        if let Some(a) = r.injection {
+            p.injection = a;
+        }
+        p.entities.extend(r.entities.clone());
+        std::borrow::Cow::Owned(p)
     }
 
     pub fn action(&self, k: Kind) -> Action {
@@ -142,7 +210,8 @@ impl Policy {
 
     /// Whether the policy does anything at all.
     pub fn active(&self) -> bool {
-        self.injection != InjectionAction::Off
+        !self.tools.is_empty()
+            || self.injection != InjectionAction::Off
             || Kind::ALL.iter().any(|k| self.action(*k) != Action::Off)
     }
 }
@@ -211,6 +280,8 @@ pub struct Report {
     pub action: Option<Action>,
     /// The prompt-injection verdict, when the answer read as one (and the policy looks).
     pub injection: Option<InjectionReport>,
+    /// Values taken out of structured results by field rules.
+    pub fields_dropped: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -255,8 +326,15 @@ const STRUCTURAL: &[&str] = &[
 
 /// Filters every content string of an MCP `result` in place; the report says what was found
 /// and done. With a `block` finding nothing is rewritten (the caller replaces the answer).
-pub fn apply(policy: &Policy, result: &mut Value) -> Report {
+pub fn apply(policy: &Policy, tool: Option<&str>, result: &mut Value) -> Report {
+    let dropped = tool
+        .and_then(|t| policy.tools.get(t))
+        .map(|r| fields::apply(r, result))
+        .unwrap_or(0);
+    let policy = policy.for_tool(tool);
+    let policy = policy.as_ref();
     let mut report = personal_data(policy, result);
+    report.fields_dropped = dropped;
     if policy.injection == InjectionAction::Off {
         return report;
     }
@@ -424,7 +502,7 @@ mod tests {
             "content": [{"type": "text", "text": "Jane <jane@acme.example>, card 4111 1111 1111 1111"}],
             "structuredContent": {"email": "jane@acme.example", "count": 3, "tags": ["ok"]},
         });
-        let report = apply(&policy, &mut r);
+        let report = apply(&policy, None, &mut r);
         assert_eq!(report.found.get("EMAIL"), Some(&2));
         assert_eq!(report.found.get("CREDIT_CARD"), Some(&1));
         assert_eq!(report.action, Some(Action::Mask));
@@ -448,7 +526,7 @@ mod tests {
             injection: InjectionAction::Flag,
             ..Default::default()
         };
-        let report = apply(&flag, &mut r);
+        let report = apply(&flag, None, &mut r);
         let i = report
             .injection
             .clone()
@@ -468,12 +546,13 @@ mod tests {
                 injection: InjectionAction::Block,
                 ..Default::default()
             },
+            None,
             &mut r,
         );
         assert!(report.blocked() && report.injection_blocked());
         assert_eq!(r, original, "the caller replaces a blocked answer");
         let mut clean = json!({"content": [{"type": "text", "text": "Please ignore the previous email; we moved the meeting."}]});
-        assert_eq!(apply(&flag, &mut clean).injection, None);
+        assert_eq!(apply(&flag, None, &mut clean).injection, None);
         // Listed items: description and schema descriptions.
         let tool = json!({"name": "weather", "description": "Returns the forecast.",
             "inputSchema": {"type": "object", "properties": {"city": {"type": "string",
@@ -495,6 +574,7 @@ mod tests {
                     pii: action,
                     ..Default::default()
                 },
+                None,
                 &mut r,
             );
             assert_eq!(report.action, Some(action));

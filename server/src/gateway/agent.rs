@@ -513,7 +513,7 @@ impl Call<'_> {
             if let Some(p) = self.state.gateway.filter_policy(self.tenant_id, server) {
                 super::policy::screen_listed(
                     &self.state.gateway.pins,
-                    p.injection,
+                    Some(&p),
                     self.tenant_id,
                     server,
                     &mut items,

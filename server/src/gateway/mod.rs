@@ -1253,11 +1253,7 @@ async fn endpoint(
             tenant_policy.clone(),
             state.gateway.observed.clone(),
             state.gateway.pins.clone(),
-            state
-                .gateway
-                .filter_policy(&tenant.tenant_id, &server)
-                .map(|p| p.injection)
-                .unwrap_or_default(),
+            state.gateway.filter_policy(&tenant.tenant_id, &server),
             &tenant.tenant_id,
             &caller.user_id,
             &server,

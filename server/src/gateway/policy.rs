@@ -178,7 +178,7 @@ pub fn list_filter(
     policy: Arc<TenantPolicy>,
     observed: Arc<Observed>,
     pins: Arc<crate::pins::Watch>,
-    injection: crate::filters::InjectionAction,
+    filters: Option<Arc<crate::filters::Policy>>,
     tenant_id: &str,
     user_id: &str,
     server: &str,
@@ -205,7 +205,7 @@ pub fn list_filter(
             observed.record(&tenant_id, &server, items);
             pins.observe(&policy, &tenant_id, &server, items);
         }
-        screen_listed(&pins, injection, &tenant_id, &server, items);
+        screen_listed(&pins, filters.as_deref(), &tenant_id, &server, items);
         items.retain(|item| {
             crate::policy::list_item_visible(&policy, &user_id, &server, kind, item)
         });
@@ -216,12 +216,28 @@ pub fn list_filter(
 /// hidden (block) or their description prefixed with a warning (flag); reported either way.
 pub fn screen_listed(
     pins: &crate::pins::Watch,
-    action: crate::filters::InjectionAction,
+    filters: Option<&crate::filters::Policy>,
     tenant_id: &str,
     server: &str,
     items: &mut Vec<Value>,
 ) {
     use crate::filters::InjectionAction;
+    let Some(filters) = filters else {
+        return;
+    };
+    // Tools with field rules: their output schema loses what the rules take out.
+    if !filters.tools.is_empty() {
+        for item in items.iter_mut() {
+            let rules = item
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(|n| filters.tools.get(n));
+            if let Some(r) = rules.cloned() {
+                crate::filters::fields::schema(&r, item);
+            }
+        }
+    }
+    let action = filters.injection;
     if action == InjectionAction::Off {
         return;
     }
@@ -457,7 +473,7 @@ mod tests {
             p.clone(),
             o.clone(),
             Arc::default(),
-            Default::default(),
+            None,
             "t",
             "u",
             "crm",
@@ -480,17 +496,7 @@ mod tests {
             check(&p, &o, None, &attempt("tools/call"), Some(&call)),
             Decision::Allow(_)
         ));
-        assert!(list_filter(
-            p,
-            o,
-            Arc::default(),
-            Default::default(),
-            "t",
-            "u",
-            "crm",
-            "ping"
-        )
-        .is_none());
+        assert!(list_filter(p, o, Arc::default(), None, "t", "u", "crm", "ping").is_none());
         // Errors pass untouched.
         let mut err = json!({"jsonrpc": "2.0", "id": 1, "error": {"code": 1, "message": "x"}});
         let before = err.clone();
@@ -498,7 +504,7 @@ mod tests {
             Arc::new(policy(json!([]))),
             Arc::default(),
             Arc::default(),
-            Default::default(),
+            None,
             "t",
             "u",
             "crm",
@@ -517,24 +523,15 @@ mod tests {
             p.clone(),
             o.clone(),
             Arc::default(),
-            Default::default(),
+            None,
             "t",
             "u",
             "crm",
             "tools/list",
         )
         .unwrap();
-        let prompts = list_filter(
-            p,
-            o,
-            Arc::default(),
-            Default::default(),
-            "t",
-            "u",
-            "crm",
-            "prompts/list",
-        )
-        .unwrap();
+        let prompts =
+            list_filter(p, o, Arc::default(), None, "t", "u", "crm", "prompts/list").unwrap();
         let f = by_id(vec![(json!(1), tools), (json!("b"), prompts)]);
         let mut batch = json!([
             {"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "secret_x"}, {"name": "ok"}]}},

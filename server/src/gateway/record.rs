@@ -210,7 +210,11 @@ impl Recorder {
             )
         }) {
             if let Some(result) = msg.get_mut("result") {
-                let report = crate::filters::apply(&p, result);
+                let tool = e.target.as_deref().filter(|_| e.action == "tools/call");
+                let report = crate::filters::apply(&p, tool, result);
+                if report.fields_dropped > 0 {
+                    e.detail["fields_dropped"] = json!(report.fields_dropped);
+                }
                 if let Some(action) = report.action {
                     e.detail["filters"] = json!({
                         "found": report.found,
