@@ -83,6 +83,8 @@ pub fn router() -> Router<AppState> {
             axum::routing::post(record_catalog),
         )
         .route("/api/v1/tool-changes", get(list_tool_changes))
+        .route("/api/v1/inventory", get(tenant_inventory))
+        .route("/api/v1/servers/{slug}/inventory", get(server_inventory))
         .route(
             "/api/v1/servers/{slug}/tool-changes",
             get(list_server_tool_changes),
@@ -1352,6 +1354,33 @@ async fn delete_credential(
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The data inventory: which categories of data each server's answers carried (counted where a
+/// filter policy is active), with counts and first/last seen.
+async fn tenant_inventory(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.gateway.inventory.flush(&state.store).await;
+    let entries =
+        crate::filters::inventory::entries(&state.store, &admin.tenant.tenant_id, None).await?;
+    Ok(Json(serde_json::json!({ "inventory": entries })))
+}
+
+async fn server_inventory(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(slug): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let row = find_server(&state, &admin, &slug).await?;
+    state.gateway.inventory.flush(&state.store).await;
+    let entries =
+        crate::filters::inventory::entries(&state.store, &admin.tenant.tenant_id, Some(&row.slug))
+            .await?;
+    Ok(Json(
+        serde_json::json!({ "server": row.slug, "inventory": entries }),
+    ))
 }
 
 /// The review queue of tools held by pinning (changed definitions) or waiting on a server that

@@ -634,6 +634,39 @@ pub async fn filter(
     use crate::config::FilterCommand;
     use crate::filters::{Action, Policy};
     let store = Store::open(&store_cfg.database).await?;
+    if let FilterCommand::Inventory {
+        tenant,
+        server,
+        json,
+    } = &cmd
+    {
+        let tid = tenant_id(&store, tenant).await?;
+        let entries = crate::filters::inventory::entries(&store, &tid, server.as_deref()).await?;
+        if *json {
+            println!(
+                "{}",
+                serde_json::json!({ "tenant": tenant, "inventory": entries })
+            );
+        } else if entries.is_empty() {
+            println!(
+                "no data categories recorded (servers are scanned where a filter policy is active)"
+            );
+        } else {
+            for e in &entries {
+                println!(
+                    "{:<20} {:<16} {:<9} {:>8} answers {:>8} values  {} .. {}",
+                    e.server,
+                    e.category,
+                    e.class,
+                    e.answers,
+                    e.findings,
+                    e.first_seen_at,
+                    e.last_seen_at
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let (tenant, server, json) = match &cmd {
         FilterCommand::Set {
             tenant,
@@ -642,6 +675,11 @@ pub async fn filter(
             ..
         }
         | FilterCommand::Show {
+            tenant,
+            server,
+            json,
+        }
+        | FilterCommand::Inventory {
             tenant,
             server,
             json,

@@ -106,6 +106,16 @@ pub enum FilterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The data inventory: which categories of data each server's answers carried (where a
+    /// filter policy is active), with counts and first/last seen.
+    Inventory {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Shows a server's policy and the one in effect (without --server: the default).
     Show {
         #[arg(long)]

@@ -367,6 +367,9 @@ async fn gateway_janitor(
                 gateway.sweep();
                 gateway.sync_limits(&store).await;
                 n += 1;
+                if n.is_multiple_of(5) {
+                    gateway.inventory.flush(&store).await;
+                }
                 // Users' "last seen" (gateway use), written every 30 s, not per request.
                 if n.is_multiple_of(30) {
                     for (tenant, users) in gateway.take_seen() {
@@ -381,7 +384,10 @@ async fn gateway_janitor(
                     }
                 }
             }
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                gateway.inventory.flush(&store).await;
+                return;
+            }
         }
     }
 }

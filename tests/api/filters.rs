@@ -355,6 +355,38 @@ async fn answers_carrying_personal_data_are_redacted_masked_or_blocked_and_recor
         admin_log.lines().count() >= 2,
         "policy changes are recorded: {admin_log}"
     );
+
+    // The data inventory: what crm's answers carried, without a value.
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::GET,
+        "/api/v1/servers/crm/inventory",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let inv = v["inventory"].as_array().unwrap();
+    let card = inv
+        .iter()
+        .find(|e| e["category"] == "CREDIT_CARD")
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(card["class"], "pii");
+    assert!(card["answers"].as_u64().unwrap() >= 3, "{v}");
+    assert!(inv.iter().any(|e| e["category"] == "EMAIL"), "{v}");
+    assert!(!v.to_string().contains("4111"), "{v}");
+    let out = app.cli(&["filter", "inventory", "--tenant", "acme", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["tenant"], "acme");
+    assert_eq!(
+        cli["inventory"], v["inventory"],
+        "the CLI reads the same inventory"
+    );
 }
 
 on_both_engines!(field_rules_keep_what_a_tool_may_return_and_the_listed_schema_follows);

@@ -16,6 +16,7 @@
 pub mod detect;
 pub mod fields;
 pub mod injection;
+pub mod inventory;
 
 use detect::Kind;
 use serde::{Deserialize, Serialize};

@@ -754,6 +754,11 @@ impl Call<'_> {
         let rec = Recorder::new(self.state.audit.clone(), self.arrived, pending);
         rec.hold(permits);
         rec.filter_with(self.state.gateway.filter_policy(self.tenant_id, &server));
+        rec.count_into(
+            self.state.gateway.inventory.clone(),
+            self.tenant_id,
+            &server,
+        );
         rec.forwarded();
         let got = upstream::request(
             self.state,

@@ -200,6 +200,8 @@ pub struct Gateway {
     observed: Arc<policy::Observed>,
     /// Compares listed tools with their pins and queues what changed (`crate::pins`).
     pub pins: Arc<crate::pins::Watch>,
+    /// Categories of data the filters found in answers, per server (`filters::inventory`).
+    pub inventory: Arc<crate::filters::inventory::Inventory>,
     /// Who used the gateway since the last flush: (tenant, user) → when (µs).
     seen: std::sync::Mutex<HashMap<(String, String), i64>>,
     /// Which tokens were used since the last flush: (tenant, token hash) → when (µs).
@@ -295,6 +297,7 @@ impl Gateway {
             version: std::sync::Mutex::new(None),
             observed: Arc::default(),
             pins: Arc::default(),
+            inventory: Arc::default(),
             seen: std::sync::Mutex::default(),
             tokens_seen: std::sync::Mutex::default(),
             clients: std::sync::Mutex::default(),
@@ -1414,6 +1417,7 @@ impl Forward {
         // Concurrency slots are held until the answer is done (the recorder lives that long).
         rec.hold(permits);
         rec.filter_with(state.gateway.filter_policy(&tenant_id, &server));
+        rec.count_into(state.gateway.inventory.clone(), &tenant_id, &server);
         let Some(url) = url else {
             let target = session::Target {
                 tenant_id: &tenant_id,

@@ -33,7 +33,11 @@ struct Inner {
     permits: Mutex<Vec<super::limits::Permit>>,
     /// The data filter answers pass through (personal data and secrets), if any.
     content: Mutex<Option<Arc<crate::filters::Policy>>>,
+    /// Where filtered answers' findings are counted: (inventory, tenant, server).
+    inventory: Mutex<Option<InventorySink>>,
 }
+
+type InventorySink = (Arc<crate::filters::inventory::Inventory>, String, String);
 
 /// The pending records of one HTTP request's JSON-RPC requests. Cheap to clone.
 #[derive(Clone)]
@@ -147,6 +151,7 @@ impl Recorder {
             pending: Mutex::new(pending),
             permits: Mutex::new(Vec::new()),
             content: Mutex::new(None),
+            inventory: Mutex::new(None),
         }))
     }
 
@@ -157,6 +162,16 @@ impl Recorder {
     /// Answers to tools/call, resources/read and prompts/get pass through `policy`.
     pub fn filter_with(&self, policy: Option<Arc<crate::filters::Policy>>) {
         *lock(&self.0.content) = policy;
+    }
+
+    /// Findings in filtered answers are counted in the data inventory of `server`.
+    pub fn count_into(
+        &self,
+        inventory: Arc<crate::filters::inventory::Inventory>,
+        tenant_id: &str,
+        server: &str,
+    ) {
+        *lock(&self.0.inventory) = Some((inventory, tenant_id.to_owned(), server.to_owned()));
     }
 
     /// Keeps rate-limit slots until the answer is done.
@@ -212,6 +227,9 @@ impl Recorder {
             if let Some(result) = msg.get_mut("result") {
                 let tool = e.target.as_deref().filter(|_| e.action == "tools/call");
                 let report = crate::filters::apply(&p, tool, result);
+                if let Some((inv, tenant, server)) = &*lock(&self.0.inventory) {
+                    inv.note(tenant, server, &report);
+                }
                 if report.fields_dropped > 0 {
                     e.detail["fields_dropped"] = json!(report.fields_dropped);
                 }

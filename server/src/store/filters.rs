@@ -79,4 +79,58 @@ impl Store {
         });
         Ok(rows)
     }
+
+    /// Adds tallies to the data inventory (one transaction for the tenant).
+    pub async fn add_inventory(
+        &self,
+        tenant_id: &str,
+        rows: &[(String, String, crate::filters::inventory::Tally)],
+    ) -> Result<()> {
+        tenant_tx!(self, tenant_id, |tx| {
+            for (server, category, t) in rows {
+                sqlx::query(
+                    "INSERT INTO data_inventory (tenant_id, server_slug, category, answers, findings, \
+                     first_seen_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (tenant_id, server_slug, category) DO UPDATE SET \
+                     answers = data_inventory.answers + excluded.answers, \
+                     findings = data_inventory.findings + excluded.findings, \
+                     first_seen_at = CASE WHEN excluded.first_seen_at < data_inventory.first_seen_at \
+                       THEN excluded.first_seen_at ELSE data_inventory.first_seen_at END, \
+                     last_seen_at = CASE WHEN excluded.last_seen_at > data_inventory.last_seen_at \
+                       THEN excluded.last_seen_at ELSE data_inventory.last_seen_at END",
+                )
+                .bind(tenant_id)
+                .bind(server)
+                .bind(category)
+                .bind(t.answers as i64)
+                .bind(t.findings as i64)
+                .bind(t.first)
+                .bind(t.last)
+                .execute(&mut *tx)
+                .await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// The data inventory: (server, category, answers, findings, first seen, last seen).
+    #[allow(clippy::type_complexity)]
+    pub async fn inventory(
+        &self,
+        tenant_id: &str,
+        server: Option<&str>,
+    ) -> Result<Vec<(String, String, i64, i64, i64, i64)>> {
+        let rows = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_as::<_, (String, String, i64, i64, i64, i64)>(
+                "SELECT server_slug, category, answers, findings, first_seen_at, last_seen_at \
+                 FROM data_inventory WHERE tenant_id = $1 AND ($2 = '' OR server_slug = $2) \
+                 ORDER BY server_slug, category",
+            )
+            .bind(tenant_id)
+            .bind(server.unwrap_or(""))
+            .fetch_all(&mut *tx)
+            .await?
+        });
+        Ok(rows)
+    }
 }
