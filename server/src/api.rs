@@ -84,6 +84,14 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/tool-changes", get(list_tool_changes))
         .route("/api/v1/inventory", get(tenant_inventory))
+        .route(
+            "/api/v1/filter-hooks",
+            get(list_filter_hooks).post(add_filter_hook),
+        )
+        .route(
+            "/api/v1/filter-hooks/{id}",
+            axum::routing::delete(delete_filter_hook),
+        )
         .route("/api/v1/servers/{slug}/inventory", get(server_inventory))
         .route(
             "/api/v1/servers/{slug}/tool-changes",
@@ -1350,6 +1358,80 @@ async fn delete_credential(
         &admin,
         "server.credential.delete",
         &slug,
+        serde_json::json!({}),
+    )
+    .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// External filter hooks (the company's own DLP), in the order they run.
+async fn list_filter_hooks(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let hooks: Vec<_> = state
+        .store
+        .filter_hooks(&admin.tenant.tenant_id)
+        .await?
+        .iter()
+        .map(crate::filters::hooks::view)
+        .collect();
+    Ok(Json(serde_json::json!({ "hooks": hooks })))
+}
+
+fn hook_error(e: crate::filters::hooks::HookError) -> ApiError {
+    use crate::filters::hooks::HookError;
+    match e {
+        HookError::Invalid(m) => ApiError::Invalid(m),
+        HookError::NotFound => ApiError::Invalid("server: no such server".into()),
+        HookError::Store(s) => s.into(),
+        HookError::Vault(v) => ApiError::internal(v),
+    }
+}
+
+/// Adds a hook; the answer carries its signing secret, shown this once.
+async fn add_filter_hook(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    json: Result<Json<crate::filters::hooks::NewHook>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let req = body(json)?;
+    let (hook, secret) =
+        crate::filters::hooks::add(&state.store, &state.vault, &admin.tenant.tenant_id, &req)
+            .await
+            .map_err(hook_error)?;
+    state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "filter_hook.add",
+        &hook.id,
+        serde_json::json!({"server": hook.server, "url": hook.url, "timeout_ms": hook.timeout_ms, "fail": hook.fail}),
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "hook": hook, "secret": secret.as_str() })),
+    ))
+}
+
+async fn delete_filter_hook(
+    State(state): State<AppState>,
+    admin: TenantAdmin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !crate::filters::hooks::remove(&state.store, &state.vault, &admin.tenant.tenant_id, &id)
+        .await
+        .map_err(hook_error)?
+    {
+        return Err(ApiError::NotFound);
+    }
+    state.refresh_snapshots().await?;
+    audited(
+        &state,
+        &admin,
+        "filter_hook.delete",
+        &id,
         serde_json::json!({}),
     )
     .await;

@@ -505,3 +505,208 @@ async fn field_rules_keep_what_a_tool_may_return_and_the_listed_schema_follows(e
     );
     assert!(!audit.contains("123-45-6789"));
 }
+
+on_both_engines!(external_filter_hooks_allow_deny_or_modify_answers_and_fail_as_configured);
+
+/// A company's DLP service: checks the gateway's signature, then decides by the answer's text.
+async fn dlp_receiver(
+    secret: std::sync::Arc<std::sync::Mutex<String>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+) -> String {
+    use axum::{body::Bytes, http::HeaderMap, routing::post, Json, Router};
+    let app = Router::new().route(
+        "/dlp",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let secret = secret.lock().unwrap().clone();
+            let seen = seen.clone();
+            async move {
+                let sig = headers
+                    .get("x-portcullis-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let t: u64 = sig
+                    .strip_prefix("t=")
+                    .and_then(|r| r.split(',').next())
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0);
+                if sig != portcullis::filters::hooks::signature(&secret, t, &body) {
+                    return (StatusCode::UNAUTHORIZED, Json(json!({"error": "bad signature"})));
+                }
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                seen.lock().unwrap().push(v.clone());
+                let text = v["result"]["content"][0]["text"].as_str().unwrap_or("").to_owned();
+                let decision = if text.contains("DENYME") {
+                    json!({"decision": "deny", "reason": "it names project Bluebird"})
+                } else if text.contains("MODIFYME") {
+                    json!({"decision": "modify", "result": {"content": [{"type": "text", "text": "modified by DLP"}]}})
+                } else if text.contains("SLOW") {
+                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                    json!({"decision": "allow"})
+                } else {
+                    json!({"decision": "allow"})
+                };
+                (StatusCode::OK, Json(decision))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/dlp")
+}
+
+async fn external_filter_hooks_allow_deny_or_modify_answers_and_fail_as_configured(engine: Engine) {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(fixture_path("everything_fixture.mjs"))
+        .args(["http", "--port", "0"]);
+    let upstream = crate::conformance::start_listening(cmd).await;
+    let secret = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let dlp = dlp_receiver(secret.clone(), seen.clone()).await;
+    let app = spawn_app(engine).await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    add_server(
+        &app,
+        "acme",
+        admin,
+        "crm",
+        json!({"transport": "streamable_http", "url": upstream.url}),
+    )
+    .await;
+    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let mut m = Mcp::new(&app, "acme", "crm", &dev);
+    m.initialize().await;
+
+    // Bad input changes nothing.
+    for bad in [
+        json!({"url": "ftp://dlp.example/x"}),
+        json!({"url": "http://dlp.example/x"}),
+        json!({"url": dlp, "timeout_ms": 5}),
+        json!({"url": dlp, "fail": "sometimes"}),
+        json!({"url": dlp, "server": "nope"}),
+    ] {
+        let (s, v) = api(
+            &app,
+            admin,
+            Method::POST,
+            "/api/v1/filter-hooks",
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+    }
+    let (_, v) = api(&app, admin, Method::GET, "/api/v1/filter-hooks", None).await;
+    assert_eq!(v["hooks"], json!([]));
+
+    // A hook that fails closed, with a short timeout.
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::POST,
+        "/api/v1/filter-hooks",
+        Some(json!({"url": dlp, "server": "crm", "timeout_ms": 500})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let hook_id = v["hook"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(v["hook"]["fail"], "closed");
+    *secret.lock().unwrap() = v["secret"].as_str().unwrap().to_owned();
+    let (_, list) = api(&app, admin, Method::GET, "/api/v1/filter-hooks", None).await;
+    assert_eq!(list["hooks"][0]["id"], hook_id.as_str());
+    assert!(
+        !list.to_string().contains("whsec_"),
+        "the secret is shown once"
+    );
+
+    let mut text = String::new();
+    for i in 0..40 {
+        text = m
+            .call_text(10 + i, "echo", json!({"message": "hello"}))
+            .await;
+        if !seen.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    assert_eq!(text, "Echo: hello");
+    let first = seen.lock().unwrap()[0].clone();
+    assert_eq!(first["tenant"], "acme", "{first}");
+    assert_eq!(first["server"], "crm");
+    assert_eq!(first["tool"], "echo");
+    assert_eq!(first["method"], "tools/call");
+
+    let denied = m.call_text(60, "echo", json!({"message": "DENYME"})).await;
+    assert_eq!(
+        denied,
+        "The answer was blocked by the company's filter: it names project Bluebird"
+    );
+    let modified = m
+        .call_text(61, "echo", json!({"message": "MODIFYME"}))
+        .await;
+    assert_eq!(modified, "modified by DLP");
+    let slow = m.call_text(62, "echo", json!({"message": "SLOW"})).await;
+    assert!(slow.contains("could not check it"), "closed: {slow}");
+
+    // The same hook failing open lets the answer pass; every call is recorded.
+    let (s, _) = api(
+        &app,
+        admin,
+        Method::DELETE,
+        &format!("/api/v1/filter-hooks/{hook_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::POST,
+        "/api/v1/filter-hooks",
+        Some(json!({"url": dlp, "timeout_ms": 300, "fail": "open"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    *secret.lock().unwrap() = v["secret"].as_str().unwrap().to_owned();
+    let passed = m.call_text(63, "echo", json!({"message": "SLOW"})).await;
+    assert_eq!(passed, "Echo: SLOW");
+
+    let audit = app
+        .client
+        .get(app.url("/api/v1/audit/export?format=jsonl&method=tools/call"))
+        .header(reqwest::header::HOST, app.host(Some("acme")))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let records: Vec<Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let hooks_of = |id: i64| {
+        records
+            .iter()
+            .find(|r| r["detail"]["jsonrpc_id"] == id)
+            .map(|r| (r["outcome"].clone(), r["detail"]["hooks"][0].clone()))
+            .unwrap_or_default()
+    };
+    let (o, h) = hooks_of(60);
+    assert_eq!(
+        (o.as_str(), h["decision"].as_str()),
+        (Some("blocked"), Some("deny")),
+        "{h}"
+    );
+    assert_eq!(hooks_of(61).1["decision"], "modify");
+    let (o, h) = hooks_of(62);
+    assert_eq!(o, "blocked");
+    assert_eq!(h["decision"], "failed");
+    assert_eq!(h["failed_open"], false);
+    let (o, h) = hooks_of(63);
+    assert_ne!(o, "blocked");
+    assert_eq!(h["failed_open"], true, "{h}");
+    assert_eq!(hooks_of(60).1["reason"], "it names project Bluebird");
+}

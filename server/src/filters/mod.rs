@@ -15,6 +15,7 @@
 
 pub mod detect;
 pub mod fields;
+pub mod hooks;
 pub mod injection;
 pub mod inventory;
 

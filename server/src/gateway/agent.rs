@@ -759,6 +759,18 @@ impl Call<'_> {
             self.tenant_id,
             &server,
         );
+        let tenant_slug = self
+            .state
+            .tenancy
+            .tenant_by_id(self.tenant_id)
+            .map(|t| t.slug.clone())
+            .unwrap_or_default();
+        rec.hook_with(
+            self.state.gateway.filter_hooks(self.tenant_id, &server),
+            self.state.gateway.client().clone(),
+            &tenant_slug,
+            &server,
+        );
         rec.forwarded();
         let got = upstream::request(
             self.state,

@@ -110,6 +110,8 @@ struct TenantGateway {
     per_user: HashMap<String, Arc<crate::connections::PerUser>>,
     /// Data filter policies, by server slug ('*': the tenant's default); active ones only.
     filters: HashMap<String, Arc<crate::filters::Policy>>,
+    /// External filter hooks, by server slug ('*': every server), in order.
+    hooks: HashMap<String, Vec<Arc<crate::filters::hooks::Hook>>>,
     /// Agents by slug, and their tokens by hash.
     agents: HashMap<String, Arc<crate::agents::Agent>>,
     agent_tokens: HashMap<String, agent::AgentCredential>,
@@ -401,6 +403,41 @@ impl Gateway {
                     }
                 }
             }
+            for h in store.filter_hooks(&tenant_id).await? {
+                let secret = match self
+                    .vault
+                    .get(
+                        store,
+                        &tenant_id,
+                        crate::filters::hooks::secret_slot(&h.hook_id),
+                    )
+                    .await
+                {
+                    Ok(Some(s)) => s,
+                    // The hook stays: without its secret its requests are unsigned, the
+                    // receiver refuses them, and a closed hook blocks (fail closed).
+                    Ok(None) | Err(_) => {
+                        tracing::error!(tenant.id = %tenant_id, hook.id = %h.hook_id,
+                            "a filter hook's secret cannot be read from the vault");
+                        zeroize::Zeroizing::new(String::new())
+                    }
+                };
+                let Ok(url) = url::Url::parse(&h.url) else {
+                    tracing::error!(tenant.id = %tenant_id, hook.id = %h.hook_id, "a stored hook URL does not parse");
+                    continue;
+                };
+                tg.hooks
+                    .entry(h.server_slug.clone())
+                    .or_default()
+                    .push(Arc::new(crate::filters::hooks::Hook {
+                        id: h.hook_id,
+                        scope: h.server_slug,
+                        url,
+                        timeout: Duration::from_millis(h.timeout_ms.clamp(100, 10_000) as u64),
+                        fail_closed: h.fail_mode != "open",
+                        secret,
+                    }));
+            }
             for t in store.list_live_tokens(&tenant_id).await? {
                 tg.tokens.insert(
                     t.token_hash,
@@ -526,6 +563,25 @@ impl Gateway {
             .or_else(|| tg.filters.get("*"))
             .filter(|p| p.active())
             .cloned()
+    }
+
+    /// The filter hooks that see a server's answers: its own, then the tenant's ('*').
+    pub fn filter_hooks(
+        &self,
+        tenant_id: &str,
+        slug: &str,
+    ) -> Vec<Arc<crate::filters::hooks::Hook>> {
+        let tenants = self.tenants.load();
+        let Some(tg) = tenants.get(tenant_id) else {
+            return Vec::new();
+        };
+        tg.hooks
+            .get(slug)
+            .into_iter()
+            .chain(tg.hooks.get("*"))
+            .flatten()
+            .cloned()
+            .collect()
     }
 
     /// Whether a session's client declared URL-mode elicitation.
@@ -1418,6 +1474,12 @@ impl Forward {
         rec.hold(permits);
         rec.filter_with(state.gateway.filter_policy(&tenant_id, &server));
         rec.count_into(state.gateway.inventory.clone(), &tenant_id, &server);
+        rec.hook_with(
+            state.gateway.filter_hooks(&tenant_id, &server),
+            state.gateway.client().clone(),
+            &tenant_slug,
+            &server,
+        );
         let Some(url) = url else {
             let target = session::Target {
                 tenant_id: &tenant_id,

@@ -35,7 +35,17 @@ struct Inner {
     content: Mutex<Option<Arc<crate::filters::Policy>>>,
     /// Where filtered answers' findings are counted: (inventory, tenant, server).
     inventory: Mutex<Option<InventorySink>>,
+    /// External filter hooks the answers go through (with the client and the tenant's slug
+    /// and server they are told).
+    hooks: Mutex<Option<HookSink>>,
 }
+
+type HookSink = (
+    Vec<Arc<crate::filters::hooks::Hook>>,
+    reqwest::Client,
+    String,
+    String,
+);
 
 type InventorySink = (Arc<crate::filters::inventory::Inventory>, String, String);
 
@@ -152,11 +162,26 @@ impl Recorder {
             permits: Mutex::new(Vec::new()),
             content: Mutex::new(None),
             inventory: Mutex::new(None),
+            hooks: Mutex::new(None),
         }))
     }
 
     fn filtering(&self) -> bool {
-        lock(&self.0.content).is_some()
+        lock(&self.0.content).is_some() || lock(&self.0.hooks).is_some()
+    }
+
+    /// Answers also go through these external hooks (none: nothing is set).
+    pub fn hook_with(
+        &self,
+        hooks: Vec<Arc<crate::filters::hooks::Hook>>,
+        client: reqwest::Client,
+        tenant_slug: &str,
+        server: &str,
+    ) {
+        if hooks.is_empty() {
+            return;
+        }
+        *lock(&self.0.hooks) = Some((hooks, client, tenant_slug.to_owned(), server.to_owned()));
     }
 
     /// Answers to tools/call, resources/read and prompts/get pass through `policy`.
@@ -259,6 +284,37 @@ impl Recorder {
                                 .unwrap_or_default()
                         )
                     };
+                    if e.action == "tools/call" {
+                        *result =
+                            json!({"content": [{"type": "text", "text": text}], "isError": true});
+                    } else {
+                        let id = msg.get("id").cloned().unwrap_or(Value::Null);
+                        *msg = json!({"jsonrpc": "2.0", "id": id,
+                            "error": {"code": -32000, "message": text}});
+                    }
+                }
+            }
+        }
+        let hooks = lock(&self.0.hooks).clone();
+        if let Some((hooks, client, tenant, server)) = hooks.filter(|_| {
+            !blocked
+                && matches!(
+                    e.action.as_str(),
+                    "tools/call" | "resources/read" | "prompts/get"
+                )
+        }) {
+            if let Some(result) = msg.get_mut("result") {
+                let target = e.target.clone().unwrap_or_default();
+                let (verdict, calls) = crate::filters::hooks::run(
+                    &client,
+                    &hooks,
+                    (&tenant, &server, &e.action, &target),
+                    result,
+                )
+                .await;
+                e.detail["hooks"] = json!(calls);
+                if let crate::filters::hooks::Verdict::Block(text) = verdict {
+                    blocked = true;
                     if e.action == "tools/call" {
                         *result =
                             json!({"content": [{"type": "text", "text": text}], "isError": true});

@@ -133,4 +133,63 @@ impl Store {
         });
         Ok(rows)
     }
+
+    /// The tenant's filter hooks, oldest first.
+    pub async fn filter_hooks(&self, tenant_id: &str) -> Result<Vec<FilterHookRow>> {
+        let rows = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_as::<_, FilterHookRow>(
+                "SELECT hook_id, server_slug, url, timeout_ms, fail_mode, created_at FROM filter_hook \
+                 WHERE tenant_id = $1 ORDER BY created_at, hook_id",
+            )
+            .bind(tenant_id)
+            .fetch_all(&mut *tx)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    pub async fn insert_filter_hook(&self, tenant_id: &str, h: &FilterHookRow) -> Result<()> {
+        tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query(
+                "INSERT INTO filter_hook (hook_id, tenant_id, server_slug, url, timeout_ms, fail_mode, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&h.hook_id)
+            .bind(tenant_id)
+            .bind(&h.server_slug)
+            .bind(&h.url)
+            .bind(h.timeout_ms)
+            .bind(&h.fail_mode)
+            .bind(h.created_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(BUMP).execute(&mut *tx).await?;
+        });
+        Ok(())
+    }
+
+    /// Whether there was one.
+    pub async fn delete_filter_hook(&self, tenant_id: &str, hook_id: &str) -> Result<bool> {
+        let n = tenant_tx!(self, tenant_id, |tx| {
+            let n = sqlx::query("DELETE FROM filter_hook WHERE tenant_id = $1 AND hook_id = $2")
+                .bind(tenant_id)
+                .bind(hook_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(BUMP).execute(&mut *tx).await?;
+            n
+        });
+        Ok(n > 0)
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FilterHookRow {
+    pub hook_id: String,
+    pub server_slug: String,
+    pub url: String,
+    pub timeout_ms: i64,
+    pub fail_mode: String,
+    pub created_at: i64,
 }

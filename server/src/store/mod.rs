@@ -107,6 +107,7 @@ mod approvals;
 mod audit;
 mod connections;
 mod filters;
+pub use filters::FilterHookRow;
 mod identity;
 mod limits;
 mod oauth;
