@@ -691,6 +691,7 @@ pub async fn filter(
         pii,
         secrets,
         injection,
+        arguments,
         ..
     } = cmd
     {
@@ -708,6 +709,12 @@ pub async fn filter(
             .and_then(crate::filters::InjectionAction::parse)
         {
             policy.injection = a;
+        }
+        if let Some(a) = arguments
+            .as_deref()
+            .and_then(crate::filters::ArgumentsAction::parse)
+        {
+            policy.arguments = a;
         }
         crate::filters::set(&store, &tid, &slug, &policy)
             .await

@@ -103,6 +103,10 @@ pub enum FilterCommand {
         /// log, off.
         #[arg(long, value_parser = ["off", "log", "flag", "block"])]
         injection: Option<String>,
+        /// Personal data and secrets in tool-call arguments: block (the call is refused), log,
+        /// off.
+        #[arg(long, value_parser = ["off", "log", "block"])]
+        arguments: Option<String>,
         #[arg(long)]
         json: bool,
     },

@@ -710,3 +710,106 @@ async fn external_filter_hooks_allow_deny_or_modify_answers_and_fail_as_configur
     assert_eq!(h["failed_open"], true, "{h}");
     assert_eq!(hooks_of(60).1["reason"], "it names project Bluebird");
 }
+
+on_both_engines!(tool_call_arguments_carrying_secrets_are_refused_or_logged);
+
+async fn tool_call_arguments_carrying_secrets_are_refused_or_logged(engine: Engine) {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(fixture_path("everything_fixture.mjs"))
+        .args(["http", "--port", "0"]);
+    let upstream = crate::conformance::start_listening(cmd).await;
+    let app = spawn_app(engine).await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    add_server(
+        &app,
+        "acme",
+        admin,
+        "crm",
+        json!({"transport": "streamable_http", "url": upstream.url}),
+    )
+    .await;
+    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let mut m = Mcp::new(&app, "acme", "crm", &dev);
+    m.initialize().await;
+    // Arguments recorded in full: secrets still never reach the log.
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::PUT,
+        "/api/v1/audit/settings",
+        Some(json!({"arguments": "full"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let out = app.cli(&[
+        "filter",
+        "set",
+        "--tenant",
+        "acme",
+        "--server",
+        "crm",
+        "--secrets",
+        "redact",
+        "--arguments",
+        "block",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["effective"]["arguments"], "block", "{v}");
+    let secret = "deploy with ghp_R8q7P6o5N4m3L2k1J0i9H8g7F6e5D4c3B2a1";
+    let mut refused = String::new();
+    for i in 0..40 {
+        refused = m
+            .call_text(10 + i, "echo", json!({ "message": secret }))
+            .await;
+        if refused.starts_with("error:") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    assert_eq!(
+        refused,
+        "error: The call was blocked by the gateway's data policy: its arguments carried GITHUB_TOKEN (1)."
+    );
+    // Personal data is off in this policy: it passes.
+    let ok = m
+        .call_text(60, "echo", json!({"message": "mail jane@contoso.example"}))
+        .await;
+    assert_eq!(ok, "Echo: mail jane@contoso.example");
+    let audit = app
+        .client
+        .get(app.url("/api/v1/audit/export?format=jsonl&method=tools/call"))
+        .header(reqwest::header::HOST, app.host(Some("acme")))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let blocked: Vec<Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r["outcome"] == "blocked")
+        .collect();
+    assert!(!blocked.is_empty(), "{audit}");
+    assert_eq!(
+        blocked[0]["detail"]["arguments_filters"]["found"]["GITHUB_TOKEN"], 1,
+        "{audit}"
+    );
+    assert_eq!(
+        blocked[0]["detail"]["arguments"]["message"], "deploy with [REDACTED:GITHUB_TOKEN]",
+        "{audit}"
+    );
+    assert!(!audit.contains("ghp_R8q7"), "no secret in the log");
+    assert!(
+        audit.contains("mail jane@contoso.example"),
+        "full means full for the rest"
+    );
+}

@@ -1128,6 +1128,7 @@ async fn endpoint(
         })
     });
     let mut events = Vec::with_capacity(attempts.len());
+    let data_policy = state.gateway.filter_policy(&tenant.tenant_id, &server);
     for (attempt, msg) in &attempts {
         let decision = policy::check(
             &tenant_policy,
@@ -1156,6 +1157,31 @@ async fn endpoint(
         let id = msg.and_then(|m| m.get("id")).cloned();
         if let policy::Decision::Deny(_, error) = decision {
             denial.get_or_insert(error);
+        } else if attempt.rpc_method == Some("tools/call") {
+            // Personal data and secrets in what the client sends upstream.
+            let screened = data_policy
+                .as_ref()
+                .zip(msg.and_then(|m| m.pointer("/params/arguments")));
+            if let Some((found, block)) = screened
+                .and_then(|(p, args)| crate::filters::screen_arguments(p, attempt.target, args))
+            {
+                let summary = found
+                    .iter()
+                    .map(|(k, n)| format!("{k} ({n})"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                e.detail["arguments_filters"] = serde_json::json!({
+                    "found": found,
+                    "action": if block { "block" } else { "log" },
+                });
+                if block {
+                    e.outcome = "blocked".into();
+                    denial.get_or_insert(serde_json::json!({
+                        "code": -32602,
+                        "message": format!("The call was blocked by the gateway's data policy: its arguments carried {summary}."),
+                    }));
+                }
+            }
         }
         events.push((is_request.then_some(id).flatten(), e));
     }

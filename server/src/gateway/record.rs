@@ -101,9 +101,12 @@ impl Arguments {
                 detail["arguments"] = shape(args);
             }
             Self::Full => {
+                // Secrets never reach the log, whatever the recording setting.
+                let mut args = args.clone();
+                crate::filters::redact_secrets(&mut args);
                 let text = args.to_string();
                 if text.len() <= MAX_FULL_ARGUMENTS {
-                    detail["arguments"] = args.clone();
+                    detail["arguments"] = args;
                 } else {
                     let mut cut = MAX_FULL_ARGUMENTS;
                     while !text.is_char_boundary(cut) {
