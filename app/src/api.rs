@@ -150,6 +150,12 @@ pub struct FiltersView {
     /// logged).
     #[serde(default)]
     pub activity: Vec<(String, u64, u64, u64)>,
+    /// The data inventory: (server, category, class, answers, last seen).
+    #[serde(default)]
+    pub inventory: Vec<(String, String, String, u64, String)>,
+    /// External hooks: (id, server or "*", url, timeout ms, fail mode).
+    #[serde(default)]
+    pub hooks: Vec<(String, String, String, i64, String)>,
 }
 
 impl FiltersView {

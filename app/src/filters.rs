@@ -28,6 +28,32 @@ pub fn Filters(
     result: Option<SimulationView>,
 ) -> impl IntoView {
     let no_changes = view.changes_empty();
+    let inventory = view
+        .inventory
+        .iter()
+        .map(|(server, category, class, answers, last)| {
+            view! {
+                <tr class="inventory-row">
+                    <td><code>{server.clone()}</code></td><td>{category.clone()}</td><td>{class.clone()}</td>
+                    <td>{answers.to_string()}</td><td>{last.clone()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let hooks = view
+        .hooks
+        .iter()
+        .map(|(id, server, url, timeout, fail)| {
+            view! {
+                <tr class="hook-row">
+                    <td><code>{id.clone()}</code></td>
+                    <td>{if server == "*" { "every server".to_owned() } else { server.clone() }}</td>
+                    <td><code>{url.clone()}</code></td><td>{format!("{timeout} ms")}</td><td>{format!("fails {fail}")}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let no_hooks = view.hooks.is_empty();
     let policies = view
         .policies
         .iter()
@@ -213,6 +239,28 @@ pub fn Filters(
                 view! { <ul id="tool-change-list">{changes}</ul> }.into_any()
             }}
             {unpinned}
+        </section>
+        <section class="card" id="data-inventory">
+            <h2>"Data inventory"</h2>
+            <p class="hint">"Which categories of data each server's answers carried, counted where a filter policy is active (set "<code>"log"</code>" to take stock without changing answers)."</p>
+            <table id="inventory-list">
+                <thead><tr><th>"Server"</th><th>"Category"</th><th>"Class"</th><th>"Answers"</th><th>"Last seen"</th></tr></thead>
+                <tbody>{inventory}</tbody>
+            </table>
+        </section>
+        <section class="card" id="filter-hooks">
+            <h2>"External hooks"</h2>
+            <p class="hint">"Your own DLP, called with each answer after the built-in filters (signed requests; allow, deny or modify). Add and remove hooks with "<code>"/api/v1/filter-hooks"</code>"; the signing secret is shown once."</p>
+            {if no_hooks {
+                view! { <p id="no-hooks">"No hooks."</p> }.into_any()
+            } else {
+                view! {
+                    <table id="hook-list">
+                        <thead><tr><th>"Hook"</th><th>"Servers"</th><th>"URL"</th><th>"Timeout"</th><th>"On failure"</th></tr></thead>
+                        <tbody>{hooks}</tbody>
+                    </table>
+                }.into_any()
+            }}
         </section>
         <section class="card" id="filter-activity">
             <h2>"Activity"</h2>

@@ -98,12 +98,37 @@ impl Backend {
                 day.3 += 1;
             }
         }
+        st.gateway.inventory.flush(&st.store).await;
+        let inventory = crate::filters::inventory::entries(&st.store, tid, None)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|e| {
+                (
+                    e.server,
+                    e.category,
+                    e.class.to_owned(),
+                    e.answers,
+                    e.last_seen_at,
+                )
+            })
+            .collect();
+        let hooks = st
+            .store
+            .filter_hooks(tid)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|h| (h.hook_id, h.server_slug, h.url, h.timeout_ms, h.fail_mode))
+            .collect();
         Ok(FiltersView {
             policies,
             servers,
             changes,
             unpinned,
             activity: days,
+            inventory,
+            hooks,
         })
     }
 

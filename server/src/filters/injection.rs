@@ -25,7 +25,7 @@
 //! Reasons are fixed phrases (never the text itself), so a verdict can go into the audit
 //! record as it is.
 
-use regex::{Regex, RegexSet};
+use regex::Regex;
 use serde::Serialize;
 use std::sync::LazyLock;
 
@@ -389,19 +389,47 @@ const MARKERS: &[(&str, &str, f32)] = &[
     ),
 ];
 
-static INSTRUCTION_SET: LazyLock<(RegexSet, Vec<Regex>)> = LazyLock::new(|| compile(INSTRUCTIONS));
-static MARKER_SET: LazyLock<(RegexSet, Vec<Regex>)> = LazyLock::new(|| compile(MARKERS));
+/// A pattern of the tables, compiled. ASCII patterns (most) run on bytes with ASCII word
+/// boundaries and case folding, which the regex crate's DFAs handle at full speed; patterns
+/// with non-ASCII letters (the other languages) run with Unicode rules.
+enum Matcher {
+    Ascii(regex::bytes::Regex),
+    Unicode(Regex),
+}
 
-fn compile(table: &[(&str, &str, f32)]) -> (RegexSet, Vec<Regex>) {
-    let pats: Vec<String> = table.iter().map(|(p, _, _)| format!("(?i){p}")).collect();
+impl Matcher {
+    fn is_match(&self, text: &str) -> bool {
+        match self {
+            Matcher::Ascii(r) => r.is_match(text.as_bytes()),
+            Matcher::Unicode(r) => r.is_match(text),
+        }
+    }
+}
+
+static INSTRUCTION_SET: LazyLock<Vec<Option<Matcher>>> = LazyLock::new(|| compile(INSTRUCTIONS));
+static MARKER_SET: LazyLock<Vec<Option<Matcher>>> = LazyLock::new(|| compile(MARKERS));
+
+fn compile(table: &[(&str, &str, f32)]) -> Vec<Option<Matcher>> {
     // The tables are constants checked by the unit tests; a pattern that failed to compile
-    // would be a bug caught there, never at run time. Still, no panic: an empty set.
-    let set = RegexSet::new(&pats).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "an injection pattern does not compile");
-        RegexSet::empty()
-    });
-    let each = pats.iter().filter_map(|p| Regex::new(p).ok()).collect();
-    (set, each)
+    // would be a bug caught there, never at run time. Still, no panic: it is left out.
+    table
+        .iter()
+        .map(|(p, _, _)| {
+            let m = if p.is_ascii() {
+                regex::bytes::RegexBuilder::new(&format!("(?i-u){p}"))
+                    .dfa_size_limit(16 << 20)
+                    .build()
+                    .map(Matcher::Ascii)
+            } else {
+                regex::RegexBuilder::new(&format!("(?i){p}"))
+                    .dfa_size_limit(16 << 20)
+                    .build()
+                    .map(Matcher::Unicode)
+            };
+            m.map_err(|e| tracing::error!(error = %e, "an injection pattern does not compile"))
+                .ok()
+        })
+        .collect()
 }
 
 /// Placeholders a model is asked to fill into a URL.
@@ -509,7 +537,11 @@ fn dampen(text: &str, v: &mut Verdict) {
         kinds.len()
     });
     let template_code = v.techniques == ["role_marker"] && hit(&TEMPLATE_CODE, text);
-    if discussion >= 2 || template_code {
+    // One word of discussion is enough when the text quotes something.
+    let quotes = text.matches(['"', '“', '”', '«', '»']).count() >= 2
+        || text.matches(" '").count() >= 1
+            && text.matches("' ").count() + text.matches("'.").count() >= 1;
+    if discussion >= 2 || (discussion >= 1 && quotes) || template_code {
         v.score *= 0.45;
         v.reasons.push(if template_code {
             "lowered: documents chat formats"
@@ -529,7 +561,6 @@ fn weight_of(reason: &str) -> u32 {
 }
 
 fn instructions(text: &str, v: &mut Verdict, technique: &'static str) -> bool {
-    let (set, _) = &*INSTRUCTION_SET;
     let folded;
     let text = if text.contains(['\n', '\t', '\r']) || text.contains("  ") {
         folded = fold_space(text);
@@ -538,10 +569,12 @@ fn instructions(text: &str, v: &mut Verdict, technique: &'static str) -> bool {
         text
     };
     let mut any = false;
-    for i in set.matches(text).iter() {
-        let (_, reason, w) = INSTRUCTIONS[i];
-        v.add(technique, reason, w);
-        any = true;
+    for (i, re) in INSTRUCTION_SET.iter().enumerate() {
+        if re.as_ref().is_some_and(|r| r.is_match(text)) {
+            let (_, reason, w) = INSTRUCTIONS[i];
+            v.add(technique, reason, w);
+            any = true;
+        }
     }
     any
 }
@@ -571,10 +604,11 @@ fn fold_space(text: &str) -> String {
 }
 
 fn markers(text: &str, v: &mut Verdict) {
-    let (set, _) = &*MARKER_SET;
-    for i in set.matches(text).iter() {
-        let (_, reason, w) = MARKERS[i];
-        v.add("role_marker", reason, w);
+    for (i, re) in MARKER_SET.iter().enumerate() {
+        if re.as_ref().is_some_and(|r| r.is_match(text)) {
+            let (_, reason, w) = MARKERS[i];
+            v.add("role_marker", reason, w);
+        }
     }
 }
 
@@ -993,11 +1027,10 @@ mod tests {
 
     #[test]
     fn every_pattern_compiles() {
-        for (p, _, _) in INSTRUCTIONS.iter().chain(MARKERS) {
-            assert!(Regex::new(&format!("(?i){p}")).is_ok(), "{p}");
-        }
-        assert_eq!(INSTRUCTION_SET.0.len(), INSTRUCTIONS.len());
-        assert_eq!(MARKER_SET.0.len(), MARKERS.len());
+        assert!(INSTRUCTION_SET.iter().all(Option::is_some));
+        assert!(MARKER_SET.iter().all(Option::is_some));
+        assert_eq!(INSTRUCTION_SET.len(), INSTRUCTIONS.len());
+        assert_eq!(MARKER_SET.len(), MARKERS.len());
     }
 
     #[test]
@@ -1017,7 +1050,7 @@ mod tests {
             .collect();
         let v = scan(&format!("Nice weather today.{hidden}"));
         assert!(
-            v.is_injection() && v.techniques == ["hidden_unicode"],
+            v.is_injection() && v.reasons.contains(&"instructions hidden in tag characters"),
             "{v:?}"
         );
         let v = scan(
