@@ -411,23 +411,38 @@ pub fn apply(policy: &Policy, tool: Option<&str>, result: &mut Value) -> Report 
     if policy.injection == InjectionAction::Off {
         return report;
     }
-    let mut verdict = injection::Verdict::default();
-    let mut flagged = Vec::new();
+    // One scan over every string of the answer, joined by blank lines (which end every phrase
+    // the scanner looks for): a scan per string would pay its fixed cost on each of the many
+    // short strings of a structured result.
+    let mut joined = String::new();
     visit(result, &mut |s: &mut String| {
-        let v = injection::scan(s);
-        flagged.push(v.is_injection());
-        if v.is_injection() {
-            verdict.merge(&v);
+        if s.len() >= 8 {
+            joined.push_str(s);
+            joined.push_str("\n\n");
         }
     });
+    let mut verdict = injection::scan(&joined);
     if !verdict.is_injection() {
         return report;
     }
     verdict.reasons.retain(|r| !r.starts_with("lowered"));
     if policy.injection == InjectionAction::Flag && !report.blocked() {
-        let mut each = flagged.into_iter();
+        // The strings to wrap: those that read as an injection alone, else those with any
+        // signal, else every string (the signal spans them).
+        let mut scores = Vec::new();
         visit(result, &mut |s: &mut String| {
-            if each.next() == Some(true) {
+            scores.push(injection::scan(s).score);
+        });
+        let bar = if scores.iter().any(|x| *x >= injection::THRESHOLD) {
+            injection::THRESHOLD
+        } else if scores.iter().any(|x| *x > 0.0) {
+            f32::MIN_POSITIVE
+        } else {
+            0.0
+        };
+        let mut each = scores.into_iter();
+        visit(result, &mut |s: &mut String| {
+            if each.next().is_some_and(|x| x >= bar) && s.len() >= 8 {
                 *s = format!("{INJECTION_WARNING}\n{s}\n{INJECTION_END}");
             }
         });
@@ -470,11 +485,10 @@ pub fn scan_listed(item: &Value) -> injection::Verdict {
             schema_texts(s, &mut texts);
         }
     }
-    for t in texts {
-        let one = injection::scan(t);
-        if one.is_injection() {
-            v.merge(&one);
-        }
+    let joined = texts.join("\n\n");
+    let one = injection::scan(&joined);
+    if one.is_injection() {
+        v.merge(&one);
     }
     v.reasons.retain(|r| !r.starts_with("lowered"));
     v
