@@ -141,12 +141,57 @@ fn detection_meets_its_precision_and_recall_on_the_labelled_corpus() {
 use crate::access::api;
 use crate::gateway::{add_server, fixture_path, user_token};
 use crate::gateway_sessions::Mcp;
-use crate::helpers::{spawn_app, Engine};
+use crate::helpers::{spawn_app, Engine, TestApp};
 use crate::on_both_engines;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 on_both_engines!(answers_carrying_personal_data_are_redacted_masked_or_blocked_and_recorded);
+
+/// The fixture MCP server over Streamable HTTP, a gateway with tenant `acme` serving it as
+/// `slug`: (the fixture, the app, the admin token, a user's gateway token).
+pub(crate) async fn acme_with_http_fixture(
+    engine: Engine,
+    slug: &str,
+) -> (crate::conformance::Listening, TestApp, String, String) {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(fixture_path("everything_fixture.mjs"))
+        .args(["http", "--port", "0"]);
+    let upstream = crate::conformance::start_listening(cmd).await;
+    let app = spawn_app(engine).await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.clone();
+    add_server(
+        &app,
+        "acme",
+        &admin,
+        slug,
+        json!({"transport": "streamable_http", "url": upstream.url}),
+    )
+    .await;
+    let dev = user_token(&app, "acme", &admin, "dev@acme.example").await;
+    (upstream, app, admin, dev)
+}
+
+/// The records of `acme` whose action is `action`, from the JSON Lines export.
+pub(crate) async fn acme_records(app: &TestApp, admin: &str, action: &str) -> Vec<Value> {
+    let text = app
+        .client
+        .get(app.url(&format!(
+            "/api/v1/audit/export?format=jsonl&method={action}"
+        )))
+        .header(reqwest::header::HOST, app.host(Some("acme")))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
 
 /// Calls `echo` until its text satisfies `ok` (a policy set by the CLI reaches the gateway's
 /// snapshot within a second or two); the last text.
@@ -167,22 +212,8 @@ async fn echo_until(m: &Mcp<'_>, message: &str, ok: impl Fn(&str) -> bool) -> St
 async fn answers_carrying_personal_data_are_redacted_masked_or_blocked_and_recorded(
     engine: Engine,
 ) {
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(fixture_path("everything_fixture.mjs"))
-        .args(["http", "--port", "0"]);
-    let upstream = crate::conformance::start_listening(cmd).await;
-    let app = spawn_app(engine).await;
-    let acme = app.create_tenant("acme").await;
-    let admin = acme.admin_token.as_str();
-    add_server(
-        &app,
-        "acme",
-        admin,
-        "crm",
-        json!({"transport": "streamable_http", "url": upstream.url}),
-    )
-    .await;
-    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let (_upstream, app, admin, dev) = acme_with_http_fixture(engine, "crm").await;
+    let admin = admin.as_str();
     let mut m = Mcp::new(&app, "acme", "crm", &dev);
     m.initialize().await;
     let card = "4111 1111 1111 1111";
@@ -392,22 +423,8 @@ async fn answers_carrying_personal_data_are_redacted_masked_or_blocked_and_recor
 on_both_engines!(field_rules_keep_what_a_tool_may_return_and_the_listed_schema_follows);
 
 async fn field_rules_keep_what_a_tool_may_return_and_the_listed_schema_follows(engine: Engine) {
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(fixture_path("everything_fixture.mjs"))
-        .args(["http", "--port", "0"]);
-    let upstream = crate::conformance::start_listening(cmd).await;
-    let app = spawn_app(engine).await;
-    let acme = app.create_tenant("acme").await;
-    let admin = acme.admin_token.as_str();
-    add_server(
-        &app,
-        "acme",
-        admin,
-        "crm",
-        json!({"transport": "streamable_http", "url": upstream.url}),
-    )
-    .await;
-    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let (_upstream, app, admin, dev) = acme_with_http_fixture(engine, "crm").await;
+    let admin = admin.as_str();
     let mut m = Mcp::new(&app, "acme", "crm", &dev);
     m.initialize().await;
 
@@ -557,25 +574,11 @@ async fn dlp_receiver(
 }
 
 async fn external_filter_hooks_allow_deny_or_modify_answers_and_fail_as_configured(engine: Engine) {
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(fixture_path("everything_fixture.mjs"))
-        .args(["http", "--port", "0"]);
-    let upstream = crate::conformance::start_listening(cmd).await;
     let secret = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let dlp = dlp_receiver(secret.clone(), seen.clone()).await;
-    let app = spawn_app(engine).await;
-    let acme = app.create_tenant("acme").await;
-    let admin = acme.admin_token.as_str();
-    add_server(
-        &app,
-        "acme",
-        admin,
-        "crm",
-        json!({"transport": "streamable_http", "url": upstream.url}),
-    )
-    .await;
-    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let (_upstream, app, admin, dev) = acme_with_http_fixture(engine, "crm").await;
+    let admin = admin.as_str();
     let mut m = Mcp::new(&app, "acme", "crm", &dev);
     m.initialize().await;
 
@@ -714,22 +717,8 @@ async fn external_filter_hooks_allow_deny_or_modify_answers_and_fail_as_configur
 on_both_engines!(tool_call_arguments_carrying_secrets_are_refused_or_logged);
 
 async fn tool_call_arguments_carrying_secrets_are_refused_or_logged(engine: Engine) {
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(fixture_path("everything_fixture.mjs"))
-        .args(["http", "--port", "0"]);
-    let upstream = crate::conformance::start_listening(cmd).await;
-    let app = spawn_app(engine).await;
-    let acme = app.create_tenant("acme").await;
-    let admin = acme.admin_token.as_str();
-    add_server(
-        &app,
-        "acme",
-        admin,
-        "crm",
-        json!({"transport": "streamable_http", "url": upstream.url}),
-    )
-    .await;
-    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let (_upstream, app, admin, dev) = acme_with_http_fixture(engine, "crm").await;
+    let admin = admin.as_str();
     let mut m = Mcp::new(&app, "acme", "crm", &dev);
     m.initialize().await;
     // Arguments recorded in full: secrets still never reach the log.

@@ -4,9 +4,8 @@
 //! new tool on a server that denies new tools waits in the same queue.
 
 use crate::access::api;
-use crate::gateway::{add_server, fixture_path, user_token};
 use crate::gateway_sessions::Mcp;
-use crate::helpers::{spawn_app, Engine, TestApp};
+use crate::helpers::{Engine, TestApp};
 use crate::on_both_engines;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -38,44 +37,11 @@ async fn queue_until(app: &TestApp, admin: &str, ok: impl Fn(&Value) -> bool) ->
     panic!("the queue never satisfied the condition: {last}");
 }
 
-async fn export(app: &TestApp, admin: &str, action: &str) -> Vec<Value> {
-    let text = app
-        .client
-        .get(app.url(&format!(
-            "/api/v1/audit/export?format=jsonl&method={action}"
-        )))
-        .header(reqwest::header::HOST, app.host(Some("acme")))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
 async fn a_tool_whose_definition_changes_upstream_is_held_until_an_admin_approves_it(
     engine: Engine,
 ) {
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(fixture_path("everything_fixture.mjs"))
-        .args(["http", "--port", "0"]);
-    let upstream = crate::conformance::start_listening(cmd).await;
-    let app = spawn_app(engine).await;
-    let acme = app.create_tenant("acme").await;
-    let admin = acme.admin_token.as_str();
-    add_server(
-        &app,
-        "acme",
-        admin,
-        "wx",
-        json!({"transport": "streamable_http", "url": upstream.url}),
-    )
-    .await;
-    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let (_upstream, app, admin, dev) = crate::filters::acme_with_http_fixture(engine, "wx").await;
+    let admin = admin.as_str();
 
     // The admin reviews the server: every tool's definition is pinned.
     let (s, v) = api(
@@ -146,13 +112,13 @@ async fn a_tool_whose_definition_changes_upstream_is_held_until_an_admin_approve
     // Calls are refused, as for a tool that does not exist, and recorded with the reason.
     let refused = m.call_text(5, "weather", json!({"city": "Oslo"})).await;
     assert_eq!(refused, "error: Unknown tool: weather");
-    let calls = export(&app, admin, "tools/call").await;
+    let calls = crate::filters::acme_records(&app, admin, "tools/call").await;
     assert!(
         calls.iter().any(|r| r["outcome"] == "denied"
             && r["detail"]["rule"] == "tool definition changed since review"),
         "{calls:?}"
     );
-    let changed = export(&app, admin, "tool.changed").await;
+    let changed = crate::filters::acme_records(&app, admin, "tool.changed").await;
     assert_eq!(
         changed.len(),
         1,
@@ -194,7 +160,12 @@ async fn a_tool_whose_definition_changes_upstream_is_held_until_an_admin_approve
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(ok, "Sunny in Bergen");
-    assert_eq!(export(&app, admin, "tool.restored").await.len(), 1);
+    assert_eq!(
+        crate::filters::acme_records(&app, admin, "tool.restored")
+            .await
+            .len(),
+        1
+    );
 
     // Poisoned again: a decision on a digest other than the queued one changes nothing.
     m.call_text(9, "test_rug_pull", json!({})).await;
@@ -263,7 +234,7 @@ async fn a_tool_whose_definition_changes_upstream_is_held_until_an_admin_approve
         m.call_text(13, "weather", json!({"city": "Oslo"})).await,
         "Sunny in Oslo"
     );
-    let approved = export(&app, admin, "tool.approved").await;
+    let approved = crate::filters::acme_records(&app, admin, "tool.approved").await;
     assert_eq!(approved.len(), 1, "{approved:?}");
     assert_eq!(
         approved[0]["actor"], "admin@acme.example.com",
@@ -303,7 +274,9 @@ async fn a_tool_whose_definition_changes_upstream_is_held_until_an_admin_approve
         refused
     );
     assert_eq!(
-        export(&app, admin, "tool.changed").await.len(),
+        crate::filters::acme_records(&app, admin, "tool.changed")
+            .await
+            .len(),
         3,
         "a dismissed change seen again is not news"
     );
