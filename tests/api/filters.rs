@@ -173,10 +173,9 @@ pub(crate) async fn acme_with_http_fixture(
     (upstream, app, admin, dev)
 }
 
-/// The records of `acme` whose action is `action`, from the JSON Lines export.
-pub(crate) async fn acme_records(app: &TestApp, admin: &str, action: &str) -> Vec<Value> {
-    let text = app
-        .client
+/// The JSON Lines export of `acme`'s records whose action is `action`, as text.
+pub(crate) async fn acme_export(app: &TestApp, admin: &str, action: &str) -> String {
+    app.client
         .get(app.url(&format!(
             "/api/v1/audit/export?format=jsonl&method={action}"
         )))
@@ -187,8 +186,14 @@ pub(crate) async fn acme_records(app: &TestApp, admin: &str, action: &str) -> Ve
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// The records of `acme` whose action is `action`, from the JSON Lines export.
+pub(crate) async fn acme_records(app: &TestApp, admin: &str, action: &str) -> Vec<Value> {
+    acme_export(app, admin, action)
+        .await
+        .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
@@ -338,17 +343,7 @@ async fn answers_carrying_personal_data_are_redacted_masked_or_blocked_and_recor
     );
 
     // Every decision is in the audit record: kinds, counts, action — never a value.
-    let audit = app
-        .client
-        .get(app.url("/api/v1/audit/export?format=jsonl&method=tools/call"))
-        .header(reqwest::header::HOST, app.host(Some("acme")))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let audit = acme_export(&app, admin, "tools/call").await;
     let records: Vec<Value> = audit
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -371,17 +366,7 @@ async fn answers_carrying_personal_data_are_redacted_masked_or_blocked_and_recor
         !audit.contains("4111 1111") && !audit.contains("jane.roe@"),
         "no values"
     );
-    let admin_log = app
-        .client
-        .get(app.url("/api/v1/audit/export?format=jsonl&method=filters.set"))
-        .header(reqwest::header::HOST, app.host(Some("acme")))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let admin_log = acme_export(&app, admin, "filters.set").await;
     assert!(
         admin_log.lines().count() >= 2,
         "policy changes are recorded: {admin_log}"
@@ -505,17 +490,7 @@ async fn field_rules_keep_what_a_tool_may_return_and_the_listed_schema_follows(e
     );
 
     // The record says how many values the rules took out; never which.
-    let audit = app
-        .client
-        .get(app.url("/api/v1/audit/export?format=jsonl&method=tools/call"))
-        .header(reqwest::header::HOST, app.host(Some("acme")))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let audit = acme_export(&app, admin, "tools/call").await;
     assert!(
         audit.lines().any(|l| l.contains("\"fields_dropped\":8")),
         "{audit}"
@@ -675,17 +650,7 @@ async fn external_filter_hooks_allow_deny_or_modify_answers_and_fail_as_configur
     let passed = m.call_text(63, "echo", json!({"message": "SLOW"})).await;
     assert_eq!(passed, "Echo: SLOW");
 
-    let audit = app
-        .client
-        .get(app.url("/api/v1/audit/export?format=jsonl&method=tools/call"))
-        .header(reqwest::header::HOST, app.host(Some("acme")))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let audit = acme_export(&app, admin, "tools/call").await;
     let records: Vec<Value> = audit
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -771,17 +736,7 @@ async fn tool_call_arguments_carrying_secrets_are_refused_or_logged(engine: Engi
         .call_text(60, "echo", json!({"message": "mail jane@contoso.example"}))
         .await;
     assert_eq!(ok, "Echo: mail jane@contoso.example");
-    let audit = app
-        .client
-        .get(app.url("/api/v1/audit/export?format=jsonl&method=tools/call"))
-        .header(reqwest::header::HOST, app.host(Some("acme")))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let audit = acme_export(&app, admin, "tools/call").await;
     let blocked: Vec<Value> = audit
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
