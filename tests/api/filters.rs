@@ -82,6 +82,7 @@ fn ratio(a: usize, b: usize) -> f64 {
 fn detection_holds_up_on_the_held_out_corpus() {
     let counts = evaluate_file("heldout.jsonl");
     let (mut tp, mut fp, mut fn_) = (0, 0, 0);
+    let mut failures = Vec::new();
     eprintln!("held-out        TP   FP   FN  precision  recall   F1");
     for (kind, (t, f, n)) in &counts {
         let p = ratio(*t, t + f);
@@ -92,20 +93,38 @@ fn detection_holds_up_on_the_held_out_corpus() {
             0.0
         };
         eprintln!("{kind:<15} {t:>4} {f:>4} {n:>4}  {p:>9.3}  {r:>6.3}  {f1:.3}");
-        tp += t;
-        fp += f;
-        fn_ += n;
+        if CONTEXT_KINDS.contains(kind) {
+            if p < HELDOUT_CONTEXT.0 || r < HELDOUT_CONTEXT.1 {
+                failures.push(format!("{kind}: precision {p:.3}, recall {r:.3}"));
+            }
+        } else {
+            tp += t;
+            fp += f;
+            fn_ += n;
+        }
     }
     let (p, r) = (ratio(tp, tp + fp), ratio(tp, tp + fn_));
-    eprintln!("all             {tp:>4} {fp:>4} {fn_:>4}  {p:>9.3}  {r:>6.3}");
-    assert!(
-        p >= HELDOUT_MIN && r >= HELDOUT_MIN,
-        "held-out micro precision {p:.3}, recall {r:.3} (min {HELDOUT_MIN})"
-    );
+    eprintln!("structured      {tp:>4} {fp:>4} {fn_:>4}  {p:>9.3}  {r:>6.3}");
+    if p < HELDOUT_MIN || r < HELDOUT_MIN {
+        failures.push(format!(
+            "structured types: micro precision {p:.3}, recall {r:.3} (min {HELDOUT_MIN})"
+        ));
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
-// Measured 0.984 precision, 0.996 recall (BENCHMARKS.md); the bound leaves a little room.
+// Measured on the structured types 0.984 precision, 0.996 recall (BENCHMARKS.md); the bound
+// leaves a little room.
 const HELDOUT_MIN: f64 = 0.95;
+/// The types found from context. Measured (BENCHMARKS.md): names 0.949 / 0.728, addresses
+/// 0.917 / 0.825, dates of birth 1.000 / 0.929, national ids 1.000 / 0.977.
+const CONTEXT_KINDS: [&str; 4] = [
+    "PERSON_NAME",
+    "POSTAL_ADDRESS",
+    "DATE_OF_BIRTH",
+    "NATIONAL_ID",
+];
+const HELDOUT_CONTEXT: (f64, f64) = (0.90, 0.70);
 
 #[test]
 fn detection_meets_its_precision_and_recall_on_the_labelled_corpus() {
@@ -122,9 +141,12 @@ fn detection_meets_its_precision_and_recall_on_the_labelled_corpus() {
         };
         eprintln!("{kind:<15} {tp:>4} {fp:>4} {fn_:>4}  {p:>9.3}  {r:>6.3}  {f1:.3}");
         // Checksummed and well-formed types must be near perfect; phone numbers and IP
-        // addresses are looser by nature; generic secrets depend on context.
+        // addresses are looser by nature; generic secrets depend on context; names, addresses,
+        // dates of birth and national ids (several schemes are bare digits that need a label
+        // nearby) are found from context, which a text does not always give.
         let (min_p, min_r) = match *kind {
             "PHONE" | "IP_ADDRESS" => (0.90, 0.90),
+            "PERSON_NAME" | "POSTAL_ADDRESS" | "DATE_OF_BIRTH" | "NATIONAL_ID" => (0.90, 0.85),
             "GENERIC_SECRET" => (0.85, 0.80),
             _ => (0.95, 0.95),
         };

@@ -13,11 +13,13 @@
 //!   `type`, `mimeType`, `uri` are never touched). The [`Report`] goes into the audit record:
 //!   kinds and counts and the action, never a value.
 
+mod context;
 pub mod detect;
 pub mod fields;
 pub mod hooks;
 pub mod injection;
 pub mod inventory;
+mod national;
 
 use detect::Kind;
 use serde::{Deserialize, Serialize};
@@ -138,14 +140,14 @@ pub fn screen_arguments(
     }
     let p = policy.for_tool(tool);
     let mut found: BTreeMap<&'static str, usize> = BTreeMap::new();
-    let mut args = arguments.clone();
-    visit(&mut args, &mut |s: &mut String| {
-        for f in detect::scan(s) {
-            if p.action(f.kind) != Action::Off {
-                *found.entry(f.kind.name()).or_default() += 1;
-            }
+    for f in scan_strings(arguments).iter().flatten() {
+        // Names and addresses are what many tools are asked about: they count here only when
+        // the policy names them.
+        let named = !f.kind.opt_in() || p.entities.contains_key(f.kind.name());
+        if p.action(f.kind) != Action::Off && named {
+            *found.entry(f.kind.name()).or_default() += 1;
         }
-    });
+    }
     (!found.is_empty()).then(|| (found, policy.arguments == ArgumentsAction::Block))
 }
 
@@ -156,9 +158,11 @@ pub fn redact_secrets(v: &mut Value) {
         secrets: Action::Redact,
         ..Default::default()
     };
+    let mut each = scan_strings(v).into_iter();
     visit(v, &mut |s: &mut String| {
-        let findings = detect::scan(s);
-        rewrite(&policy, s, findings);
+        if let Some(findings) = each.next() {
+            rewrite(&policy, s, findings);
+        }
     });
 }
 
@@ -270,14 +274,15 @@ impl Policy {
     }
 
     pub fn action(&self, k: Kind) -> Action {
-        self.entities
-            .get(k.name())
-            .copied()
-            .unwrap_or(if k.is_secret() {
-                self.secrets
-            } else {
-                self.pii
-            })
+        if let Some(a) = self.entities.get(k.name()) {
+            return *a;
+        }
+        match (k.is_secret(), k.opt_in()) {
+            (true, _) => self.secrets,
+            (false, false) => self.pii,
+            // Names and addresses: recorded under the blanket action, acted on when named.
+            (false, true) => self.pii.min(Action::Log),
+        }
     }
 
     /// Whether the policy does anything at all.
@@ -498,19 +503,15 @@ fn personal_data(policy: &Policy, result: &mut Value) -> Report {
     let mut report = Report::default();
     // First pass: find (so that a block leaves the value untouched); the findings of each
     // string, in visiting order, serve the rewriting pass.
-    let mut all: Vec<Vec<detect::Finding>> = Vec::new();
-    visit(result, &mut |s: &mut String| {
-        let findings = detect::scan(s);
-        for f in &findings {
-            let a = policy.action(f.kind);
-            if a == Action::Off {
-                continue;
-            }
-            *report.found.entry(f.kind.name()).or_default() += 1;
-            report.action = report.action.max(Some(a));
+    let all = scan_strings(result);
+    for f in all.iter().flatten() {
+        let a = policy.action(f.kind);
+        if a == Action::Off {
+            continue;
         }
-        all.push(findings);
-    });
+        *report.found.entry(f.kind.name()).or_default() += 1;
+        report.action = report.action.max(Some(a));
+    }
     if report.blocked() || report.action.is_none_or(|a| a == Action::Log) {
         return report;
     }
@@ -521,6 +522,28 @@ fn personal_data(policy: &Policy, result: &mut Value) -> Report {
         }
     });
     report
+}
+
+/// The findings of every string of `v`, in visiting order, each string scanned with the name
+/// of the field that holds it (`detect::scan_fields`).
+fn scan_strings(v: &Value) -> Vec<Vec<detect::Finding>> {
+    fn collect<'a>(v: &'a Value, key: Option<&'a str>, out: &mut Vec<(Option<&'a str>, &'a str)>) {
+        match v {
+            Value::String(s) => out.push((key, s)),
+            Value::Array(items) => items.iter().for_each(|x| collect(x, key, out)),
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if !STRUCTURAL.contains(&k.as_str()) {
+                        collect(x, Some(k), out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut fields = Vec::new();
+    collect(v, None, &mut fields);
+    detect::scan_fields(&fields)
 }
 
 fn visit(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
