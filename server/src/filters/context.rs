@@ -7,61 +7,112 @@
 //! No model and no dictionary of surnames: what is found is what the context says.
 
 use super::detect::{Finding, Kind};
+use super::gate;
 use regex::Regex;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
 /// Every date of birth, postal address and person name in `text` (not yet resolved against
 /// other kinds).
-pub(super) fn find(text: &str, lower: &str, out: &mut Vec<Finding>) {
+/// `gates`: `gate::open(text)`.
+pub(super) fn find(text: &str, gates: u32, out: &mut Vec<Finding>) {
     let Some(r) = res() else { return };
     let has_digit = text.bytes().any(|b| b.is_ascii_digit());
-    if has_digit && birth_words(lower) {
-        for label in r.dob.find_iter(text) {
-            // The first date in the next few words, unless another date's word or a number
-            // comes first ("DOB unknown, hired 2019-04-01" holds no date of birth).
-            let mut to = (label.end() + 56).min(text.len());
-            while !text.is_char_boundary(to) {
-                to -= 1;
-            }
-            let window = &text[label.end()..to];
-            let Some(d) = r.date.find(window) else {
-                continue;
-            };
-            let gap = window[..d.start()].to_lowercase();
-            let other = [
-                "hire", "start", "join", "creat", "updat", "expir", "due", "issue", "eintritt",
-                "regist", "modif", "since", "until", "valid", "death", "died", "sterbe", "today",
-                "before", "after", "between", "older", "younger",
-            ];
-            // On the next line, only as the answer to the question (after a speaker's name).
-            let answer = match gap.split_once('\n') {
-                None => true,
-                Some((_, next)) => {
-                    let next = next.trim_end();
-                    next.ends_with(':')
-                        && next.len() <= 48
-                        && !next.contains('\n')
-                        && !next.starts_with(['[', '-', '#'])
-                }
-            };
-            if gap.bytes().any(|b| b.is_ascii_digit())
-                || other.iter().any(|w| gap.contains(w))
-                || !answer
-            {
-                continue;
-            }
-            if valid_date(d.as_str()) {
-                let at = label.end() + d.start();
-                out.push(finding(Kind::DateOfBirth, at, at + d.len()));
-            }
-        }
+    if has_digit && gates & gate::BIRTH != 0 {
+        dates_of_birth(r, text, out);
     }
     if has_digit {
-        addresses(r, text, out);
+        addresses(r, text, gates, out);
     }
     if text.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80) {
         names(r, text, out);
+    }
+}
+
+/// One stage of `find`: its findings in a text.
+pub type Stage = fn(&str, &mut Vec<Finding>);
+
+/// The stages of `find` one by one, for the benchmark's breakdown of where the time goes.
+#[doc(hidden)]
+pub fn stages() -> [(&'static str, Stage); 5] {
+    fn dob(t: &str, out: &mut Vec<Finding>) {
+        if let Some(r) = res() {
+            dates_of_birth(r, t, out);
+        }
+    }
+    fn addr(t: &str, out: &mut Vec<Finding>) {
+        if let Some(r) = res() {
+            addresses(r, t, gate::open(t), out);
+        }
+    }
+    fn name(t: &str, out: &mut Vec<Finding>) {
+        if let Some(r) = res() {
+            names(r, t, out);
+        }
+    }
+    fn pairs(t: &str, out: &mut Vec<Finding>) {
+        if let Some(r) = res() {
+            let mut found = Vec::new();
+            given_name_pairs(r, t, &mut found);
+            out.extend(
+                found
+                    .into_iter()
+                    .map(|(s, e)| finding(Kind::PersonName, s, e)),
+            );
+        }
+    }
+    fn spans(t: &str, out: &mut Vec<Finding>) {
+        std::hint::black_box(word_spans(t));
+        out.clear();
+    }
+    [
+        ("dates of birth", dob),
+        ("addresses", addr),
+        ("names", name),
+        ("names: given-name pairs", pairs),
+        ("names: word spans", spans),
+    ]
+}
+
+fn dates_of_birth(r: &Res, text: &str, out: &mut Vec<Finding>) {
+    for label in r.dob.find_iter(text) {
+        // The first date in the next few words, unless another date's word or a number
+        // comes first ("DOB unknown, hired 2019-04-01" holds no date of birth).
+        let mut to = (label.end() + 56).min(text.len());
+        while !text.is_char_boundary(to) {
+            to -= 1;
+        }
+        let window = &text[label.end()..to];
+        let Some(d) = r.date.find(window) else {
+            continue;
+        };
+        let gap = window[..d.start()].to_lowercase();
+        let other = [
+            "hire", "start", "join", "creat", "updat", "expir", "due", "issue", "eintritt",
+            "regist", "modif", "since", "until", "valid", "death", "died", "sterbe", "today",
+            "before", "after", "between", "older", "younger",
+        ];
+        // On the next line, only as the answer to the question (after a speaker's name).
+        let answer = match gap.split_once('\n') {
+            None => true,
+            Some((_, next)) => {
+                let next = next.trim_end();
+                next.ends_with(':')
+                    && next.len() <= 48
+                    && !next.contains('\n')
+                    && !next.starts_with(['[', '-', '#'])
+            }
+        };
+        if gap.bytes().any(|b| b.is_ascii_digit())
+            || other.iter().any(|w| gap.contains(w))
+            || !answer
+        {
+            continue;
+        }
+        if valid_date(d.as_str()) {
+            let at = label.end() + d.start();
+            out.push(finding(Kind::DateOfBirth, at, at + d.len()));
+        }
     }
 }
 
@@ -87,7 +138,7 @@ struct Res {
     honorific: Regex,
     greeting: Regex,
     speaker: Regex,
-    bigram: Regex,
+    name_rest: Regex,
 }
 
 /// A capitalized name word (`O'Brien`, `García-López`, `Zoë`).
@@ -109,28 +160,28 @@ fn build() -> Result<Res, regex::Error> {
         r"\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}[./-]\d{{1,2}}[./-]\d{{4}}|\d{{4}}/\d{{2}}/\d{{2}}|\d{{4}}年\d{{1,2}}月\d{{1,2}}日|\d{{1,2}}(?:st|nd|rd|th|er)?\.?[ \t]+(?:de[ \t]+)?(?i:{MONTHS})\.?,?[ \t]+(?:de[ \t]+)?\d{{4}}|(?i:{MONTHS})\.?[ \t]+\d{{1,2}}(?:st|nd|rd|th)?,?[ \t]+\d{{4}}"
     ))?;
     let dob = Regex::new(
-        r"(?i:\b(?:dob|d\.o\.b\.?|date[ _-]?of[ _-]?birth|birth[ _-]?date|birthdate|birthday|born(?:[ _-]?on)?|geburtsdatum|geboren(?: am)?|geb\.|fecha[ _]de[ _]nacimiento|fecha_nacimiento|nacid[oa](?: el)?|date[ _]de[ _]naissance|n[ée]e? le|née|data[ _]di[ _]nascita|data[ _]nascita|nat[oa] il|geboortedatum|geboren op|f[öo]delsedatum|f[öo]dd|data[ _]urodzenia|生年月日))",
+        r"(?i:(?-u:\b)(?:dob|d\.o\.b\.?|date[ _-]?of[ _-]?birth|birth[ _-]?date|birthdate|birthday|born(?:[ _-]?on)?|geburtsdatum|geboren(?: am)?|geb\.|fecha[ _]de[ _]nacimiento|fecha_nacimiento|nacid[oa](?: el)?|date[ _]de[ _]naissance|n[ée]e? le|née|data[ _]di[ _]nascita|data[ _]nascita|nat[oa] il|geboortedatum|geboren op|f[öo]delsedatum|f[öo]dd|data[ _]urodzenia)|生年月日)",
     )?;
     let street_types = r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Terrace|Ter|Way|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Square|Sq|Close|Crescent|Cres|Gardens|Grove|Row|Walk|Hill|Mews|Trail|Trl|Plaza|Loop|Alley|Pike|Green|Rise|Vale|View|Wharf|Quay|Embankment|Esplanade|Heights|Park)";
     let unit = r"(?:(?:Flat|Apt|Apartment|Unit|Suite|Ste)\.?\s+[A-Za-z0-9-]{1,6},?\s+)";
     let street_us = Regex::new(&format!(
-        r"\b{unit}?\d{{1,5}}[A-Za-z]?(?:-\d{{1,5}})?\s+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?(?:(?:\p{{Lu}}[\p{{L}}'’.-]*|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,4}}{street_types}\b\.?"
+        r"(?-u:\b){unit}?\d{{1,5}}[A-Za-z]?(?:-\d{{1,5}})?\s+(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s+)?(?:(?:\p{{Lu}}[\p{{L}}'’.-]*|\d{{1,3}}(?:st|nd|rd|th))\s+){{1,4}}{street_types}(?-u:\b)\.?"
     ))?;
     let street_fr = Regex::new(
-        r"(?i:\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|av\.|boulevard|bd|place|allée|allee|chemin|impasse|quai|route|cours|passage|square))\s+(?:(?:de|du|des|la|le|l'|d')\s*)*\p{Lu}[\p{L}'’-]*(?:\s+(?:(?:de|du|des|la|le|l'|d')\s*)*\p{Lu}[\p{L}'’-]*){0,3}",
+        r"(?i:(?-u:\b)\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|av\.|boulevard|bd|place|allée|allee|chemin|impasse|quai|route|cours|passage|square))\s+(?:(?:de|du|des|la|le|l'|d')\s*)*\p{Lu}[\p{L}'’-]*(?:\s+(?:(?:de|du|des|la|le|l'|d')\s*)*\p{Lu}[\p{L}'’-]*){0,3}",
     )?;
     let suffixes = r"(?:straße|strasse|str\.|weg|gasse|allee|platz|damm|ufer|chaussee|laan|straat|gracht|plein|kade|singel|dijk|steeg|gatan|vägen|gränd|torg|gade|vej|veien|gata)";
     let street_suffix = Regex::new(&format!(
-        r"\b(?:\p{{Lu}}[\p{{L}}-]*{suffixes} \d{{1,4}}[a-zA-Z]?(?:[-/]\d{{1,4}})?\b|\d{{1,5}} \p{{Lu}}[\p{{L}}-]*{suffixes}\b|(?:Am|An der|Auf dem|Im|Zum|Zur|In der|Unter den) \p{{Lu}}[\p{{L}}-]+ \d{{1,4}}[a-zA-Z]?\b|(?:ul|al|pl|os)\. \p{{Lu}}[\p{{L}}-]+(?: \p{{Lu}}[\p{{L}}-]+)? \d{{1,4}}[a-zA-Z]?(?:/\d{{1,4}})?)"
+        r"(?:\p{{Lu}}[\p{{L}}-]*{suffixes} \d{{1,4}}[a-zA-Z]?(?:[-/]\d{{1,4}})?(?-u:\b)|\d{{1,5}} \p{{Lu}}[\p{{L}}-]*{suffixes}(?-u:\b)|(?:Am|An der|Auf dem|Im|Zum|Zur|In der|Unter den) \p{{Lu}}[\p{{L}}-]+ \d{{1,4}}[a-zA-Z]?(?-u:\b)|(?:ul|al|pl|os)\. \p{{Lu}}[\p{{L}}-]+(?: \p{{Lu}}[\p{{L}}-]+)? \d{{1,4}}[a-zA-Z]?(?:/\d{{1,4}})?)"
     ))?;
     let street_lead = Regex::new(
-        r"\b(?:\d{1,5}[ \t]+(?:Calle|Avenida|Via|Rua|Rue|Carrer)[ \t]+(?:(?:de|del|de la|la|las|los|di|della|dei|do|da|dos|des|du)[ \t]+)*\p{Lu}[\p{L}'’-]*(?:[ \t]+\p{Lu}[\p{L}'’-]*){0,2}|(?:Calle|Avenida|Av\.|Plaza|Paseo|Carrer|Camino|Ronda|Travesía|Via|Viale|Piazza|Corso|Largo|Vicolo|Rua|Travessa|Avenue|Rue)\s+(?:(?:de|del|de la|la|las|los|di|della|dei|delle|do|da|dos|das)\s+)*\p{Lu}[\p{L}'’-]*(?:\s+(?:(?:de|del|la|di|della|da|do)\s+)*\p{Lu}[\p{L}'’-]*){0,3},?\s+(?:n\.?º?\s*)?\d{1,4}[a-zA-Z]?\b)",
+        r"(?-u:\b)(?:\d{1,5}[ \t]+(?:Calle|Avenida|Via|Rua|Rue|Carrer)[ \t]+(?:(?:de|del|de la|la|las|los|di|della|dei|do|da|dos|des|du)[ \t]+)*\p{Lu}[\p{L}'’-]*(?:[ \t]+\p{Lu}[\p{L}'’-]*){0,2}|(?:Calle|Avenida|Av\.|Plaza|Paseo|Carrer|Camino|Ronda|Travesía|Via|Viale|Piazza|Corso|Largo|Vicolo|Rua|Travessa|Avenue|Rue)\s+(?:(?:de|del|de la|la|las|los|di|della|dei|delle|do|da|dos|das)\s+)*\p{Lu}[\p{L}'’-]*(?:\s+(?:(?:de|del|la|di|della|da|do)\s+)*\p{Lu}[\p{L}'’-]*){0,3},?\s+(?:n\.?º?\s*)?\d{1,4}[a-zA-Z]?(?-u:\b))",
     )?;
     let po_box = Regex::new(
-        r"\b(?:P\.?\s?O\.?\s?Box|Postfach|Apartado(?: de correos)?|Casella postale)\s+\d{1,6}\b",
+        r"(?-u:\b)(?:P\.?\s?O\.?\s?Box|Postfach|Apartado(?: de correos)?|Casella postale)\s+\d{1,6}(?-u:\b)",
     )?;
     let address_key = Regex::new(
-        r#"(?i:\b(?:street|street_?address|address(?:_?line)?_?1?|addr(?:ess)?1?|line_?1|home_?address|mailing_?address|postal_?address|billing_?address|shipping_?address|residence|anschrift|adresse|direcci[oó]n|indirizzo|adres)\b)["']?[ \t]*[:=][ \t]*["']?([^"'\n]{4,100})"#,
+        r#"(?i:(?-u:\b)(?:street|street_?address|address(?:_?line)?_?1?|addr(?:ess)?1?|line_?1|home_?address|mailing_?address|postal_?address|billing_?address|shipping_?address|residence|anschrift|adresse|direcci[oó]n|indirizzo|adres)(?-u:\b))["']?[ \t]*[:=][ \t]*["']?([^"'\n]{4,100})"#,
     )?;
     let city = r"\p{Lu}[\p{L}'’-]*\b(?:[ \t]+(?:upon|on|am|an der|sur|en|de|del|la)?[ \t]*\p{Lu}[\p{L}'’-]*\b){0,2}";
     let tail = [
@@ -157,17 +208,17 @@ fn build() -> Result<Res, regex::Error> {
     let name =
         format!(r"(?:\p{{Lu}}\.[ \t]?)?{TOKEN}(?:[ \t]+(?:{PARTICLE}[ \t]+){{0,2}}{TOKEN}){{0,3}}");
     let name_key = Regex::new(&format!(
-        r#"(?i:\b({STRONG_KEYS}|{PERSON_KEYS}|{WEAK_KEYS})\b)["']?[ \t]*[:=][ \t]*\[?[ \t]*["']?({TOKEN}(?:[ \t]+{TOKEN})?,[ \t]+{TOKEN}|{name})"#
+        r#"(?i:(?-u:\b)({STRONG_KEYS}|{PERSON_KEYS}|{WEAK_KEYS})(?-u:\b))["']?[ \t]*[:=][ \t]*\[?[ \t]*["']?({TOKEN}(?:[ \t]+{TOKEN})?,[ \t]+{TOKEN}|{name})"#
     ))?;
-    let honorific = Regex::new(&format!(r"\b(?:(?:{HONORIFICS})\.?[ \t]+)+({name})"))?;
+    let honorific = Regex::new(&format!(r"(?-u:\b)(?:(?:{HONORIFICS})\.?[ \t]+)+({name})"))?;
     let greeting = Regex::new(&format!(
         r"(?m)(?:^|[\s>'(])(?:Hi|Hello|Hey|Dear|Hallo|Hola|Bonjour|Ciao|Hej|Hei|Salut|Liebe|Lieber|Estimado|Estimada|Cher|Chère|Caro|Cara|Beste|Thanks|Thank you|Cheers|Regards|Best regards|Kind regards|Best|Sincerely|Many thanks|Gracias|Merci|Danke|Grazie|Bedankt|Saludos|Cordialement|Grüße|Gruß|Mit freundlichen Grüßen|Met vriendelijke groet)[ \t]*,?[ \t]*(?:\r?\n[ \t]*)?({name})[ \t]*(?:[,!.:\r\n—-]|$)"
     ))?;
     let speaker = Regex::new(&format!(
         r"(?m)^[ \t]*(?:\[[^\]\n]{{1,30}}\][ \t]*)?({name})(?:[ \t]*\([^)\n]{{1,40}}\))?:[ \t]"
     ))?;
-    let bigram = Regex::new(&format!(
-        r"(\p{{Lu}}\p{{Ll}}+)((?:[ \t]+(?:{PARTICLE}[ \t]+){{0,2}}{TOKEN}){{1,2}})"
+    let name_rest = Regex::new(&format!(
+        r"^(?:[ \t]+(?:{PARTICLE}[ \t]+){{0,2}}{TOKEN}){{1,2}}"
     ))?;
     Ok(Res {
         dob,
@@ -183,15 +234,15 @@ fn build() -> Result<Res, regex::Error> {
         strong_key: Regex::new(&format!(r"(?i)^(?:{STRONG_KEYS})$"))?,
         person_key: Regex::new(&format!(r"(?i)^(?:{PERSON_KEYS})$"))?,
         sql_insert: Regex::new(
-            r#"(?i)\binsert\s+into\s+[\w."`\[\]]+\s*\(([^)]{1,2000})\)\s*values\s*"#,
+            r#"(?i)(?-u:\b)insert\s+into\s+[\w."`\[\]]+\s*\(([^)]{1,2000})\)\s*values\s*"#,
         )?,
         telling_column: Regex::new(
-            r"(?i)name|nom|naam|cognome|apellido|birth|dob|geburt|nacimiento|naissance|nascita|geboorte|bsn|nhs|sin\b|steuer|tax|pesel|aadhaar|personnummer|codice|fiscal|dni|nie\b|nir\b|insee|national|ssn|document|address|street|line1|anschrift|adres|indirizzo|direcci|contact|employee|patient|manager|owner",
+            r"(?i)name|nom|naam|cognome|apellido|birth|dob|geburt|nacimiento|naissance|nascita|geboorte|bsn|nhs|sin(?-u:\b)|steuer|tax|pesel|aadhaar|personnummer|codice|fiscal|dni|nie(?-u:\b)|nir(?-u:\b)|insee|national|ssn|document|address|street|line1|anschrift|adres|indirizzo|direcci|contact|employee|patient|manager|owner",
         )?,
         honorific,
         greeting,
         speaker,
-        bigram,
+        name_rest,
     })
 }
 
@@ -199,7 +250,7 @@ fn build() -> Result<Res, regex::Error> {
 const STRONG_KEYS: &str = r"first[ _-]?name|given[ _-]?name|fore[ _-]?name|last[ _-]?name|family[ _-]?name|sur[ _-]?name|full[ _-]?name|display[ _-]?name|legal[ _-]?name|preferred[ _-]?name|contact[ _-]?name|customer[ _-]?name|employee[ _-]?name|patient[ _-]?name|client[ _-]?name|candidate[ _-]?name|applicant[ _-]?name|member[ _-]?name|holder[ _-]?name|account[ _-]?holder|card[ _-]?holder(?:[ _-]?name)?|beneficiary[ _-]?name|manager[ _-]?name|owner[ _-]?name|person[ _-]?name|(?:father|mother|parent|spouse|partner|guardian|child|son|daughter|maiden)[ _-]?name|nombre|apellidos?|vorname|nachname|prénom|prenom|nom|cognome|voornaam|achternaam";
 /// Labels and fields that hold a person, and sometimes a team or a system: two or more name
 /// words there (none of them an organisation's or a role's word) are a name.
-const PERSON_KEYS: &str = r"contact|employee|patient|manager|assignee|reporter|requester|requested[ _-]?by|applicant|candidate|recipient|signed[ _-]?by|approved[ _-]?by|submitted[ _-]?by|reviewed[ _-]?by|closed[ _-]?by|assigned[ _-]?to|account[ _-]?owner|sales[ _-]?rep|emergency[ _-]?contact|contact[ _-]?person|contactpersoon|ansprechpartner|spouse|physician|doctor|guardian|beneficiary|witness|passenger|travell?er|approver|interviewer|hiring[ _-]?manager|mentor|supervisor|student|caller|signatory|responsabile|real[ _-]?name|dependent|dependant|next[ _-]?of[ _-]?kin|mitarbeiter|empleado|salarié|dipendente|medewerker";
+const PERSON_KEYS: &str = r"contact|employee|patient|manager|assignee|reporter|requester|requested[ _-]?by|applicant|candidate|recipient|signed[ _-]?by|approved[ _-]?by|submitted[ _-]?by|reviewed[ _-]?by|closed[ _-]?by|assigned[ _-]?to|account[ _-]?owner|sales[ _-]?rep|emergency[ _-]?contact|contact[ _-]?person|contactpersoon|ansprechpartner|spouse|physician|doctor|guardian|beneficiary|witness|passenger|travell?er|approver|interviewer|hiring[ _-]?manager|mentor|supervisor|student|caller|signatory|responsabile|real[ _-]?name|dependent|dependant|next[ _-]?of[ _-]?kin|mitarbeiter|empleado|dipendente|medewerker";
 /// Labels and fields that often hold a person's name, and as often a company, a product or a
 /// system: a name there needs a common given name first.
 const WEAK_KEYS: &str = r"name|naam|nome|customer|client|author|owner|sender|created[ _-]?by|updated[ _-]?by|agent|rep|attendees?|invitees?|participants?|from|to|cc|driver|guest|buyer|seller|member|user|speaker|host|organizer|organiser|lead|champion";
@@ -284,6 +335,65 @@ fn trim_name(text: &str, mut start: usize, end: usize) -> Option<(usize, usize)>
     }
 }
 
+/// The words of a text (letters, with inner hyphens and apostrophes) as byte spans.
+fn word_spans(text: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    for (i, ch) in text.char_indices() {
+        let inner = start.is_some() && matches!(ch, '-' | '\'' | '’');
+        if ch.is_alphabetic() || ch.is_numeric() || inner {
+            start.get_or_insert(i);
+        } else if let Some(s) = start.take() {
+            out.push(trim_word(text, s, i));
+        }
+    }
+    if let Some(s) = start {
+        out.push(trim_word(text, s, text.len()));
+    }
+    out
+}
+
+/// A word without the hyphens and apostrophes it may end with.
+fn trim_word(text: &str, s: usize, e: usize) -> (usize, usize) {
+    (s, s + text[s..e].trim_end_matches(['-', '\'', '’']).len())
+}
+
+/// A common given name and one or two capitalized words after it, anywhere: the words of the
+/// text are walked once, and the pattern runs only after a given name.
+fn given_name_pairs(r: &Res, text: &str, found: &mut Vec<(usize, usize)>) {
+    let given = given_names();
+    let mut word_start: Option<usize> = None;
+    let mut prev: Option<char> = None;
+    let mut skip_to = 0;
+    for (i, ch) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
+        let inner = word_start.is_some() && matches!(ch, '-' | '\'' | '’');
+        if ch.is_alphabetic() || inner {
+            if word_start.is_none() {
+                let glued =
+                    prev.is_some_and(|p| p.is_alphanumeric() || matches!(p, '@' | '.' | '_'));
+                word_start = (!glued && ch.is_uppercase())
+                    .then_some(i)
+                    .or(Some(usize::MAX));
+            }
+        } else if let Some(start) = word_start.take() {
+            if start != usize::MAX && start >= skip_to && is_given(given, &text[start..i]) {
+                if let Some(m) = r.name_rest.find(&text[i..]) {
+                    if let Some(span) = trim_name(text, start, i + m.end()) {
+                        if words(&text[span.0..span.1]).len() >= 2 {
+                            found.push(span);
+                            skip_to = span.1;
+                        }
+                    }
+                }
+            }
+        }
+        prev = Some(ch);
+    }
+}
+
 fn names(r: &Res, text: &str, out: &mut Vec<Finding>) {
     let given = given_names();
     let mut found: Vec<(usize, usize)> = Vec::new();
@@ -333,54 +443,54 @@ fn names(r: &Res, text: &str, out: &mut Vec<Finding>) {
             }
         }
     }
-    // A common given name and one or two capitalized words after it.
-    let mut at = 0;
-    while let Some(c) = r.bigram.captures_at(text, at) {
-        let (Some(all), Some(first)) = (c.get(0), c.get(1)) else {
-            break;
-        };
-        let boundary_before = text[..all.start()]
-            .chars()
-            .next_back()
-            .is_none_or(|ch| !ch.is_alphanumeric() && ch != '@' && ch != '.' && ch != '_');
-        if boundary_before && is_given(given, first.as_str()) {
-            if let Some(span) = trim_name(text, all.start(), all.end()) {
-                if words(&text[span.0..span.1]).len() >= 2 {
-                    found.push(span);
-                    at = span.1;
-                    continue;
-                }
-            }
-        }
-        at = first.end();
-    }
+    given_name_pairs(r, text, &mut found);
     // The words of every name found recur elsewhere in the answer: "Thanks, Liam" after
     // "contact: Liam Petrov".
     let mut parts: HashSet<&str> = HashSet::new();
+    // Whole names found, by their first word.
+    let mut full: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
     for &(s, e) in &found {
         let ws = words(&text[s..e]);
         if ws.len() >= 2 {
-            parts.insert(&text[s..e]);
+            let first = text[s..e].split_whitespace().next().unwrap_or("");
+            full.entry(first).or_default().push(&text[s..e]);
         }
         for w in ws {
             if w.chars().count() >= 3 && !common_word(w) && !not_name(w) {
-                parts.insert(w);
+                parts.insert(w.trim_end_matches(','));
             }
         }
     }
-    for p in parts {
-        for (i, _) in text.match_indices(p) {
-            let before = text[..i].chars().next_back();
-            let after = text[i + p.len()..].chars().next();
-            let word_edge = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric() && c != '_');
-            let in_address = |c: Option<char>| matches!(c, Some('@' | '.' | '/'));
-            let after2 = text[i + p.len()..].chars().nth(1);
-            if word_edge(before)
-                && word_edge(after)
-                && !in_address(before)
-                && !(in_address(after) && after2.is_some_and(char::is_alphanumeric))
-            {
-                found.push((i, i + p.len()));
+    if parts.is_empty() && full.is_empty() {
+        for (s, e) in found {
+            out.push(finding(Kind::PersonName, s, e));
+        }
+        return;
+    }
+    // One walk over the words of the text: a word that is a part of a name found, or the start
+    // of a whole name found, not inside an e-mail address, a domain or a path.
+    let in_address = |c: Option<char>| matches!(c, Some('@' | '.' | '/' | '_'));
+    for (ws, we) in word_spans(text) {
+        let before = text[..ws].chars().next_back();
+        if in_address(before) {
+            continue;
+        }
+        let ends_clean = |e: usize| {
+            let mut after = text[e..].chars();
+            let a = after.next();
+            !(in_address(a) && after.next().is_some_and(char::is_alphanumeric))
+        };
+        let w = &text[ws..we];
+        if parts.contains(w) && ends_clean(we) {
+            found.push((ws, we));
+        }
+        for f in full.get(w).map(Vec::as_slice).unwrap_or_default() {
+            if text[ws..].starts_with(f) {
+                let fe = ws + f.len();
+                let next = text[fe..].chars().next();
+                if next.is_none_or(|c| !c.is_alphanumeric()) && ends_clean(fe) {
+                    found.push((ws, fe));
+                }
             }
         }
     }
@@ -400,35 +510,6 @@ fn value_ends(text: &str, at: usize) -> bool {
         Some(' ') => matches!(cs.next(), Some('<' | '(' | '-' | '—' | '|' | '/') | None),
         _ => false,
     }
-}
-
-fn birth_words(lower: &str) -> bool {
-    [
-        "dob",
-        "d.o.b",
-        "birth",
-        "born",
-        "geb",
-        "nacimiento",
-        "nacid",
-        "naissance",
-        "née",
-        "nee",
-        "né ",
-        "nascita",
-        "nato",
-        "nata",
-        "geboorte",
-        "geboren",
-        "födelse",
-        "fodelse",
-        "född",
-        "fodd",
-        "urodzenia",
-        "生年月日",
-    ]
-    .iter()
-    .any(|w| lower.contains(w))
 }
 
 /// Day, month and year are a real calendar date between 1900 and 2099.
@@ -454,15 +535,17 @@ fn valid_date(s: &str) -> bool {
     }
 }
 
-fn addresses(r: &Res, text: &str, out: &mut Vec<Finding>) {
+fn addresses(r: &Res, text: &str, gates: u32, out: &mut Vec<Finding>) {
     let mut spans: Vec<(usize, usize)> = Vec::new();
-    for re in [
-        &r.street_us,
-        &r.street_fr,
-        &r.street_suffix,
-        &r.street_lead,
-        &r.po_box,
-    ] {
+    // Each shape runs only where one of its words occurs at all.
+    let shapes = [
+        (&r.street_us, true),
+        (&r.street_fr, gates & gate::STREET_FR != 0),
+        (&r.street_suffix, gates & gate::STREET_SUFFIX != 0),
+        (&r.street_lead, gates & gate::STREET_LEAD != 0),
+        (&r.po_box, gates & gate::PO_BOX != 0),
+    ];
+    for (re, _) in shapes.iter().filter(|(_, on)| *on) {
         for m in re.find_iter(text) {
             let before = text[..m.start()].chars().next_back();
             if before.is_some_and(|c| c.is_alphanumeric() || c == '.' || c == '-' || c == '/') {
@@ -472,7 +555,12 @@ fn addresses(r: &Res, text: &str, out: &mut Vec<Finding>) {
         }
     }
     // A field or label that holds an address: its value, when it has a house number.
-    for c in r.address_key.captures_iter(text) {
+    let address_keys = if gates & gate::ADDRESS_LABEL != 0 {
+        r.address_key.captures_iter(text).collect()
+    } else {
+        Vec::new()
+    };
+    for c in address_keys {
         let Some(m) = c.get(1) else { continue };
         let v = m.as_str().trim_end_matches([',', ' ', '.']);
         let has_number = v.split_whitespace().any(|w| {

@@ -180,55 +180,55 @@ fn patterns() -> &'static [Pattern] {
             ),
             p(
                 Kind::DatabaseUrl,
-                r"(?i)\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver|clickhouse)://[^\s:/@'\x22<>]*:[^\s@'\x22<>]+@[^\s'\x22<>;)\]}]+",
+                r"(?i)(?-u:\b)(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver|clickhouse)://[^\s:/@'\x22<>]*:[^\s@'\x22<>]+@[^\s'\x22<>;)\]}]+",
                 0,
                 db_url,
             ),
             p(
                 Kind::Jwt,
-                r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}",
+                r"(?-u:\b)eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}",
                 0,
                 jwt,
             ),
-            p(Kind::AwsAccessKey, r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b", 0, always),
+            p(Kind::AwsAccessKey, r"(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}(?-u:\b)", 0, always),
             p(
                 Kind::AwsSecretKey,
-                r#"(?i)(?:aws_?secret_?(?:access_?)?key|secretaccesskey|\bsecret_key)["']?(?:\s*[:=]\s*|\s+)["']?([A-Za-z0-9/+=]{40})(?:[^A-Za-z0-9/+=]|$)"#,
+                r#"(?i)(?:aws_?secret_?(?:access_?)?key|secretaccesskey|(?-u:\b)secret_key)["']?(?:\s*[:=]\s*|\s+)["']?([A-Za-z0-9/+=]{40})(?:[^A-Za-z0-9/+=]|$)"#,
                 1,
                 aws_secret,
             ),
-            p(Kind::GcpApiKey, r"\b(AIza[0-9A-Za-z_-]{35})(?:[^0-9A-Za-z_-]|$)", 1, always),
+            p(Kind::GcpApiKey, r"(?-u:\b)(AIza[0-9A-Za-z_-]{35})(?:[^0-9A-Za-z_-]|$)", 1, always),
             p(
                 Kind::GithubToken,
-                r"\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})\b",
+                r"(?-u:\b)(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})(?-u:\b)",
                 0,
                 always,
             ),
-            p(Kind::GitlabToken, r"\b(glpat-[A-Za-z0-9_-]{20})(?:[^A-Za-z0-9_-]|$)", 1, always),
+            p(Kind::GitlabToken, r"(?-u:\b)(glpat-[A-Za-z0-9_-]{20})(?:[^A-Za-z0-9_-]|$)", 1, always),
             p(
                 Kind::SlackToken,
-                r"\bxox[abprs]-[0-9A-Za-z-]{10,}[0-9A-Za-z]\b|https://hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{16,}",
+                r"(?-u:\b)xox[abprs]-[0-9A-Za-z-]{10,}[0-9A-Za-z](?-u:\b)|https://hooks\.slack\.com/services/T[A-Z0-9]{6,}/B[A-Z0-9]{6,}/[A-Za-z0-9]{16,}",
                 0,
                 not_placeholder,
             ),
-            p(Kind::StripeKey, r"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{24,}\b", 0, not_placeholder),
+            p(Kind::StripeKey, r"(?-u:\b)(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{24,}(?-u:\b)", 0, not_placeholder),
             p(
                 Kind::Iban,
-                r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b",
+                r"(?-u:\b)[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?-u:\b)",
                 0,
                 iban,
             ),
-            p(Kind::CreditCard, r"\b\d(?:[ -]?\d){12,18}\b", 0, card),
-            p(Kind::UsSsn, r"\b\d{3}[- ]\d{2}[- ]\d{4}\b", 0, ssn),
+            p(Kind::CreditCard, r"(?-u:\b)\d(?:[ -]?\d){12,18}(?-u:\b)", 0, card),
+            p(Kind::UsSsn, r"(?-u:\b)\d{3}[- ]\d{2}[- ]\d{4}(?-u:\b)", 0, ssn),
             p(
                 Kind::Email,
-                r"(?i)\b[a-z0-9][a-z0-9._%+-]{0,63}@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.[a-z]{2,24}\b",
+                r"(?i)(?-u:\b)[a-z0-9][a-z0-9._%+-]{0,63}@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.[a-z]{2,24}(?-u:\b)",
                 0,
                 email,
             ),
             p(
                 Kind::IpAddress,
-                r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b",
+                r"(?-u:\b)(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?-u:\b)",
                 0,
                 always,
             ),
@@ -240,7 +240,7 @@ fn patterns() -> &'static [Pattern] {
             ),
             p(
                 Kind::Phone,
-                r"(?:\+|\b00)[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}\b|\(\d{3}\) ?\d{3}[ .-]\d{4}\b|\b\d{3}[.-]\d{3}[.-]\d{4}\b|\b0[1-9]\d{1,3} \d{3,4} \d{3,4}\b",
+                r"(?:\+|(?-u:\b)00)[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}(?-u:\b)|\(\d{3}\) ?\d{3}[ .-]\d{4}(?-u:\b)|(?-u:\b)\d{3}[.-]\d{3}[.-]\d{4}(?-u:\b)|(?-u:\b)0[1-9]\d{1,3} \d{3,4} \d{3,4}(?-u:\b)",
                 0,
                 phone,
             ),
@@ -326,18 +326,21 @@ fn candidates(text: &str) -> Vec<Finding> {
             }
         }
     }
+    let gates = super::gate::open(text);
     if facts.digits >= 8 || facts.upper_alnum {
-        super::national::find(text, &mut found);
+        super::national::find(text, &facts.lower, gates, &mut found);
     }
-    super::context::find(text, &facts.lower, &mut found);
+    super::context::find(text, gates, &mut found);
     // The cells of a table, each read with its column's name as its label.
     if facts.lines >= 2 {
         for (column, start, end) in super::context::table_cells(text) {
             let cell = format!("{column}: {}", &text[start..end]);
             let offset = column.len() + 2;
             let mut inner = Vec::new();
-            super::national::find(&cell, &mut inner);
-            super::context::find(&cell, &cell.to_lowercase(), &mut inner);
+            let lower = cell.to_ascii_lowercase();
+            let gates = super::gate::open(&cell);
+            super::national::find(&cell, &lower, gates, &mut inner);
+            super::context::find(&cell, gates, &mut inner);
             found.extend(
                 inner
                     .into_iter()
@@ -351,6 +354,75 @@ fn candidates(text: &str) -> Vec<Finding> {
         }
     }
     found
+}
+
+/// Where the time of `scan` goes on `text`: each stage run `runs` times (for the benchmark).
+#[doc(hidden)]
+pub fn stage_times(text: &str, runs: u32) -> Vec<(String, std::time::Duration)> {
+    use std::hint::black_box;
+    use std::time::Instant;
+    let mut out = Vec::new();
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        for _ in 0..runs {
+            f();
+        }
+        t.elapsed() / runs
+    };
+    out.push((
+        "facts".to_owned(),
+        time(&mut || {
+            black_box(Facts::of(black_box(text)));
+        }),
+    ));
+    let facts = Facts::of(text);
+    for p in patterns() {
+        let d = time(&mut || {
+            if (p.needles.is_empty() || p.needles.iter().any(|n| text.contains(n)))
+                && facts.may_hold(p.kind)
+            {
+                black_box(p.re.captures_iter(text).count());
+            }
+        });
+        out.push((format!("pattern {}", p.kind.name()), d));
+    }
+    out.push((
+        "gate (one pass)".to_owned(),
+        time(&mut || {
+            black_box(super::gate::open(black_box(text)));
+        }),
+    ));
+    out.push((
+        "national ids".to_owned(),
+        time(&mut || {
+            let mut v = Vec::new();
+            super::national::find(text, &facts.lower, super::gate::open(text), &mut v);
+            black_box(v);
+        }),
+    ));
+    for (name, f) in super::context::stages() {
+        out.push((
+            name.to_owned(),
+            time(&mut || {
+                let mut v = Vec::new();
+                f(text, &mut v);
+                black_box(v);
+            }),
+        ));
+    }
+    out.push((
+        "table cells".to_owned(),
+        time(&mut || {
+            black_box(super::context::table_cells(text));
+        }),
+    ));
+    out.push((
+        "scan, all of it".to_owned(),
+        time(&mut || {
+            black_box(scan(text));
+        }),
+    ));
+    out
 }
 
 /// Overlapping findings resolve to the more specific kind, then the longer span.
@@ -622,7 +694,7 @@ impl Facts {
             }
             prev = b;
         }
-        let lower = text.to_lowercase();
+        let lower = text.to_ascii_lowercase();
         let key_word = ["pass", "pwd", "secret", "key", "token", "credential"]
             .iter()
             .any(|w| lower.contains(w));

@@ -394,20 +394,123 @@ const MARKERS: &[(&str, &str, f32)] = &[
 /// with non-ASCII letters (the other languages) run with Unicode rules.
 enum Matcher {
     Ascii(regex::bytes::Regex),
-    Unicode(Regex),
+    /// A phrasing in a language written with letters beyond ASCII, and those letters (in both
+    /// cases): a text holding none of them is not searched (the regex engine's fast DFA gives
+    /// up on Unicode word boundaries in non-ASCII text, and its fallback is slow).
+    Unicode(Regex, Vec<char>),
 }
 
 impl Matcher {
     fn is_match(&self, text: &str) -> bool {
         match self {
             Matcher::Ascii(r) => r.is_match(text.as_bytes()),
-            Matcher::Unicode(r) => r.is_match(text),
+            Matcher::Unicode(r, letters) => {
+                (letters.is_empty() || text.contains(letters.as_slice())) && r.is_match(text)
+            }
         }
     }
 }
 
 static INSTRUCTION_SET: LazyLock<Vec<Option<Matcher>>> = LazyLock::new(|| compile(INSTRUCTIONS));
 static MARKER_SET: LazyLock<Vec<Option<Matcher>>> = LazyLock::new(|| compile(MARKERS));
+static INSTRUCTION_WORDS: LazyLock<Prefilter> = LazyLock::new(|| Prefilter::new(INSTRUCTIONS));
+static MARKER_WORDS: LazyLock<Prefilter> = LazyLock::new(|| Prefilter::new(MARKERS));
+
+/// Which patterns of a table can match a text. Each pattern's possible first words (the
+/// prefix literals of its syntax tree: every match starts with one of them) are looked for in
+/// one Aho-Corasick pass — ASCII patterns' words case-insensitively in the text, the other
+/// patterns' words in the text lowered — and only the patterns whose words occur run.
+/// Patterns without a finite set of first words always run.
+struct Prefilter {
+    ascii: Option<aho_corasick::AhoCorasick>,
+    unicode: Option<aho_corasick::AhoCorasick>,
+    /// For each word of each automaton, its pattern.
+    ascii_owner: Vec<usize>,
+    unicode_owner: Vec<usize>,
+    always: Vec<usize>,
+    patterns: usize,
+}
+
+/// A pattern's possible first words, lowered; `None` when they are not a finite set.
+fn first_words(p: &str) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::parse(p).ok()?;
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let lits = seq.literals()?;
+    let words: Vec<String> = lits
+        .iter()
+        .map(|l| String::from_utf8_lossy(l.as_bytes()).to_lowercase())
+        .collect();
+    (!words.is_empty() && words.iter().all(|w| !w.is_empty())).then_some(words)
+}
+
+impl Prefilter {
+    fn new(table: &[(&str, &str, f32)]) -> Self {
+        let (mut ascii_words, mut ascii_owner) = (Vec::new(), Vec::new());
+        let (mut unicode_words, mut unicode_owner) = (Vec::new(), Vec::new());
+        let mut always = Vec::new();
+        for (i, (p, _, _)) in table.iter().enumerate() {
+            match first_words(p) {
+                Some(words) if p.is_ascii() => {
+                    ascii_owner.extend(std::iter::repeat_n(i, words.len()));
+                    ascii_words.extend(words);
+                }
+                Some(words) => {
+                    unicode_owner.extend(std::iter::repeat_n(i, words.len()));
+                    unicode_words.extend(words);
+                }
+                None => always.push(i),
+            }
+        }
+        let build = |words: &[String], fold: bool| {
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(fold)
+                .build(words)
+                .map_err(|e| tracing::error!(error = %e, "the injection prefilter does not build"))
+                .ok()
+        };
+        let ascii = build(&ascii_words, true);
+        let unicode = build(&unicode_words, false);
+        if ascii.is_none() || unicode.is_none() {
+            always = (0..table.len()).collect();
+        }
+        Prefilter {
+            ascii,
+            unicode,
+            ascii_owner,
+            unicode_owner,
+            always,
+            patterns: table.len(),
+        }
+    }
+
+    /// The patterns worth running on `text`, as a mask by pattern index.
+    fn candidates(&self, text: &str) -> Vec<bool> {
+        let mut on = vec![false; self.patterns];
+        for &i in &self.always {
+            on[i] = true;
+        }
+        let mut mark = |ac: &Option<aho_corasick::AhoCorasick>, owner: &[usize], hay: &str| {
+            if let Some(ac) = ac {
+                for m in ac.find_overlapping_iter(hay) {
+                    if let Some(&i) = owner.get(m.pattern().as_usize()) {
+                        on[i] = true;
+                    }
+                }
+            }
+        };
+        mark(&self.ascii, &self.ascii_owner, text);
+        if !self.unicode_owner.is_empty() {
+            let lower = if text.is_ascii() {
+                text.to_ascii_lowercase()
+            } else {
+                text.to_lowercase()
+            };
+            mark(&self.unicode, &self.unicode_owner, &lower);
+        }
+        on
+    }
+}
 
 fn compile(table: &[(&str, &str, f32)]) -> Vec<Option<Matcher>> {
     // The tables are constants checked by the unit tests; a pattern that failed to compile
@@ -421,10 +524,17 @@ fn compile(table: &[(&str, &str, f32)]) -> Vec<Option<Matcher>> {
                     .build()
                     .map(Matcher::Ascii)
             } else {
-                regex::RegexBuilder::new(&format!("(?i){p}"))
+                // Only a pattern without alternatives needs its letters (a branch may be ASCII).
+                let mut letters: Vec<char> = outside_classes(p)
+                    .filter(|c| !c.is_ascii() && !p.contains('|'))
+                    .flat_map(|c| c.to_lowercase().chain(c.to_uppercase()))
+                    .collect();
+                letters.sort_unstable();
+                letters.dedup();
+                regex::RegexBuilder::new(&format!("(?i){}", word_edges(p)))
                     .dfa_size_limit(16 << 20)
                     .build()
-                    .map(Matcher::Unicode)
+                    .map(|r| Matcher::Unicode(r, letters))
             };
             m.map_err(|e| tracing::error!(error = %e, "an injection pattern does not compile"))
                 .ok()
@@ -432,24 +542,70 @@ fn compile(table: &[(&str, &str, f32)]) -> Vec<Option<Matcher>> {
         .collect()
 }
 
+/// A pattern's word boundaries (`\\b`) as the non-word character (or text edge) they stand
+/// next to: the same verdict for `is_match`, and the regex engine's fast DFA, which gives up on
+/// Unicode word boundaries in non-ASCII text, keeps running.
+fn word_edges(p: &str) -> String {
+    const BEFORE: &str = r"(?:^|[^\p{L}\p{N}_])";
+    const AFTER: &str = r"(?:$|[^\p{L}\p{N}_])";
+    let mut out = String::with_capacity(p.len() + 64);
+    let chars: Vec<char> = p.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '\\' && chars.get(i + 1) == Some(&'b') && !escaped(&chars, i) {
+            let prev = i.checked_sub(1).map(|j| chars[j]);
+            // After a word, a group or a repetition: the edge after a word; else before one.
+            let after_word = prev.is_some_and(|c| c.is_alphanumeric() || ")]?*+}".contains(c));
+            out.push_str(if after_word { AFTER } else { BEFORE });
+            i += 2;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Whether the backslash at `i` is itself escaped (preceded by an odd run of backslashes).
+fn escaped(chars: &[char], i: usize) -> bool {
+    chars[..i].iter().rev().take_while(|c| **c == '\\').count() % 2 == 1
+}
+
+/// The characters of a pattern outside its character classes (`[eé]` makes `é` optional).
+fn outside_classes(p: &str) -> impl Iterator<Item = char> + '_ {
+    let mut in_class = false;
+    let mut escaped = false;
+    p.chars().filter(move |&c| {
+        let keep = !in_class && !escaped && c != '[';
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, '[') => in_class = true,
+            (false, ']') => in_class = false,
+            _ => {}
+        }
+        keep
+    })
+}
+
 /// Placeholders a model is asked to fill into a URL.
 static URL_PLACEHOLDER: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)(\{\{?\s*[a-z_][a-z0-9_ .\-]{1,40}\}?\}|%7b[a-z_][a-z0-9_]{1,40}%7d|%3c[a-z_][a-z0-9_]{1,40}(%3e|$)|<[a-z_][a-z0-9_ \-]{1,40}(>|$)|\$\{?[a-z_][a-z0-9_]{2,40}\}?|\[[A-Z_][A-Z0-9_ ]{2,40}\]|\bINSERT_[A-Z_]+|\bYOUR_[A-Z_]+)|=(?-i:(DATA|SECRET|SECRETS|TOKEN|KEY|API_KEY|APIKEY|HISTORY|CONVERSATION|MESSAGES|CONTEXT|SUMMARY|PASSWORD|EMAIL|CHAT|PAYLOAD|INFO|CONTENT|MEMORY|XXX))(&|#|$)",
+        r"(?i)(\{\{?\s*[a-z_][a-z0-9_ .\-]{1,40}\}?\}|%7b[a-z_][a-z0-9_]{1,40}%7d|%3c[a-z_][a-z0-9_]{1,40}(%3e|$)|<[a-z_][a-z0-9_ \-]{1,40}(>|$)|\$\{?[a-z_][a-z0-9_]{2,40}\}?|\[[A-Z_][A-Z0-9_ ]{2,40}\]|(?-u:\b)INSERT_[A-Z_]+|(?-u:\b)YOUR_[A-Z_]+)|=(?-i:(DATA|SECRET|SECRETS|TOKEN|KEY|API_KEY|APIKEY|HISTORY|CONVERSATION|MESSAGES|CONTEXT|SUMMARY|PASSWORD|EMAIL|CHAT|PAYLOAD|INFO|CONTENT|MEMORY|XXX))(&|#|$)",
     )
     .ok()
 });
 
 static IMAGE_URL: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(
-        r#"(?i)!\[[^\]\n]{0,200}\]\(\s*<?(https?://[^)\s>]+)|<img\b[^>]{0,200}?\bsrc\s*=\s*["']?(https?://[^"'\s>]+)|\burl\(\s*["']?(https?://[^)"'\s]+)|\[[^\]\n]{0,200}\]\(\s*<?(https?://[^)\s>]+)|<a\b[^>]{0,200}?\bhref\s*=\s*["']?(https?://[^"'\s>]+)|(?m)^\s*\[[^\]\n]{1,40}\]:\s*<?(https?://\S+)"#,
+        r#"(?i)!\[[^\]\n]{0,200}\]\(\s*<?(https?://[^)\s>]+)|<img(?-u:\b)[^>]{0,200}?(?-u:\b)src\s*=\s*["']?(https?://[^"'\s>]+)|(?-u:\b)url\(\s*["']?(https?://[^)"'\s]+)|\[[^\]\n]{0,200}\]\(\s*<?(https?://[^)\s>]+)|<a(?-u:\b)[^>]{0,200}?(?-u:\b)href\s*=\s*["']?(https?://[^"'\s>]+)|(?m)^\s*\[[^\]\n]{1,40}\]:\s*<?(https?://\S+)"#,
     )
     .ok()
 });
 
 static EXFIL_PROSE: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)\b(append|add|include|put|insert|encode|attach|replace|embed)\b[^.\n]{0,80}\b(to|in|into|as)\s+(the\s+|a\s+|this\s+)?([a-z]+\s+){0,2}(url|link|query( string)?|image( url| link| address)?|src|parameter|href)\b|\b(render|display|show|load|fetch|visit|open|output)\s+(this|the following|the|an?)\s+([a-z]+\s+){0,2}(image|picture|pixel|url|link|markdown)\b[^\n]{0,120}\b(with|containing|including|replac|substitut|fill)|\b(replace|substitute|fill( in)?)\s+[^.\n]{0,60}\b(with|for|using)\s+(the\s+)?[^.\n]{0,40}\b(messages?|conversation|history|context|user['’]?s?|secrets?|keys?|tokens?|passwords?|e-?mails?|data|summary)\b",
+        r"(?i)(?-u:\b)(append|add|include|put|insert|encode|attach|replace|embed)(?-u:\b)[^.\n]{0,80}(?-u:\b)(to|in|into|as)\s+(the\s+|a\s+|this\s+)?([a-z]+\s+){0,2}(url|link|query( string)?|image( url| link| address)?|src|parameter|href)(?-u:\b)|(?-u:\b)(render|display|show|load|fetch|visit|open|output)\s+(this|the following|the|an?)\s+([a-z]+\s+){0,2}(image|picture|pixel|url|link|markdown)(?-u:\b)[^\n]{0,120}(?-u:\b)(with|containing|including|replac|substitut|fill)|(?-u:\b)(replace|substitute|fill( in)?)\s+[^.\n]{0,60}(?-u:\b)(with|for|using)\s+(the\s+)?[^.\n]{0,40}(?-u:\b)(messages?|conversation|history|context|user['’]?s?|secrets?|keys?|tokens?|passwords?|e-?mails?|data|summary)(?-u:\b)",
     )
     .ok()
 });
@@ -461,11 +617,11 @@ static HEX_RUN: LazyLock<Option<Regex>> =
 static PERCENT_RUN: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"(?:%[0-9A-Fa-f]{2}[A-Za-z0-9.\-_~]{0,3}){8,}").ok());
 static DECODE_CUE: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(decode|decoded|decipher|decrypt|translate|convert|unscramble|rot-?13|base-?64|hex|percent-decode|url-decode)\b[^\n]{0,80}\b(follow|execute|obey|do what|do as|carry out|run|apply|perform|act on|comply)\b|\b(follow|execute|obey|run|apply|do what)\b[^\n]{0,60}\b(decoded|after decoding|once decoded|encoded (payload|string|text|instructions?))")
+    Regex::new(r"(?i)(?-u:\b)(decode|decoded|decipher|decrypt|translate|convert|unscramble|rot-?13|base-?64|hex|percent-decode|url-decode)(?-u:\b)[^\n]{0,80}(?-u:\b)(follow|execute|obey|do what|do as|carry out|run|apply|perform|act on|comply)(?-u:\b)|(?-u:\b)(follow|execute|obey|run|apply|do what)(?-u:\b)[^\n]{0,60}(?-u:\b)(decoded|after decoding|once decoded|encoded (payload|string|text|instructions?))")
         .ok()
 });
 static ROT13_CUE: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"(?i)\b(rot-?13|caesar|rotated by 13|rot 13)\b").ok());
+    LazyLock::new(|| Regex::new(r"(?i)(?-u:\b)(rot-?13|caesar|rotated by 13|rot 13)(?-u:\b)").ok());
 
 /// Whether an optional pattern (one that compiled) matches.
 fn hit(re: &LazyLock<Option<Regex>>, text: &str) -> bool {
@@ -507,14 +663,50 @@ pub fn scan(text: &str) -> Verdict {
     v
 }
 
+/// Where the time of `scan` goes on `text`: each stage run `runs` times (for the benchmark).
+#[doc(hidden)]
+pub fn stage_times(text: &str, runs: u32) -> Vec<(String, std::time::Duration)> {
+    use std::hint::black_box;
+    let time = |f: &mut dyn FnMut()| {
+        let t = std::time::Instant::now();
+        for _ in 0..runs {
+            f();
+        }
+        t.elapsed() / runs
+    };
+    type Stage = fn(&str, &mut Verdict);
+    let stages: [(&str, Stage); 5] = [
+        ("hidden characters", |t, v| {
+            black_box(hidden(t, v));
+        }),
+        ("instructions", |t, v| {
+            instructions(t, v, "instruction");
+        }),
+        ("markers", markers),
+        ("exfiltration", exfil),
+        ("encoded payloads", encoded),
+    ];
+    stages
+        .iter()
+        .map(|(name, f)| {
+            let d = time(&mut || {
+                let mut v = Verdict::default();
+                f(black_box(text), &mut v);
+                black_box(v);
+            });
+            (format!("injection: {name}"), d)
+        })
+        .collect()
+}
+
 /// Words of text that discusses attacks for a human reader (security training, research,
 /// documentation of model formats).
 static DISCUSSION: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(prompt[ -]injections?|injection attacks?|jailbreak(s|ing)?|red[ -]team(ing)?|attackers?|adversar(y|ial)|malicious|for example|e\.g\.|such as|researchers?|awareness|phishing|cve-\d|vulnerabilit(y|ies)|threat model|mitigations?|defen[cs]es?|quiz|training|example (payload|attack|injection)|red flags?|how to (spot|recognise|recognize|detect))\b").ok()
+    Regex::new(r"(?i)(?-u:\b)(prompt[ -]injections?|injection attacks?|jailbreak(s|ing)?|red[ -]team(ing)?|attackers?|adversar(y|ial)|malicious|for example|e\.g\.|such as|researchers?|awareness|phishing|cve-\d|vulnerabilit(y|ies)|threat model|mitigations?|defen[cs]es?|quiz|training|example (payload|attack|injection)|red flags?|how to (spot|recognise|recognize|detect))(?-u:\b)").ok()
 });
 
 static TEMPLATE_CODE: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"(?i)(chat_template|apply_chat_template|tokenizer|special_tokens|bos_token|eos_token|\{%-?\s*(for|if)\b|chatml|prompt format|instruct format|llama[- ]?\d|mistral|\bjinja|chat\.completions|messages\s*=\s*\[|\bopenai\b|\banthropic\b|client\.messages|system_prompt\s*=)").ok()
+    Regex::new(r"(?i)(chat_template|apply_chat_template|tokenizer|special_tokens|bos_token|eos_token|\{%-?\s*(for|if)(?-u:\b)|chatml|prompt format|instruct format|llama[- ]?\d|mistral|(?-u:\b)jinja|chat\.completions|messages\s*=\s*\[|(?-u:\b)openai(?-u:\b)|(?-u:\b)anthropic(?-u:\b)|client\.messages|system_prompt\s*=)").ok()
 });
 
 /// Lowers the score of text that talks about injections (several words of discussion) or
@@ -569,8 +761,9 @@ fn instructions(text: &str, v: &mut Verdict, technique: &'static str) -> bool {
         text
     };
     let mut any = false;
+    let on = INSTRUCTION_WORDS.candidates(text);
     for (i, re) in INSTRUCTION_SET.iter().enumerate() {
-        if re.as_ref().is_some_and(|r| r.is_match(text)) {
+        if on[i] && re.as_ref().is_some_and(|r| r.is_match(text)) {
             let (_, reason, w) = INSTRUCTIONS[i];
             v.add(technique, reason, w);
             any = true;
@@ -604,8 +797,9 @@ fn fold_space(text: &str) -> String {
 }
 
 fn markers(text: &str, v: &mut Verdict) {
+    let on = MARKER_WORDS.candidates(text);
     for (i, re) in MARKER_SET.iter().enumerate() {
-        if re.as_ref().is_some_and(|r| r.is_match(text)) {
+        if on[i] && re.as_ref().is_some_and(|r| r.is_match(text)) {
             let (_, reason, w) = MARKERS[i];
             v.add("role_marker", reason, w);
         }
@@ -991,20 +1185,43 @@ fn rot13(c: char) -> char {
 
 /// How many words mix letters with leet digits (1gn0r3, pr3v10us).
 fn leet_words(text: &str) -> usize {
-    text.split(|c: char| !c.is_alphanumeric() && c != '@' && c != '$' && c != '\'')
-        .filter(|w| {
-            w.len() >= 3
-                && w.chars().any(|c| c.is_ascii_alphabetic())
-                && w.chars()
-                    .any(|c| matches!(c, '0' | '1' | '3' | '4' | '5' | '7' | '@' | '$'))
-                && !w.chars().all(|c| c.is_ascii_hexdigit())
-                && !w.chars().next().is_some_and(|c| {
-                    c.is_ascii_digit()
-                        && w.chars().all(|c| c.is_ascii_alphanumeric())
-                        && w.chars().filter(char::is_ascii_alphabetic).count() <= 2
-                })
-        })
-        .count()
+    let is_word = |c: char| c.is_alphanumeric() || c == '@' || c == '$' || c == '\'';
+    let mut count = 0;
+    let mut start = None;
+    for (i, c) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
+        if is_word(c) {
+            start.get_or_insert(i);
+            continue;
+        }
+        let Some(s) = start.take() else { continue };
+        let w = &text[s..i];
+        // An e-mail address or a host name (`contact0@northwind.example`) is not leetspeak.
+        let dotted = c == '.'
+            && text[i + 1..]
+                .chars()
+                .next()
+                .is_some_and(char::is_alphanumeric);
+        if dotted && w.contains('@') {
+            continue;
+        }
+        let leet = w.len() >= 3
+            && w.chars().any(|c| c.is_ascii_alphabetic())
+            && w.chars()
+                .any(|c| matches!(c, '0' | '1' | '3' | '4' | '5' | '7' | '@' | '$'))
+            && !w.chars().all(|c| c.is_ascii_hexdigit())
+            && !w.chars().next().is_some_and(|c| {
+                c.is_ascii_digit()
+                    && w.chars().all(|c| c.is_ascii_alphanumeric())
+                    && w.chars().filter(char::is_ascii_alphabetic).count() <= 2
+            });
+        if leet {
+            count += 1;
+        }
+    }
+    count
 }
 
 fn unleet(text: &str) -> String {
@@ -1031,6 +1248,18 @@ mod tests {
         assert!(MARKER_SET.iter().all(Option::is_some));
         assert_eq!(INSTRUCTION_SET.len(), INSTRUCTIONS.len());
         assert_eq!(MARKER_SET.len(), MARKERS.len());
+        // Most patterns have first words to look for (the prefilter skips the rest).
+        assert!(INSTRUCTION_WORDS.ascii.is_some() && INSTRUCTION_WORDS.unicode.is_some());
+        assert!(MARKER_WORDS.ascii.is_some() && MARKER_WORDS.unicode.is_some());
+        for &i in &INSTRUCTION_WORDS.always {
+            eprintln!("always runs: {}", INSTRUCTIONS[i].0);
+        }
+        assert!(
+            INSTRUCTION_WORDS.always.len() * 4 < INSTRUCTIONS.len(),
+            "{} of {} patterns always run",
+            INSTRUCTION_WORDS.always.len(),
+            INSTRUCTIONS.len()
+        );
     }
 
     #[test]

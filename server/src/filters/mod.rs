@@ -16,6 +16,7 @@
 mod context;
 pub mod detect;
 pub mod fields;
+mod gate;
 pub mod hooks;
 pub mod injection;
 pub mod inventory;
@@ -391,7 +392,8 @@ impl Report {
     }
 }
 
-/// Keys whose values are protocol, not content.
+/// Keys whose values are protocol, not content (outside `structuredContent`, where every key
+/// is the tool's own data: a contact's `name` is personal data).
 const STRUCTURAL: &[&str] = &[
     "type",
     "mimeType",
@@ -527,14 +529,19 @@ fn personal_data(policy: &Policy, result: &mut Value) -> Report {
 /// The findings of every string of `v`, in visiting order, each string scanned with the name
 /// of the field that holds it (`detect::scan_fields`).
 fn scan_strings(v: &Value) -> Vec<Vec<detect::Finding>> {
-    fn collect<'a>(v: &'a Value, key: Option<&'a str>, out: &mut Vec<(Option<&'a str>, &'a str)>) {
+    fn collect<'a>(
+        v: &'a Value,
+        key: Option<&'a str>,
+        data: bool,
+        out: &mut Vec<(Option<&'a str>, &'a str)>,
+    ) {
         match v {
             Value::String(s) => out.push((key, s)),
-            Value::Array(items) => items.iter().for_each(|x| collect(x, key, out)),
+            Value::Array(items) => items.iter().for_each(|x| collect(x, key, data, out)),
             Value::Object(m) => {
                 for (k, x) in m {
-                    if !STRUCTURAL.contains(&k.as_str()) {
-                        collect(x, Some(k), out);
+                    if data || !STRUCTURAL.contains(&k.as_str()) {
+                        collect(x, Some(k), data || k == "structuredContent", out);
                     }
                 }
             }
@@ -542,18 +549,22 @@ fn scan_strings(v: &Value) -> Vec<Vec<detect::Finding>> {
         }
     }
     let mut fields = Vec::new();
-    collect(v, None, &mut fields);
+    collect(v, None, false, &mut fields);
     detect::scan_fields(&fields)
 }
 
 fn visit(v: &mut Value, f: &mut dyn FnMut(&mut String)) {
+    visit_in(v, false, f);
+}
+
+fn visit_in(v: &mut Value, data: bool, f: &mut dyn FnMut(&mut String)) {
     match v {
         Value::String(s) => f(s),
-        Value::Array(items) => items.iter_mut().for_each(|x| visit(x, f)),
+        Value::Array(items) => items.iter_mut().for_each(|x| visit_in(x, data, f)),
         Value::Object(m) => {
             for (k, x) in m.iter_mut() {
-                if !STRUCTURAL.contains(&k.as_str()) {
-                    visit(x, f);
+                if data || !STRUCTURAL.contains(&k.as_str()) {
+                    visit_in(x, data || k == "structuredContent", f);
                 }
             }
         }
@@ -672,6 +683,50 @@ mod tests {
             !scan_listed(&json!({"name": "echo", "description": "Echoes the message back."}))
                 .is_injection()
         );
+    }
+
+    #[test]
+    fn field_names_label_the_values_of_a_structured_answer() {
+        let policy = Policy {
+            entities: [
+                ("PERSON_NAME".to_owned(), Action::Redact),
+                ("DATE_OF_BIRTH".to_owned(), Action::Redact),
+            ]
+            .into(),
+            secrets: Action::Redact,
+            ..Default::default()
+        };
+        let mut r = json!({
+            "content": [{"type": "text", "text": "{\"name\":\"Jane Roe\",\"company\":\"Contoso\"}"}],
+            "structuredContent": {"name": "Jane Roe", "company": "Contoso", "dob": "1984-03-12",
+                "password": "Zq8#rT2!mW9x"}
+        });
+        let report = apply(&policy, None, &mut r);
+        assert_eq!(r["structuredContent"]["name"], "[REDACTED:PERSON_NAME]");
+        assert_eq!(r["structuredContent"]["company"], "Contoso");
+        assert_eq!(r["structuredContent"]["dob"], "[REDACTED:DATE_OF_BIRTH]");
+        assert_eq!(
+            r["structuredContent"]["password"],
+            "[REDACTED:GENERIC_SECRET]"
+        );
+        assert!(r["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("[REDACTED:PERSON_NAME]") && t.contains("Contoso")));
+        assert_eq!(report.found.get("PERSON_NAME"), Some(&2));
+        // Names are recorded, not changed, under the blanket personal-data action.
+        let mut r =
+            json!({"structuredContent": {"name": "Jane Roe", "email": "jane@contoso.example"}});
+        let report = apply(
+            &Policy {
+                pii: Action::Redact,
+                ..Default::default()
+            },
+            None,
+            &mut r,
+        );
+        assert_eq!(r["structuredContent"]["name"], "Jane Roe");
+        assert_eq!(r["structuredContent"]["email"], "[REDACTED:EMAIL]");
+        assert_eq!(report.found.get("PERSON_NAME"), Some(&1));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! Belgian register numbers in their dotted form are distinctive enough alone.
 
 use super::detect::{Finding, Kind};
+use super::gate;
 use regex::Regex;
 use std::sync::OnceLock;
 
@@ -26,25 +27,39 @@ enum Shape {
     BelgianDotted,
 }
 
+impl Shape {
+    /// The gate group (`gate.rs`) whose words the scheme needs, if it needs any.
+    fn gate(self) -> Option<u32> {
+        match self {
+            Shape::Nine => Some(gate::ID_NINE),
+            Shape::Ten => Some(gate::ID_TEN),
+            Shape::Eleven => Some(gate::ID_ELEVEN),
+            Shape::Twelve => Some(gate::ID_TWELVE),
+            Shape::Personnummer => Some(gate::ID_PERSONNUMMER),
+            Shape::Dni | Shape::Nir | Shape::CodiceFiscale | Shape::BelgianDotted => None,
+        }
+    }
+}
+
 fn patterns() -> &'static [(Shape, Regex)] {
     static P: OnceLock<Vec<(Shape, Regex)>> = OnceLock::new();
     P.get_or_init(|| {
         [
-            (Shape::Nine, r"\b\d{3}[ .-]?\d{3}[ .-]?\d{3}\b|\b\d{4}\.\d{2}\.\d{3}\b"),
-            (Shape::Ten, r"\b\d{3}[ -]?\d{3}[ -]?\d{4}\b"),
-            (Shape::Eleven, r"\b\d{11}\b|\b\d{2} \d{3} \d{3} \d{3}\b"),
-            (Shape::Twelve, r"\b[2-9]\d{3}[ -]?\d{4}[ -]?\d{4}\b"),
-            (Shape::Dni, r"\b(?:\d{8}|[XYZ]-?\d{7})-?[A-Z]\b"),
+            (Shape::Nine, r"(?-u:\b)\d{3}[ .-]?\d{3}[ .-]?\d{3}(?-u:\b)|(?-u:\b)\d{4}\.\d{2}\.\d{3}(?-u:\b)"),
+            (Shape::Ten, r"(?-u:\b)\d{3}[ -]?\d{3}[ -]?\d{4}(?-u:\b)"),
+            (Shape::Eleven, r"(?-u:\b)\d{11}(?-u:\b)|(?-u:\b)\d{2} \d{3} \d{3} \d{3}(?-u:\b)"),
+            (Shape::Twelve, r"(?-u:\b)[2-9]\d{3}[ -]?\d{4}[ -]?\d{4}(?-u:\b)"),
+            (Shape::Dni, r"(?-u:\b)(?:\d{8}|[XYZ]-?\d{7})-?[A-Z](?-u:\b)"),
             (
                 Shape::Nir,
-                r"\b[12] ?\d{2} ?(?:0[1-9]|1[0-2]) ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}\b",
+                r"(?-u:\b)[12] ?\d{2} ?(?:0[1-9]|1[0-2]) ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}(?-u:\b)",
             ),
             (
                 Shape::CodiceFiscale,
-                r"\b[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z]\b",
+                r"(?-u:\b)[A-Z]{6}[0-9LMNPQRSTUV]{2}[ABCDEHLMPRST][0-9LMNPQRSTUV]{2}[A-Z][0-9LMNPQRSTUV]{3}[A-Z](?-u:\b)",
             ),
-            (Shape::Personnummer, r"\b(?:\d{2})?\d{6}[-+]\d{4}\b"),
-            (Shape::BelgianDotted, r"\b\d{2}\.\d{2}\.\d{2}-\d{3}\.\d{2}\b"),
+            (Shape::Personnummer, r"(?-u:\b)(?:\d{2})?\d{6}[-+]\d{4}(?-u:\b)"),
+            (Shape::BelgianDotted, r"(?-u:\b)\d{2}\.\d{2}\.\d{2}-\d{3}\.\d{2}(?-u:\b)"),
         ]
         .into_iter()
         .filter_map(|(s, re)| Regex::new(re).ok().map(|r| (s, r)))
@@ -57,13 +72,18 @@ fn patterns() -> &'static [(Shape, Regex)] {
 pub(super) const PATTERNS: usize = 9;
 
 /// Every national id in `text` (not yet resolved against other kinds).
-pub(super) fn find(text: &str, out: &mut Vec<Finding>) {
-    // Field names spell words with underscores: `national_number`, `steuer_id`.
-    let lower = text.to_ascii_lowercase().replace('_', " ");
+/// `lower`: `text` in ASCII lower case; `gates`: `gate::open(text)`.
+pub(super) fn find(text: &str, lower: &str, gates: u32, out: &mut Vec<Finding>) {
     for (shape, re) in patterns() {
+        // A scheme that needs its word runs only where one of its words occurs at all.
+        if shape.gate().is_some_and(|g| gates & g == 0) {
+            continue;
+        }
         for m in re.find_iter(text) {
             let v = m.as_str();
-            let context = window(&lower, m.start());
+            // Field names spell words with underscores: `national_number`, `steuer_id`.
+            let context = window(lower, m.start()).replace('_', " ");
+            let context = context.as_str();
             let ok = match shape {
                 Shape::Nine => {
                     let d = digits(v);
@@ -401,7 +421,7 @@ mod tests {
 
     fn found(text: &str) -> Vec<&str> {
         let mut out = Vec::new();
-        find(text, &mut out);
+        find(text, &text.to_ascii_lowercase(), gate::open(text), &mut out);
         out.iter().map(|f| &text[f.start..f.end]).collect()
     }
 
