@@ -647,6 +647,39 @@ await test('pinning: a changed tool is held until approved in the console', asyn
   await page.waitForSelector('#filter-try-result', { timeout: 15000 });
   const tried = await page.textContent('#filter-try-result');
   check('try-it finds personal data and an injection', tried.includes('EMAIL (1)') && tried.includes('Prompt injection'), tried.slice(0, 300));
+  // Per-tool field rules and a per-type rule, set in the console, shape what the tool returns.
+  await page.selectOption('#filter-tool select[name="form[slug]"]', 'wx');
+  await page.fill('#filter-tool-name', 'lookup_contact');
+  await page.fill('#filter-tool-keep', '/name\n/company');
+  await page.click('#filter-tool-save');
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('keep /name, /company'), null, { timeout: 15000 });
+  await page.selectOption('#filter-entity select[name="form[slug]"]', 'wx');
+  await page.selectOption('#filter-entity-type', 'PERSON_NAME');
+  await page.selectOption('#filter-entity select[name="form[action]"]', 'redact');
+  await page.click('#filter-entity button[type="submit"]');
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('PERSON_NAME: redact'), null, { timeout: 15000 });
+  const rules = await page.textContent('#filter-wx');
+  check('the policy table shows the tool and type rules', rules.includes('lookup_contact: keep /name, /company') && rules.includes('PERSON_NAME: redact'), rules);
+  let shaped = null;
+  for (let i = 0; i < 20; i++) {
+    shaped = (await call('lookup_contact', { id: 'c1' }))?.result?.structuredContent;
+    if (shaped && !('email' in shaped) && shaped.name !== 'Jane Roe') break;
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  check('the tool returns only the kept fields, the name redacted', shaped && Object.keys(shaped).sort().join(',') === 'company,name'
+    && shaped.name === '[REDACTED:PERSON_NAME]' && shaped.company === 'Contoso', JSON.stringify(shaped));
+  await page.screenshot({ path: `${shots}/filter-rules.png`, fullPage: true });
+
+  // A DLP hook added in the console: its signing secret is shown once; then it is removed.
+  await page.selectOption('#filter-hook-add select[name="form[slug]"]', 'wx');
+  await page.fill('#filter-hook-url', 'https://dlp.example.com/portcullis');
+  await page.click('#filter-hook-add button[type="submit"]');
+  await page.waitForSelector('#hook-secret-value', { timeout: 15000 });
+  const hookSecret = await page.textContent('#hook-secret-value');
+  check('adding a hook shows its signing secret once', /^whsec_[0-9a-f]{64}$/.test(hookSecret.trim()), hookSecret);
+  await page.click('#hook-list button.remove-hook');
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('removed'), null, { timeout: 15000 });
+  check('the hook is removed in the console', (await page.$('#hook-list')) === null);
   check('no errors in the browser (filters)', errors.length === 0, JSON.stringify(errors));
   await ctx.close();
 });

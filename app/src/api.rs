@@ -173,6 +173,12 @@ pub struct FilterPolicyView {
     pub injection: String,
     /// Per-type overrides: "CREDIT_CARD: block".
     pub entities: Vec<String>,
+    /// Per-tool rules, one line each: "lookup_contact: personal data redact; keep /name".
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// What tool-call arguments get: off, log or block.
+    #[serde(default)]
+    pub arguments: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -435,6 +441,24 @@ pub struct IdentityForm {
     pub text: String,
     #[serde(default)]
     pub digest: String,
+    /// Filters: a per-type rule (`entity`, `action`; `inherit` removes it), a per-tool rule
+    /// (`tool`, `pii`, `secrets`, `injection` — `inherit` leaves them to the server —, field
+    /// paths to `keep` and `drop`, one per line), and hooks (`url`, `timeout`, `fail`;
+    /// `hook_id` to remove one).
+    #[serde(default)]
+    pub entity: String,
+    #[serde(default)]
+    pub action: String,
+    #[serde(default)]
+    pub keep: String,
+    #[serde(default)]
+    pub drop: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub fail: String,
+    #[serde(default)]
+    pub hook_id: String,
 }
 
 /// The user portal at `/` on a tenant host.

@@ -214,7 +214,7 @@ fn ConsoleLayout(
             .into_any()
         }
         ("filters", _) => view! {
-            <crate::filters::Filters view=identity.filters.clone() csrf=csrf.clone() action=identity_action result=simulation/>
+            <crate::filters::Filters view=identity.filters.clone() csrf=csrf.clone() action=identity_action result=simulation secret/>
         }
         .into_any(),
         ("credentials", _) => view! {

@@ -19,6 +19,32 @@ fn select(name: &'static str, options: &'static [&'static str], current: String)
 
 const DATA_ACTIONS: &[&str] = &["off", "log", "redact", "mask", "block"];
 const INJECTION_ACTIONS: &[&str] = &["off", "log", "flag", "block"];
+const DATA_OR_INHERIT: &[&str] = &["inherit", "off", "log", "redact", "mask", "block"];
+const INJECTION_OR_INHERIT: &[&str] = &["inherit", "off", "log", "flag", "block"];
+/// The detector's types, as policies name them.
+const TYPES: &[&str] = &[
+    "EMAIL",
+    "PHONE",
+    "CREDIT_CARD",
+    "IBAN",
+    "US_SSN",
+    "NATIONAL_ID",
+    "DATE_OF_BIRTH",
+    "POSTAL_ADDRESS",
+    "PERSON_NAME",
+    "IP_ADDRESS",
+    "AWS_ACCESS_KEY",
+    "AWS_SECRET_KEY",
+    "GCP_API_KEY",
+    "GITHUB_TOKEN",
+    "GITLAB_TOKEN",
+    "SLACK_TOKEN",
+    "STRIPE_KEY",
+    "JWT",
+    "PRIVATE_KEY",
+    "DATABASE_URL",
+    "GENERIC_SECRET",
+];
 
 #[component]
 pub fn Filters(
@@ -26,6 +52,8 @@ pub fn Filters(
     csrf: String,
     action: ServerAction<IdentityAction>,
     result: Option<SimulationView>,
+    /// A hook's signing secret, just made (shown once).
+    secret: Option<String>,
 ) -> impl IntoView {
     let no_changes = view.changes_empty();
     let inventory = view
@@ -40,15 +68,25 @@ pub fn Filters(
             }
         })
         .collect_view();
+    let csrf_hooks = csrf.clone();
     let hooks = view
         .hooks
         .iter()
         .map(|(id, server, url, timeout, fail)| {
+            let c = csrf_hooks.clone();
+            let hook_id = id.clone();
             view! {
                 <tr class="hook-row">
                     <td><code>{id.clone()}</code></td>
                     <td>{if server == "*" { "every server".to_owned() } else { server.clone() }}</td>
                     <td><code>{url.clone()}</code></td><td>{format!("{timeout} ms")}</td><td>{format!("fails {fail}")}</td>
+                    <td>
+                        <ActionForm action attr:class="inline">
+                            <FormHead csrf=c op="filter_hook_remove"/>
+                            <input type="hidden" name="form[hook_id]" value=hook_id/>
+                            <button type="submit" class="ghost danger remove-hook">"Remove"</button>
+                        </ActionForm>
+                    </td>
                 </tr>
             }
         })
@@ -67,10 +105,17 @@ pub fn Filters(
                 "filter-{}",
                 if p.scope == "*" { "default" } else { &p.scope }
             );
+            let tools = p
+                .tools
+                .iter()
+                .map(|t| view! { <li class="tool-rule">{t.clone()}</li> })
+                .collect_view();
             view! {
                 <tr class="filter-policy" id=row_id>
                     <td>{scope}</td><td>{p.pii.clone()}</td><td>{p.secrets.clone()}</td>
-                    <td>{p.injection.clone()}</td><td>{p.entities.join(", ")}</td>
+                    <td>{p.injection.clone()}</td><td>{p.arguments.clone()}</td>
+                    <td class="entity-rules">{p.entities.join(", ")}</td>
+                    <td><ul class="tool-rules">{tools}</ul></td>
                 </tr>
             }
         })
@@ -88,6 +133,29 @@ pub fn Filters(
             view! { <option value=s.clone()>{label}</option> }
         })
         .collect_view();
+    let option_list = |scopes: &[String]| {
+        scopes
+            .iter()
+            .map(|s| {
+                let label = if s == "*" {
+                    "default".to_owned()
+                } else {
+                    s.clone()
+                };
+                view! { <option value=s.clone()>{label}</option> }
+            })
+            .collect_view()
+    };
+    let (entity_scopes, tool_scopes, hook_scopes) = (
+        option_list(&scopes),
+        option_list(&scopes),
+        option_list(&scopes),
+    );
+    let type_options = TYPES
+        .iter()
+        .map(|t| view! { <option value=*t>{*t}</option> })
+        .collect_view();
+    let (csrf_entity, csrf_tool, csrf_hook) = (csrf.clone(), csrf.clone(), csrf.clone());
     let try_options = scopes
         .iter()
         .map(|s| {
@@ -201,9 +269,10 @@ pub fn Filters(
             <h2>"Filter policies"</h2>
             <p class="hint">"Answers of tools, resources and prompts pass these filters before they reach a client; listed descriptions are screened for prompt injection. Every decision is in the audit record (types, counts, verdicts — never the values)."</p>
             <table id="filter-policy-list">
-                <thead><tr><th>"Scope"</th><th>"Personal data"</th><th>"Secrets"</th><th>"Injection"</th><th>"Per type"</th></tr></thead>
+                <thead><tr><th>"Scope"</th><th>"Personal data"</th><th>"Secrets"</th><th>"Injection"</th><th>"Arguments"</th><th>"Per type"</th><th>"Per tool"</th></tr></thead>
                 <tbody>{policies}</tbody>
             </table>
+            <p class="hint">"Names and postal addresses are recorded under the personal-data action but changed only when a per-type rule names them: business answers are full of them."</p>
             <ActionForm action attr:class="inline" attr:id="filter-set">
                 <FormHead csrf=csrf_set op="filter_set"/>
                 <select name="form[slug]">{scope_options}</select>
@@ -211,6 +280,27 @@ pub fn Filters(
                 <label>"Secrets "{select("form[secrets]", DATA_ACTIONS, "redact".into())}</label>
                 <label>"Injection "{select("form[injection]", INJECTION_ACTIONS, "flag".into())}</label>
                 <button type="submit" class="primary">"Save"</button>
+            </ActionForm>
+            <h3>"Per type"</h3>
+            <ActionForm action attr:class="inline" attr:id="filter-entity">
+                <FormHead csrf=csrf_entity op="filter_entity"/>
+                <select name="form[slug]">{entity_scopes}</select>
+                <select name="form[entity]" id="filter-entity-type">{type_options}</select>
+                <label>"Action "{select("form[action]", DATA_OR_INHERIT, "redact".into())}</label>
+                <button type="submit" class="primary">"Set"</button>
+            </ActionForm>
+            <h3>"Per tool"</h3>
+            <p class="hint">"A tool's own actions (inherit: the scope's), and field rules for its structured results: JSON Pointers, one per line, where "<code>"*"</code>" matches any key or index ("<code>"/contacts/*/name"</code>"). Keep lists what may pass; drop removes after it. Everything on inherit and no paths removes the tool's rules."</p>
+            <ActionForm action attr:id="filter-tool">
+                <FormHead csrf=csrf_tool op="filter_tool"/>
+                <select name="form[slug]">{tool_scopes}</select>
+                <input type="text" name="form[tool]" id="filter-tool-name" placeholder="tool name" required/>
+                <label>"Personal data "{select("form[pii]", DATA_OR_INHERIT, "inherit".into())}</label>
+                <label>"Secrets "{select("form[secrets]", DATA_OR_INHERIT, "inherit".into())}</label>
+                <label>"Injection "{select("form[injection]", INJECTION_OR_INHERIT, "inherit".into())}</label>
+                <label>"Keep "<textarea name="form[keep]" id="filter-tool-keep" rows="3" placeholder="/name\n/company"></textarea></label>
+                <label>"Drop "<textarea name="form[drop]" id="filter-tool-drop" rows="3" placeholder="/ssn"></textarea></label>
+                <button type="submit" class="primary" id="filter-tool-save">"Save tool rules"</button>
             </ActionForm>
         </section>
         <section class="card" id="filter-try">
@@ -250,13 +340,27 @@ pub fn Filters(
         </section>
         <section class="card" id="filter-hooks">
             <h2>"External hooks"</h2>
-            <p class="hint">"Your own DLP, called with each answer after the built-in filters (signed requests; allow, deny or modify). Add and remove hooks with "<code>"/api/v1/filter-hooks"</code>"; the signing secret is shown once."</p>
+            <p class="hint">"Your own DLP, called with each answer after the built-in filters: a signed POST ("<code>"x-portcullis-signature: t=…,v1=HMAC-SHA256(secret, t.body)"</code>"), answered with allow, deny or a modified result. Its signing secret is shown once, when it is added."</p>
+            {secret.map(|s| view! {
+                <div class="created" id="hook-secret">
+                    <p>"Signing secret (shown once — store it in your DLP service now):"</p>
+                    <p><code class="secret" id="hook-secret-value">{s}</code></p>
+                </div>
+            })}
+            <ActionForm action attr:class="inline" attr:id="filter-hook-add">
+                <FormHead csrf=csrf_hook op="filter_hook_add"/>
+                <select name="form[slug]">{hook_scopes}</select>
+                <input type="url" name="form[url]" id="filter-hook-url" placeholder="https://dlp.example.com/portcullis" required/>
+                <label>"Timeout (ms) "<input type="number" name="form[timeout]" min="100" max="10000" value="2000"/></label>
+                <label>"On failure "{select("form[fail]", &["closed", "open"], "closed".into())}</label>
+                <button type="submit" class="primary">"Add hook"</button>
+            </ActionForm>
             {if no_hooks {
                 view! { <p id="no-hooks">"No hooks."</p> }.into_any()
             } else {
                 view! {
                     <table id="hook-list">
-                        <thead><tr><th>"Hook"</th><th>"Servers"</th><th>"URL"</th><th>"Timeout"</th><th>"On failure"</th></tr></thead>
+                        <thead><tr><th>"Hook"</th><th>"Servers"</th><th>"URL"</th><th>"Timeout"</th><th>"On failure"</th><th></th></tr></thead>
                         <tbody>{hooks}</tbody>
                     </table>
                 }.into_any()

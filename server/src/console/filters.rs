@@ -35,6 +35,8 @@ impl Backend {
                         .iter()
                         .map(|(k, a)| format!("{k}: {}", a.as_str()))
                         .collect(),
+                    tools: p.tools.iter().map(|(t, r)| tool_summary(t, r)).collect(),
+                    arguments: p.arguments.as_str().into(),
                 })
             })
             .collect();
@@ -183,6 +185,92 @@ impl Backend {
                     Err(SetError::Store(e)) => return Err(internal(e)),
                 }
             }
+            "filter_entity" => {
+                let entity = form.entity.trim().to_ascii_uppercase();
+                let mut policy = self.policy_of(tid, &slug).await?;
+                let what = if form.action == "inherit" {
+                    policy.entities.remove(&entity);
+                    format!("{entity} follows the scope's action")
+                } else {
+                    let Some(a) = Action::parse(&form.action) else {
+                        return Ok(Err("Not saved: pick an action.".into()));
+                    };
+                    policy.entities.insert(entity.clone(), a);
+                    format!("{entity}: {}", a.as_str())
+                };
+                self.save_policy(tid, &slug, &policy, what).await?
+            }
+            "filter_tool" => {
+                let tool = form.tool.trim();
+                if tool.is_empty() {
+                    return Ok(Err("Not saved: name the tool.".into()));
+                }
+                let pick = |v: &str| -> Result<Option<Action>, String> {
+                    match v {
+                        "" | "inherit" => Ok(None),
+                        v => Action::parse(v)
+                            .map(Some)
+                            .ok_or_else(|| format!("Not saved: {v:?} is not an action.")),
+                    }
+                };
+                let (pii, secrets) = match (pick(&form.pii), pick(&form.secrets)) {
+                    (Ok(p), Ok(s)) => (p, s),
+                    (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+                };
+                let injection = match form.injection.as_str() {
+                    "" | "inherit" => None,
+                    v => match InjectionAction::parse(v) {
+                        Some(a) => Some(a),
+                        None => return Ok(Err(format!("Not saved: {v:?} is not an action."))),
+                    },
+                };
+                let paths = |v: &str| -> Vec<String> {
+                    v.split(['\n', ','])
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                };
+                let mut policy = self.policy_of(tid, &slug).await?;
+                let entities = policy
+                    .tools
+                    .get(tool)
+                    .map(|r| r.entities.clone())
+                    .unwrap_or_default();
+                let rules = crate::filters::ToolRules {
+                    pii,
+                    secrets,
+                    injection,
+                    entities,
+                    keep: paths(&form.keep),
+                    drop: paths(&form.drop),
+                };
+                let what = if rules == crate::filters::ToolRules::default() {
+                    policy.tools.remove(tool);
+                    format!("{tool} follows the scope's policy")
+                } else {
+                    let line = tool_summary(tool, &rules);
+                    policy.tools.insert(tool.to_owned(), rules);
+                    line
+                };
+                self.save_policy(tid, &slug, &policy, what).await?
+            }
+            "filter_hook_remove" => {
+                match crate::filters::hooks::remove(&st.store, &st.vault, tid, form.hook_id.trim())
+                    .await
+                {
+                    Ok(true) => Ok(format!(
+                        "Hook {} removed, with its secret.",
+                        form.hook_id.trim()
+                    )),
+                    Ok(false) => Err("No such hook.".into()),
+                    Err(crate::filters::hooks::HookError::Invalid(m)) => {
+                        Err(format!("Nothing changed: {m}."))
+                    }
+                    Err(crate::filters::hooks::HookError::NotFound) => Err("No such hook.".into()),
+                    Err(e) => return Err(internal(e)),
+                }
+            }
             "tool_approve" | "tool_dismiss" => {
                 let decision = if form.op == "tool_approve" {
                     crate::pins::Decision::Approve
@@ -216,6 +304,81 @@ impl Backend {
             }
             other => Err(format!("Unknown form {other:?}.")),
         })
+    }
+
+    /// A scope's own policy as stored (the default policy when it has none).
+    async fn policy_of(
+        &self,
+        tenant_id: &str,
+        slug: &str,
+    ) -> Result<crate::filters::Policy, BackendError> {
+        Ok(self
+            .state
+            .store
+            .filter_policies(tenant_id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .find(|(k, _)| k == slug)
+            .and_then(|(_, j)| serde_json::from_str(&j).ok())
+            .unwrap_or_default())
+    }
+
+    /// Saves a scope's policy (validated as the API validates it); the flash names the change.
+    async fn save_policy(
+        &self,
+        tenant_id: &str,
+        slug: &str,
+        policy: &crate::filters::Policy,
+        what: String,
+    ) -> Result<Result<String, String>, BackendError> {
+        use crate::filters::SetError;
+        let scope = if slug == "*" { "the default" } else { slug };
+        Ok(
+            match crate::filters::set(&self.state.store, tenant_id, slug, policy).await {
+                Ok(()) => Ok(format!("Filters of {scope}: {what}.")),
+                Err(SetError::Invalid(m)) => Err(format!("Not saved: {m}.")),
+                Err(SetError::NotFound) => Err("No such server.".into()),
+                Err(SetError::Store(e)) => return Err(internal(e)),
+            },
+        )
+    }
+
+    /// Adds a filter hook from the console; its signing secret is shown once.
+    pub(super) async fn filter_hook_add(
+        &self,
+        tenant: &crate::tenancy::Tenant,
+        form: &IdentityForm,
+    ) -> Result<Result<(String, String), String>, BackendError> {
+        use crate::filters::hooks::{add, HookError, NewHook};
+        let new = NewHook {
+            url: form.url.trim().to_owned(),
+            server: Some(form.slug.trim().to_owned()).filter(|s| !s.is_empty()),
+            timeout_ms: match form.timeout.trim() {
+                "" => None,
+                t => match t.parse() {
+                    Ok(ms) => Some(ms),
+                    Err(_) => return Ok(Err("Not added: the timeout is in milliseconds.".into())),
+                },
+            },
+            fail: Some(form.fail.trim().to_owned()).filter(|f| !f.is_empty()),
+        };
+        let st = &self.state;
+        Ok(
+            match add(&st.store, &st.vault, &tenant.tenant_id, &new).await {
+                Ok((hook, secret)) => Ok((
+                    format!(
+                    "Hook {} added for {}: requests are signed with the secret below (shown once).",
+                    hook.id,
+                    if hook.server == "*" { "every server" } else { &hook.server }
+                ),
+                    secret.to_string(),
+                )),
+                Err(HookError::Invalid(m)) => Err(format!("Not added: {m}.")),
+                Err(HookError::NotFound) => Err("Not added: no such server.".into()),
+                Err(e) => return Err(internal(e)),
+            },
+        )
     }
 
     /// The try-it box: the scope's policy in effect (or, with none, every filter at `log`)
@@ -290,4 +453,31 @@ impl Backend {
             chain,
         }
     }
+}
+
+/// One line for a tool's rules: "lookup_contact: personal data redact; keep /name, /company".
+fn tool_summary(tool: &str, r: &crate::filters::ToolRules) -> String {
+    let mut parts = Vec::new();
+    if let Some(a) = r.pii {
+        parts.push(format!("personal data {}", a.as_str()));
+    }
+    if let Some(a) = r.secrets {
+        parts.push(format!("secrets {}", a.as_str()));
+    }
+    if let Some(a) = r.injection {
+        parts.push(format!("injection {}", a.as_str()));
+    }
+    for (k, a) in &r.entities {
+        parts.push(format!("{k} {}", a.as_str()));
+    }
+    if !r.keep.is_empty() {
+        parts.push(format!("keep {}", r.keep.join(", ")));
+    }
+    if !r.drop.is_empty() {
+        parts.push(format!("drop {}", r.drop.join(", ")));
+    }
+    if parts.is_empty() {
+        parts.push("as the scope".into());
+    }
+    format!("{tool}: {}", parts.join("; "))
 }

@@ -1021,9 +1021,16 @@ impl Backend {
                 self.reveal(&session, Reveal::Simulation(view))?;
                 return Ok(true);
             }
-            "filter_set" | "tool_approve" | "tool_dismiss" => {
-                self.filter_action(&tenant, &admin, &form).await?
-            }
+            "filter_set" | "filter_entity" | "filter_tool" | "filter_hook_remove"
+            | "tool_approve" | "tool_dismiss" => self.filter_action(&tenant, &admin, &form).await?,
+            // The hook's signing secret is shown once (kept in memory until the page shows it).
+            "filter_hook_add" => match self.filter_hook_add(&tenant, &form).await? {
+                Ok((message, secret)) => {
+                    self.reveal(&session, Reveal::Secret(secret))?;
+                    Ok(message)
+                }
+                Err(e) => Err(e),
+            },
             other => Err(format!("Unknown form {other:?}.")),
         };
         st.refresh_snapshots().await.map_err(internal)?;
