@@ -118,7 +118,16 @@ async fn a_tool_whose_definition_changes_upstream_is_held_until_an_admin_approve
             && r["detail"]["rule"] == "tool definition changed since review"),
         "{calls:?}"
     );
-    let changed = crate::filters::acme_records(&app, admin, "tool.changed").await;
+    // The security record is written by the pinning task after the queue row, through the
+    // audit writer: it may land a moment later.
+    let mut changed = Vec::new();
+    for _ in 0..50 {
+        changed = crate::filters::acme_records(&app, admin, "tool.changed").await;
+        if !changed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(
         changed.len(),
         1,
