@@ -122,17 +122,7 @@ pub fn Filters(
         .collect_view();
     let mut scopes = vec!["*".to_owned()];
     scopes.extend(view.servers.iter().cloned());
-    let scope_options = scopes
-        .iter()
-        .map(|s| {
-            let label = if s == "*" {
-                "default".to_owned()
-            } else {
-                s.clone()
-            };
-            view! { <option value=s.clone()>{label}</option> }
-        })
-        .collect_view();
+    // One `<option>` list per form (a view is used once).
     let option_list = |scopes: &[String]| {
         scopes
             .iter()
@@ -146,7 +136,9 @@ pub fn Filters(
             })
             .collect_view()
     };
-    let (entity_scopes, tool_scopes, hook_scopes) = (
+    let (scope_options, try_options, entity_scopes, tool_scopes, hook_scopes) = (
+        option_list(&scopes),
+        option_list(&scopes),
         option_list(&scopes),
         option_list(&scopes),
         option_list(&scopes),
@@ -156,17 +148,6 @@ pub fn Filters(
         .map(|t| view! { <option value=*t>{*t}</option> })
         .collect_view();
     let (csrf_entity, csrf_tool, csrf_hook) = (csrf.clone(), csrf.clone(), csrf.clone());
-    let try_options = scopes
-        .iter()
-        .map(|s| {
-            let label = if s == "*" {
-                "default".to_owned()
-            } else {
-                s.clone()
-            };
-            view! { <option value=s.clone()>{label}</option> }
-        })
-        .collect_view();
     let csrf_changes = csrf.clone();
     let changes = view
         .changes

@@ -53,7 +53,7 @@ pub fn stages() -> [(&'static str, Stage); 5] {
     fn pairs(t: &str, out: &mut Vec<Finding>) {
         if let Some(r) = res() {
             let mut found = Vec::new();
-            given_name_pairs(r, t, &mut found);
+            given_name_pairs(r, t, &word_spans(t), &mut found);
             out.extend(
                 found
                     .into_iter()
@@ -358,39 +358,37 @@ fn trim_word(text: &str, s: usize, e: usize) -> (usize, usize) {
     (s, s + text[s..e].trim_end_matches(['-', '\'', '’']).len())
 }
 
-/// A common given name and one or two capitalized words after it, anywhere: the words of the
-/// text are walked once, and the pattern runs only after a given name.
-fn given_name_pairs(r: &Res, text: &str, found: &mut Vec<(usize, usize)>) {
+/// A common given name and one or two capitalized words after it, anywhere: over the words of
+/// the text (`word_spans`, shared with the recurrence pass), the pattern runs only after a
+/// given name.
+fn given_name_pairs(
+    r: &Res,
+    text: &str,
+    spans: &[(usize, usize)],
+    found: &mut Vec<(usize, usize)>,
+) {
     let given = given_names();
-    let mut word_start: Option<usize> = None;
-    let mut prev: Option<char> = None;
     let mut skip_to = 0;
-    for (i, ch) in text
-        .char_indices()
-        .chain(std::iter::once((text.len(), ' ')))
-    {
-        let inner = word_start.is_some() && matches!(ch, '-' | '\'' | '’');
-        if ch.is_alphabetic() || inner {
-            if word_start.is_none() {
-                let glued =
-                    prev.is_some_and(|p| p.is_alphanumeric() || matches!(p, '@' | '.' | '_'));
-                word_start = (!glued && ch.is_uppercase())
-                    .then_some(i)
-                    .or(Some(usize::MAX));
-            }
-        } else if let Some(start) = word_start.take() {
-            if start != usize::MAX && start >= skip_to && is_given(given, &text[start..i]) {
-                if let Some(m) = r.name_rest.find(&text[i..]) {
-                    if let Some(span) = trim_name(text, start, i + m.end()) {
-                        if words(&text[span.0..span.1]).len() >= 2 {
-                            found.push(span);
-                            skip_to = span.1;
-                        }
-                    }
+    for &(start, end) in spans {
+        if start < skip_to || !text[start..].chars().next().is_some_and(char::is_uppercase) {
+            continue;
+        }
+        // Not the tail of an address, a domain or an identifier.
+        let glued = text[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|p| matches!(p, '@' | '.' | '_'));
+        if glued || !is_given(given, &text[start..end]) {
+            continue;
+        }
+        if let Some(m) = r.name_rest.find(&text[end..]) {
+            if let Some(span) = trim_name(text, start, end + m.end()) {
+                if words(&text[span.0..span.1]).len() >= 2 {
+                    found.push(span);
+                    skip_to = span.1;
                 }
             }
         }
-        prev = Some(ch);
     }
 }
 
@@ -443,7 +441,8 @@ fn names(r: &Res, text: &str, out: &mut Vec<Finding>) {
             }
         }
     }
-    given_name_pairs(r, text, &mut found);
+    let spans = word_spans(text);
+    given_name_pairs(r, text, &spans, &mut found);
     // The words of every name found recur elsewhere in the answer: "Thanks, Liam" after
     // "contact: Liam Petrov".
     let mut parts: HashSet<&str> = HashSet::new();
@@ -470,7 +469,7 @@ fn names(r: &Res, text: &str, out: &mut Vec<Finding>) {
     // One walk over the words of the text: a word that is a part of a name found, or the start
     // of a whole name found, not inside an e-mail address, a domain or a path.
     let in_address = |c: Option<char>| matches!(c, Some('@' | '.' | '/' | '_'));
-    for (ws, we) in word_spans(text) {
+    for &(ws, we) in &spans {
         let before = text[..ws].chars().next_back();
         if in_address(before) {
             continue;
