@@ -13,6 +13,8 @@ ln -sfn "$PORTCULLIS_TOOLS/node_modules" end2end/node_modules
 DATA=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-e2e.XXXXXX")
 SHOT_DIR=${SHOT_DIR:-end2end/screenshots}
 mkdir -p "$SHOT_DIR"
+# The files exist before the background jobs open them: the loops below read them at once.
+touch "$DATA/stdout" "$DATA/stderr" "$DATA/idp.out" "$DATA/idp.err"
 "$BIN" serve --bind 127.0.0.1:0 --data-dir "$DATA" --demo >"$DATA/stdout" 2>"$DATA/stderr" &
 PID=$!
 cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$DATA"; }
