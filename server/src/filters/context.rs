@@ -622,7 +622,8 @@ fn extend(r: &Res, text: &str, mut end: usize) -> usize {
         .unwrap_or(end)
 }
 
-/// The cells of the tables in `text` whose column names may say what they hold: CSV (comma,
+/// The cells of the tables in `text` whose column names may say what they hold (at most
+/// `MAX_TABLE_CELLS`): CSV (comma,
 /// semicolon, tab or bar) under a header line, and SQL `INSERT … (columns) VALUES (…), (…)`.
 /// Each cell as (column name, start, end).
 pub(super) fn table_cells(text: &str) -> Vec<(&str, usize, usize)> {
@@ -687,8 +688,14 @@ pub(super) fn table_cells(text: &str) -> Vec<(&str, usize, usize)> {
             i += 1;
         }
     }
+    // A bounded number of cells: each is scanned on its own (a fixed cost per cell); a huge
+    // table's other cells are still in the scan of the text.
+    cells.truncate(MAX_TABLE_CELLS);
     cells
 }
+
+/// The most table cells read with their column names per text.
+const MAX_TABLE_CELLS: usize = 2_000;
 
 /// The fields of one CSV line (quoted fields without their quotes), as byte ranges.
 fn split_row(line: &str, delim: char) -> Vec<(usize, usize)> {
@@ -851,6 +858,37 @@ mod tests {
             vec![
                 (Kind::PersonName, "Aiko Nguyen"),
                 (Kind::PersonName, "Okafor")
+            ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    #[test]
+    fn table_cells_are_read_with_their_column_names_and_bounded() {
+        let mut csv = String::from("id,full_name,notes\n");
+        for i in 0..3000 {
+            csv.push_str(&format!("{i},Anna Berg,ok\n"));
+        }
+        let cells = super::table_cells(&csv);
+        assert_eq!(cells.len(), super::MAX_TABLE_CELLS);
+        let (name, s, e) = cells[1];
+        assert_eq!((name, &csv[s..e]), ("full_name", "Anna Berg"));
+        let sql = "INSERT INTO p (id, given_name, dob) VALUES (1, 'Eleanor', '1961-01-23'), (2, 'Kwabena', NULL);";
+        let cells: Vec<(&str, &str)> = super::table_cells(sql)
+            .into_iter()
+            .map(|(n, s, e)| (n, &sql[s..e]))
+            .collect();
+        assert_eq!(
+            cells,
+            vec![
+                ("id", "1"),
+                ("given_name", "Eleanor"),
+                ("dob", "1961-01-23"),
+                ("id", "2"),
+                ("given_name", "Kwabena"),
+                ("dob", "NULL")
             ]
         );
     }
