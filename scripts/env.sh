@@ -22,7 +22,9 @@ portcullis_checkout_guard() {
   if [ "$(cat "$marker" 2>/dev/null)" != "$here" ]; then
     if [ -f "$marker" ]; then
       echo "[env] target dir last used by $(cat "$marker"); rebuilding the server and front-end packages for $here"
-      cargo clean -q -p server 2>/dev/null || true
+      # `app` too, for the host: it defines the server functions, and its artifacts are shared
+      # by every checkout (cargo's fingerprint still points at the other checkout's files).
+      cargo clean -q -p server -p app 2>/dev/null || true
       # The front end too: Leptos names server functions with a hash that includes the source
       # path, and a wasm built in another checkout (uplifted last into frontend.wasm) would
       # call server functions this checkout's server does not have.
