@@ -672,11 +672,15 @@ async fn external_filter_hooks_allow_deny_or_modify_answers_and_fail_as_configur
     let passed = m.call_text(63, "echo", json!({"message": "SLOW"})).await;
     assert_eq!(passed, "Echo: SLOW");
 
-    let audit = acme_export(&app, admin, "tools/call").await;
-    let records: Vec<Value> = audit
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+    // The last call's record is written by the audit writer after its answer: wait for it.
+    let mut records: Vec<Value> = Vec::new();
+    for _ in 0..50 {
+        records = acme_records(&app, admin, "tools/call").await;
+        if records.iter().any(|r| r["detail"]["jsonrpc_id"] == 63) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let hooks_of = |id: i64| {
         records
             .iter()
