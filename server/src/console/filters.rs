@@ -142,7 +142,7 @@ impl Backend {
         admin: &crate::store::UserRow,
         form: &IdentityForm,
     ) -> Result<Result<String, String>, BackendError> {
-        use crate::filters::{Action, InjectionAction, Policy, SetError};
+        use crate::filters::{Action, InjectionAction};
         let st = &self.state;
         let tid = &tenant.tenant_id;
         let slug = if form.slug.trim().is_empty() {
@@ -160,30 +160,17 @@ impl Backend {
                     return Ok(Err("Not saved: pick an action for each kind.".into()));
                 };
                 // Per-type overrides set through the API or CLI stay.
-                let mut policy = st
-                    .store
-                    .filter_policies(tid)
-                    .await
-                    .map_err(internal)?
-                    .into_iter()
-                    .find(|(k, _)| *k == slug)
-                    .and_then(|(_, j)| serde_json::from_str::<Policy>(&j).ok())
-                    .unwrap_or_default();
+                let mut policy = self.policy_of(tid, &slug).await?;
                 policy.pii = pii;
                 policy.secrets = secrets;
                 policy.injection = injection;
-                match crate::filters::set(&st.store, tid, &slug, &policy).await {
-                    Ok(()) => Ok(format!(
-                        "Filters of {}: personal data {}, secrets {}, injection {}.",
-                        if slug == "*" { "the default" } else { &slug },
-                        pii.as_str(),
-                        secrets.as_str(),
-                        injection.as_str()
-                    )),
-                    Err(SetError::Invalid(m)) => Err(format!("Not saved: {m}.")),
-                    Err(SetError::NotFound) => Err("No such server.".into()),
-                    Err(SetError::Store(e)) => return Err(internal(e)),
-                }
+                let what = format!(
+                    "personal data {}, secrets {}, injection {}",
+                    pii.as_str(),
+                    secrets.as_str(),
+                    injection.as_str()
+                );
+                self.save_policy(tid, &slug, &policy, what).await?
             }
             "filter_entity" => {
                 let entity = form.entity.trim().to_ascii_uppercase();

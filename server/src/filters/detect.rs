@@ -154,6 +154,15 @@ struct Pattern {
     valid: fn(&str) -> bool,
 }
 
+impl Pattern {
+    /// Whether the pattern can match `text` at all: one of its literals occurs, and the text's
+    /// digits, colons and key words allow its kind.
+    fn may_match(&self, text: &str, facts: &Facts) -> bool {
+        (self.needles.is_empty() || self.needles.iter().any(|n| text.contains(n)))
+            && facts.may_hold(self.kind)
+    }
+}
+
 fn always(_: &str) -> bool {
     true
 }
@@ -303,10 +312,7 @@ fn candidates(text: &str) -> Vec<Finding> {
     let mut found: Vec<Finding> = Vec::new();
     let facts = Facts::of(text);
     for p in patterns() {
-        if !p.needles.is_empty() && !p.needles.iter().any(|n| text.contains(n)) {
-            continue;
-        }
-        if !facts.may_hold(p.kind) {
+        if !p.may_match(text, &facts) {
             continue;
         }
         for c in p.re.captures_iter(text) {
@@ -378,9 +384,7 @@ pub fn stage_times(text: &str, runs: u32) -> Vec<(String, std::time::Duration)> 
     let facts = Facts::of(text);
     for p in patterns() {
         let d = time(&mut || {
-            if (p.needles.is_empty() || p.needles.iter().any(|n| text.contains(n)))
-                && facts.may_hold(p.kind)
-            {
+            if p.may_match(text, &facts) {
                 black_box(p.re.captures_iter(text).count());
             }
         });
