@@ -319,7 +319,12 @@ fn trim_name(text: &str, mut start: usize, end: usize) -> Option<(usize, usize)>
     let mut e = end;
     loop {
         let s = text[start..e].trim_end();
-        let last_start = s.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        // After the last whitespace character, whatever its width (a no-break space is two bytes).
+        let last_start = s
+            .char_indices()
+            .rev()
+            .find(|(_, c)| c.is_whitespace())
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let last = &s[last_start..];
         if !not_name(last) {
             let ws = words(s);
@@ -859,6 +864,18 @@ mod tests {
                 (Kind::PersonName, "Aiko Nguyen"),
                 (Kind::PersonName, "Okafor")
             ]
+        );
+    }
+}
+
+#[cfg(test)]
+mod trim_tests {
+    #[test]
+    fn trimming_a_name_respects_wide_whitespace() {
+        let t = "Liam\u{a0}Petrov\u{a0}Team";
+        assert_eq!(
+            super::trim_name(t, 0, t.len()),
+            Some((0, "Liam\u{a0}Petrov".len()))
         );
     }
 }
