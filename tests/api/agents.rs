@@ -323,15 +323,30 @@ async fn agents_reach_their_tool_set_as_far_as_their_owner_may(engine: Engine) {
     );
 
     // The records name the agent, its owner, the server and the tool.
-    let (s, v) = api(
-        &app,
-        admin,
-        Method::GET,
-        "/api/v1/audit?agent=research&method=tools/call",
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    // The audit writer writes after the answer: poll until the denied call's record is there.
+    let mut v = Value::Null;
+    for _ in 0..100 {
+        let (s, got) = api(
+            &app,
+            admin,
+            Method::GET,
+            "/api/v1/audit?agent=research&method=tools/call",
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{got}");
+        v = got;
+        let events = v["events"].as_array().cloned().unwrap_or_default();
+        let has = |target: &str, outcome: &str| {
+            events
+                .iter()
+                .any(|e| e["target"] == target && e["outcome"] == outcome)
+        };
+        if has("echo", "ok") && has("add", "denied") && has("add", "ok") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let events = v["events"].as_array().unwrap();
     let echo_ok = events
         .iter()

@@ -220,6 +220,25 @@ pub(crate) async fn acme_records(app: &TestApp, admin: &str, action: &str) -> Ve
         .collect()
 }
 
+/// The records of `action`, polled until `ok` holds of them (the audit writer writes after the
+/// answer, so a record may land a moment after the call that caused it); the last read.
+pub(crate) async fn acme_records_until(
+    app: &TestApp,
+    admin: &str,
+    action: &str,
+    ok: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let mut last = Vec::new();
+    for _ in 0..100 {
+        last = acme_records(app, admin, action).await;
+        if ok(&last) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    last
+}
+
 /// Calls `echo` until its text satisfies `ok` (a policy set by the CLI reaches the gateway's
 /// snapshot within a second or two); the last text.
 async fn echo_until(m: &Mcp<'_>, message: &str, ok: impl Fn(&str) -> bool) -> String {
