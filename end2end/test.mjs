@@ -684,6 +684,67 @@ await test('pinning: a changed tool is held until approved in the console', asyn
   await ctx.close();
 });
 
+// The Security Review Pack: the dashboard on the console home links to it; the pack page
+// renders every section from live data; the admin's statement is saved into it; the PDF
+// downloads, and its pages rendered to PNG by pdftoppm carry the sections (screenshots saved).
+await test('review pack: dashboard, pack page, statement, PDF', async () => {
+  const ctx = await browser.newContext({ acceptDownloads: true });
+  const page = await ctx.newPage();
+  const errors = watch(page);
+  await page.goto(`${demo}/admin`);
+  await hydrated(page);
+  await page.fill('#admin-token', demoToken);
+  await page.click('#sign-in-submit');
+  await page.waitForSelector('#dashboard', { timeout: 30000 });
+  const tiles = await page.textContent('#dashboard');
+  check('the dashboard shows calls and open risks', /\d+ open risks/.test(tiles) && (await page.$('#dash-chart-calls')) !== null, tiles.slice(0, 300));
+  const topServers = await page.textContent('#dash-top-servers');
+  check('the dashboard lists the top servers', topServers.trim().length > 0, topServers);
+  await page.screenshot({ path: `${shots}/dashboard.png`, fullPage: true });
+
+  await page.click('#dash-open-risks');
+  await page.waitForSelector('#pack-risks', { timeout: 30000 });
+  const ids = ['pack-architecture', 'pack-diagram', 'pack-servers', 'pack-access', 'pack-audit', 'pack-credentials', 'pack-clients', 'pack-filters', 'pack-risks'];
+  const missing = [];
+  for (const id of ids) if ((await page.$(`#${id}`)) === null) missing.push(id);
+  check('the pack page renders every section', missing.length === 0, missing.join(','));
+  const risks = await page.$$eval('#pack-risks article.risk', (a) => a.map((x) => x.id));
+  check('the pack flags the demo tenant\'s open risks', risks.includes('risk-no_scim'), risks.join(','));
+
+  await page.fill('#review-llm', 'Claude Desktop and Cursor → Anthropic API under the company account; no other provider.');
+  await page.fill('#review-dpa', 'Anthropic DPA, signed 2026-03-01 (legal ref. DPA-17).');
+  await page.selectOption('#review-regulation', 'pci_dss');
+  await page.click('#review-statement-save');
+  await page.waitForFunction(() => document.querySelector('#flash')?.textContent.includes('Statement saved'), null, { timeout: 15000 });
+  await page.waitForFunction(() => document.querySelector('#pack-clients')?.textContent.includes('DPA-17'), null, { timeout: 30000 });
+  check('the statement is part of the pack', true);
+  await page.screenshot({ path: `${shots}/review-pack.png`, fullPage: true });
+
+  const [download] = await Promise.all([
+    page.waitForEvent('download', { timeout: 120000 }),
+    page.click('#review-download-pdf'),
+  ]);
+  const pdfPath = `${shots}/review-pack.pdf`;
+  await download.saveAs(pdfPath);
+  const pdf = fs.readFileSync(pdfPath);
+  check('the PDF downloads', pdf.subarray(0, 4).toString() === '%PDF' && pdf.length > 10000, `${pdf.length} bytes`);
+  const { execFileSync } = await import('node:child_process');
+  execFileSync('pdftoppm', ['-png', '-r', '60', pdfPath, `${shots}/review-pack-page`]);
+  const pages = fs.readdirSync(shots).filter((f) => f.startsWith('review-pack-page') && f.endsWith('.png')).sort();
+  check('the PDF has a page per section', pages.length >= 9, pages.join(','));
+  const text = execFileSync('pdftotext', ['-layout', pdfPath, '-']).toString();
+  const sections = ['1. Architecture', '2. Server inventory', '3. Access control', '4. Audit', '5. Credentials',
+    '6. Clients and data flow', '7. Filters and agent security', '8. Open risks'];
+  const absent = sections.filter((t) => !text.includes(t));
+  check('the PDF\'s pages carry every section', absent.length === 0, absent.join(', '));
+  check('the PDF carries the statement', text.includes('DPA-17'));
+  // Each page image has content (not blank): PNGs of a few KB at least.
+  const sizes = pages.map((f) => fs.statSync(`${shots}/${f}`).size);
+  check('the rendered pages are not blank', sizes.every((n) => n > 3000), sizes.join(','));
+  check('no errors in the browser (review pack)', errors.length === 0, JSON.stringify(errors));
+  await ctx.close();
+});
+
 await test('without JavaScript', async () => {
   const ctx = await browser.newContext({ javaScriptEnabled: false });
   const page = await ctx.newPage();

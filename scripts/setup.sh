@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Portcullis needs to build, run and test, idempotently:
-#   - Debian packages: chromium (browser tests), postgresql (throwaway test cluster), bubblewrap
+#   - Debian packages: chromium (browser tests and the review pack's PDF), postgresql (throwaway
+#     test cluster), bubblewrap, poppler-utils (pdftoppm)
 #   - the wasm32 toolchain: rustup's target, or Debian's rustc-web + build-std where rustup cannot download
 #   - wasm-bindgen-cli at exactly the version in Cargo.lock
 #   - npm packages (binaryen for wasm-opt, playwright-core, node 22, the MCP SDK, conformance suite,
@@ -30,6 +31,8 @@ command -v bwrap >/dev/null || need+=(bubblewrap)
 # rsyslog + its gtls driver: a real syslog receiver for the audit SIEM tests (tests/fixtures/rsyslog.py).
 [ -x /usr/sbin/rsyslogd ] || need+=(rsyslog)
 [ -f /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || need+=(rsyslog-gnutls)
+# poppler-utils: pdftoppm renders the review pack's PDF pages to PNG in the browser test.
+command -v pdftoppm >/dev/null || need+=(poppler-utils)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing Debian packages: ${need[*]}"
   $SUDO apt-get update -qq

@@ -729,6 +729,34 @@ pub struct AuditForm {
     pub secret: String,
     #[serde(default)]
     pub start: String,
+    /// The review pack's statement (`review_statement`) and tool classes (`tool_class`).
+    #[serde(default)]
+    pub llm_routing: String,
+    #[serde(default)]
+    pub data_processing: String,
+    #[serde(default)]
+    pub regulation: String,
+    #[serde(default)]
+    pub server: String,
+    #[serde(default)]
+    pub tool: String,
+    #[serde(default)]
+    pub class: String,
+}
+
+/// The review pack page: the pack rendered by the server (escaped HTML, the same renderer as
+/// the download), the period, and the admin's statement for the form.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReviewPage {
+    pub html: String,
+    pub days: u32,
+    pub risks: usize,
+    pub generated_at: String,
+    pub llm_routing: String,
+    pub data_processing: String,
+    pub regulation: String,
+    /// (server, tool, class, where the class comes from), for the classification form.
+    pub tools: Vec<(String, String, String, String)>,
 }
 
 /// The state of the tenant console for this browser session.
@@ -880,6 +908,10 @@ mod backend {
             csrf: &str,
             form: AuditForm,
         ) -> Result<bool, BackendError>;
+        /// The review pack page for a period (signed-in admins only; recorded as a generation).
+        async fn review_page(&self, parts: &Parts, days: u32) -> Result<ReviewPage, BackendError>;
+        /// The console home's dashboard, rendered by the server (signed-in admins only).
+        async fn dashboard(&self, parts: &Parts) -> Result<String, BackendError>;
         async fn platform_create_tenant(
             &self,
             parts: &Parts,
@@ -1074,4 +1106,18 @@ pub async fn audit_action(csrf: String, form: AuditForm) -> Result<bool, ServerF
         .audit_action(&parts, &csrf, form)
         .await
         .map_err(to_sfn)
+}
+
+/// The review pack page's data for a period (days).
+#[server(prefix = "/_console")]
+pub async fn load_review(days: u32) -> Result<ReviewPage, ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend.review_page(&parts, days).await.map_err(to_sfn)
+}
+
+/// The console home's dashboard (server-rendered HTML).
+#[server(prefix = "/_console")]
+pub async fn load_dashboard() -> Result<String, ServerFnError> {
+    let (backend, parts) = backend_and_parts()?;
+    backend.dashboard(&parts).await.map_err(to_sfn)
 }

@@ -225,6 +225,10 @@ fn ConsoleLayout(
             <crate::audit::AuditSection csrf=csrf.clone() action=audit_action/>
         }
         .into_any(),
+        ("review-pack", _) => view! {
+            <crate::review::ReviewSection csrf=csrf.clone() action=audit_action/>
+        }
+        .into_any(),
         (_, Some(s)) => view! { <Placeholder title=s.title purpose=s.purpose/> }.into_any(),
         (_, None) => {
             view! { <ErrorBox message="There is no such page in the console.".to_string()/> }
@@ -287,6 +291,7 @@ fn ConsoleLayout(
 #[component]
 fn Overview(console: TenantConsole) -> impl IntoView {
     view! {
+        <crate::review::Dashboard/>
         <section class="grid">
             <div class="card stat">
                 <span class="label">"Users"</span>

@@ -11,6 +11,7 @@ mod credentials;
 mod filters;
 mod identity;
 mod platform;
+mod review;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

@@ -129,6 +129,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/sso", get(get_sso).put(put_sso).delete(delete_sso))
         .merge(crate::audit::api::routes())
         .merge(crate::agents::api::routes())
+        .merge(crate::review::api::routes())
 }
 
 /// JSON bodies that fail to parse become a 400 in our envelope, not axum's plain text.

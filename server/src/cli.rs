@@ -966,3 +966,134 @@ pub async fn keys(
     store.close().await;
     Ok(ExitCode::SUCCESS)
 }
+
+/// The vault as a one-shot command reads it: the master key from the file (SQLite) or
+/// `PORTCULLIS_MASTER_KEY` (PostgreSQL), checked against the database's fingerprint.
+async fn open_vault(
+    store_cfg: &StoreConfig,
+    store: &Store,
+    current: Option<String>,
+) -> Result<crate::vault::Vault, CliError> {
+    let postgres = matches!(
+        store_cfg.database,
+        crate::store::DatabaseLocation::Postgres(_)
+    );
+    let key = if postgres {
+        let text = current
+            .ok_or_else(|| CliError("PORTCULLIS_MASTER_KEY is required with PostgreSQL".into()))?;
+        crate::keys::decode_key(&text)
+            .ok_or_else(|| CliError("PORTCULLIS_MASTER_KEY is not base64 of 32 bytes".into()))?
+    } else {
+        crate::keys::read_key_file(&store_cfg.data_dir)
+            .map_err(|e| CliError(e.to_string()))?
+            .0
+    };
+    let stored = store.platform_setting("master_key_fingerprint").await?;
+    if stored.as_deref() != Some(key.fingerprint().as_str()) {
+        return Err(CliError(
+            "the master key does not match the database's".into(),
+        ));
+    }
+    let previous = crate::keys::load_previous(None, &store_cfg.data_dir)
+        .ok()
+        .flatten()
+        .map(std::sync::Arc::new);
+    Ok(crate::vault::Vault::with_previous(
+        std::sync::Arc::new(key),
+        previous,
+    ))
+}
+
+pub async fn review_pack(
+    store_cfg: &StoreConfig,
+    cmd: crate::config::ReviewPackArgs,
+    current: Option<String>,
+) -> Result<ExitCode, CliError> {
+    use crate::review::api::{file_name, render, Format};
+    let format = Format::parse(&cmd.format)
+        .ok_or_else(|| CliError("--format must be json, html or pdf".into()))?;
+    let opts = crate::review::Options::new(cmd.days, crate::store::now_micros(), "cli")
+        .map_err(|e| CliError(format!("--{e}")))?;
+    let store = Store::open(&store_cfg.database).await?;
+    let parsed = TenantSlug::parse(&cmd.tenant)?;
+    let tenant: crate::tenancy::Tenant = store
+        .tenant_by_slug(&parsed)
+        .await?
+        .ok_or_else(|| CliError(format!("no tenant {:?}", cmd.tenant)))?
+        .into();
+    let vault = open_vault(store_cfg, &store, current).await?;
+    let portal = store
+        .platform_setting(crate::review::URL_TEMPLATE_SETTING)
+        .await?
+        .map(|t| t.replace(crate::review::SLUG_PLACEHOLDER, &tenant.slug));
+    let sources = crate::review::Sources {
+        store: &store,
+        vault: &vault,
+        gateway_base_url: portal.as_ref().map(|p| format!("{p}/mcp/")),
+        portal_url: portal,
+    };
+    let pack = crate::review::build(&sources, &tenant, &opts)
+        .await
+        .map_err(|e| CliError(e.to_string()))?;
+    let body = render(&pack, format)
+        .await
+        .map_err(|e| CliError(e.to_string()))?;
+    let to_stdout = cmd.out.as_os_str() == "-";
+    if to_stdout {
+        use std::io::Write as _;
+        std::io::stdout()
+            .write_all(&body)
+            .map_err(|e| CliError(format!("writing to standard output: {e}")))?;
+    } else {
+        // Written beside the target and renamed: a reader never sees half a pack.
+        let tmp = cmd.out.with_extension("partial");
+        std::fs::write(&tmp, &body)
+            .and_then(|_| std::fs::rename(&tmp, &cmd.out))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&tmp);
+                CliError(format!("writing {}: {e}", cmd.out.display()))
+            })?;
+    }
+    let mut e = crate::audit::Event::new(
+        &tenant.tenant_id,
+        crate::audit::Category::Admin,
+        "review_pack.generate",
+        "ok",
+    );
+    e.actor = Some("cli".into());
+    e.detail = serde_json::json!({
+        "format": format.as_str(), "days": pack.period.days, "from": pack.period.from,
+        "to": pack.period.to, "risks": pack.risks.iter().map(|r| r.id).collect::<Vec<_>>(),
+        "via": "cli",
+    });
+    crate::audit::record_direct(&store, &e)
+        .await
+        .map_err(|e| CliError(format!("the pack was written but not recorded: {e}")))?;
+    let summary = serde_json::json!({
+        "tenant": tenant.slug,
+        "format": format.as_str(),
+        "file": if to_stdout { "-".to_owned() } else { cmd.out.display().to_string() },
+        "bytes": body.len(),
+        "generated_at": pack.generated_at,
+        "period": {"days": pack.period.days, "from": pack.period.from, "to": pack.period.to},
+        "risks": pack.risks.iter().map(|r| serde_json::json!({"id": r.id, "severity": r.severity})).collect::<Vec<_>>(),
+        "suggested_name": file_name(&pack, format),
+    });
+    if cmd.json && to_stdout {
+        // Standard output carries the pack itself.
+        eprintln!("{summary}");
+    } else if cmd.json {
+        println!("{summary}");
+    } else if !to_stdout {
+        println!(
+            "wrote {} ({} bytes, {}): {} open risk{}",
+            cmd.out.display(),
+            body.len(),
+            format.as_str(),
+            pack.risks.len(),
+            if pack.risks.len() == 1 { "" } else { "s" }
+        );
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}

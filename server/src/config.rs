@@ -81,6 +81,27 @@ pub enum Command {
     /// Data filters: what the gateway does with personal data and secrets in answers.
     #[command(subcommand)]
     Filter(FilterCommand),
+    /// Writes a tenant's Security Review Pack (JSON, single-file HTML or PDF) from its live
+    /// configuration and audit trail.
+    ReviewPack(ReviewPackArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReviewPackArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// json, html or pdf (PDF is printed by headless Chromium).
+    #[arg(long, default_value = "json")]
+    pub format: String,
+    /// The file to write (`-`: standard output).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Days of activity the pack covers (1 to 366; default 30).
+    #[arg(long)]
+    pub days: Option<u32>,
+    /// Print what was written as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -427,6 +448,10 @@ pub struct ServeArgs {
     /// this, doubling up to 5 minutes.
     #[arg(long, env = "PORTCULLIS_SIEM_INTERVAL_MS")]
     pub siem_interval_ms: Option<u64>,
+    /// Seconds between anomaly scans of the audit trail (default 300); each scan reads every
+    /// tenant's last hour against its baseline.
+    #[arg(long, env = "PORTCULLIS_SIGNAL_INTERVAL_SECONDS")]
+    pub signal_interval_seconds: Option<u64>,
     /// Let OAuth client metadata documents be fetched from loopback and private addresses
     /// (development and tests only: in production that is an SSRF hole).
     #[arg(long, env = "PORTCULLIS_CIMD_ALLOW_PRIVATE")]
@@ -520,6 +545,7 @@ struct FileConfig {
     upstream_ca_file: Option<PathBuf>,
     gateway_max_body: Option<usize>,
     siem_interval_ms: Option<u64>,
+    signal_interval_seconds: Option<u64>,
 }
 
 /// A setting that could not be used; the message names it.
@@ -568,6 +594,8 @@ pub struct Settings {
     pub gateway_max_body: usize,
     /// See `ServeArgs::siem_interval_ms`.
     pub siem_interval: std::time::Duration,
+    /// See `ServeArgs::signal_interval_seconds`.
+    pub signal_interval: std::time::Duration,
     /// See `ServeArgs::smtp_url` (it may carry a password).
     pub smtp_url: Option<SecretString>,
     pub mail_from: Option<String>,
@@ -710,6 +738,19 @@ impl Settings {
                 }
                 Some(n) => std::time::Duration::from_millis(n),
                 None => std::time::Duration::from_secs(2),
+            },
+            signal_interval: match serve
+                .signal_interval_seconds
+                .or(file.signal_interval_seconds)
+            {
+                Some(n) if !(1..=86_400).contains(&n) => {
+                    return Err(bad(
+                        "PORTCULLIS_SIGNAL_INTERVAL_SECONDS",
+                        "must be 1 to 86400 seconds",
+                    ))
+                }
+                Some(n) => std::time::Duration::from_secs(n),
+                None => std::time::Duration::from_secs(300),
             },
             cimd_allow_private: serve.cimd_allow_private,
             smtp_url: serve

@@ -372,6 +372,18 @@ impl ConsoleBackend for Backend {
         self.audit_form(parts, csrf, form).await
     }
 
+    async fn review_page(
+        &self,
+        parts: &Parts,
+        days: u32,
+    ) -> Result<app::api::ReviewPage, BackendError> {
+        self.review_page_for(parts, days).await
+    }
+
+    async fn dashboard(&self, parts: &Parts) -> Result<String, BackendError> {
+        self.dashboard_for(parts).await
+    }
+
     async fn add_server(
         &self,
         parts: &Parts,

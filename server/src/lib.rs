@@ -21,6 +21,7 @@ pub mod oauth;
 pub mod ops;
 pub mod pins;
 pub mod policy;
+pub mod review;
 pub mod scim;
 pub mod servers;
 pub mod sso;

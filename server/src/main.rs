@@ -88,6 +88,11 @@ async fn run(args: Cli) -> Result<ExitCode, cli::CliError> {
             let store = StoreConfig::resolve(&args.global)?;
             cli::audit(&store, cmd).await
         }
+        Command::ReviewPack(cmd) => {
+            let store = StoreConfig::resolve(&args.global)?;
+            let current = std::env::var("PORTCULLIS_MASTER_KEY").ok();
+            cli::review_pack(&store, cmd, current).await
+        }
     }
 }
 

@@ -187,6 +187,30 @@ impl Hints {
         self.read_only.unwrap_or(false)
     }
 
+    /// The class a tool falls in: `read_only`, `writing` or `destructive`.
+    pub fn class(&self) -> &'static str {
+        if self.is_read_only() {
+            "read_only"
+        } else if self.is_destructive() {
+            "destructive"
+        } else {
+            "writing"
+        }
+    }
+
+    /// An admin's class (`read_only`, `writing`, `destructive`) replaces the declared
+    /// read-only and destructive hints; anything else changes nothing.
+    pub fn apply_class(&mut self, class: &str) {
+        let (read_only, destructive) = match class {
+            "read_only" => (true, false),
+            "writing" => (false, false),
+            "destructive" => (false, true),
+            _ => return,
+        };
+        self.read_only = Some(read_only);
+        self.destructive = Some(destructive);
+    }
+
     /// `destructiveHint` only means something for a tool that is not read-only.
     pub fn is_destructive(&self) -> bool {
         !self.is_read_only() && self.destructive.unwrap_or(true)

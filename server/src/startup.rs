@@ -212,9 +212,22 @@ impl Application {
             sso: Arc::default(),
             audit,
             siem_interval: settings.siem_interval,
+            signal_interval: settings.signal_interval,
             cimd_allow_private: settings.cimd_allow_private,
             mailer,
         };
+        // Where tenants are served, for commands that run without a server (the review pack
+        // names the portal and gateway URLs).
+        if let Err(e) = state
+            .store
+            .set_platform_setting(
+                crate::review::URL_TEMPLATE_SETTING,
+                &state.urls.tenant(crate::review::SLUG_PLACEHOLDER),
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "the public URL could not be recorded");
+        }
         let router = build_router(state.clone(), &settings.site_root);
         let (shutdown, _) = watch::channel(false);
         Ok(Self {
@@ -278,6 +291,10 @@ impl Application {
             shutdown.subscribe(),
         ));
         let pins = tokio::spawn(crate::pins::run(state.clone(), shutdown.subscribe()));
+        let signals = tokio::spawn(crate::review::signals::run(
+            state.clone(),
+            shutdown.subscribe(),
+        ));
         let janitor = tokio::spawn(gateway_janitor(
             state.gateway.clone(),
             state.store.clone(),
@@ -323,6 +340,7 @@ impl Application {
         let _ = siem.await;
         let _ = digests.await;
         let _ = pins.await;
+        let _ = signals.await;
         retention.abort();
         // Stop every upstream the gateway runs (stdio processes: stdin, SIGTERM, SIGKILL).
         state.gateway.hub.shutdown().await;
@@ -481,6 +499,7 @@ fn build_router(state: AppState, site_root: &Path) -> Router {
         })
         .merge(crate::sso::router())
         .merge(crate::console::audit::router())
+        .merge(crate::review::api::router())
         .merge(crate::oauth::router())
         .merge(crate::connections::routes::router())
         .layer(session_layer)

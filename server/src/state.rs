@@ -35,6 +35,9 @@ pub struct AppState {
     pub audit: crate::audit::Audit,
     /// Between SIEM deliveries (and the first retry of a failing receiver).
     pub siem_interval: std::time::Duration,
+    /// Between anomaly scans.
+    #[from_ref(skip)]
+    pub signal_interval: std::time::Duration,
     /// OAuth client metadata documents may come from private addresses (tests only).
     #[from_ref(skip)]
     pub cimd_allow_private: bool,

@@ -25,6 +25,7 @@ mod oauth;
 mod ops;
 mod pins;
 mod real_clients;
+mod review;
 mod scim;
 mod servers;
 mod sso;

@@ -255,6 +255,49 @@ impl Backend {
                 .detail(detail)
         };
         let result: Result<String, String> = match form.op.as_str() {
+            "review_statement" => {
+                let input = crate::review::api::StatementInput {
+                    llm_routing: form.llm_routing.clone(),
+                    data_processing: form.data_processing.clone(),
+                    regulation: form.regulation.clone(),
+                };
+                match crate::review::api::set_statement(
+                    st,
+                    &tenant,
+                    (&admin.user_id, &admin.email),
+                    input,
+                )
+                .await
+                {
+                    Ok(_) => Ok("Statement saved: it is part of every pack from now on.".into()),
+                    Err(crate::review::ReviewError::Invalid(m)) => Err(format!("Not saved: {m}.")),
+                    Err(e) => return Err(internal(e)),
+                }
+            }
+            "tool_class" => {
+                let (server, tool) = form.tool.split_once('/').unwrap_or(("", ""));
+                let class = Some(form.class.as_str()).filter(|c| !c.is_empty());
+                match crate::review::api::set_tool_class(
+                    st,
+                    &tenant,
+                    (&admin.user_id, &admin.email),
+                    server,
+                    tool,
+                    class,
+                )
+                .await
+                {
+                    Ok(()) => Ok(match class {
+                        Some(c) => format!("{server}/{tool} is now classed {c}."),
+                        None => format!("{server}/{tool} is classed as its annotations say."),
+                    }),
+                    Err(crate::error::ApiError::Invalid(m)) => Err(format!("Not saved: {m}.")),
+                    Err(crate::error::ApiError::NotFound) => {
+                        Err("Not saved: no such server.".into())
+                    }
+                    Err(e) => return Err(internal(e)),
+                }
+            }
             "settings" => {
                 let days = form.retention_days.trim();
                 let input = retention::SettingsInput {
@@ -427,7 +470,7 @@ impl Backend {
 }
 
 /// The signed-in admin of the request's tenant (cookie session), for the downloads.
-async fn cookie_admin(
+pub(crate) async fn cookie_admin(
     state: &AppState,
     parts: &http::request::Parts,
     session: &Session,
@@ -541,4 +584,72 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/audit/export", get(export_download))
         .route("/admin/audit/checkpoint", get(checkpoint_download))
+}
+
+impl Backend {
+    /// The review pack page: the pack for `days` (recorded as a generation), the statement
+    /// and the reviewed tools with their classes.
+    pub(super) async fn review_page_for(
+        &self,
+        parts: &http::request::Parts,
+        days: u32,
+    ) -> Result<app::api::ReviewPage, BackendError> {
+        let tenant = tenant_of(parts)?;
+        let admin = self
+            .signed_in_admin(&session(parts)?, &tenant)
+            .await?
+            .ok_or(BackendError::SignedOut)?;
+        let st = &self.state;
+        let days = days.clamp(1, crate::review::MAX_DAYS);
+        let (pack, html) = crate::review::api::generate(
+            st,
+            &tenant,
+            (&admin.user_id, &admin.email),
+            Some(days),
+            crate::review::api::Format::Console,
+        )
+        .await
+        .map_err(internal)?;
+        let html = String::from_utf8_lossy(&html).into_owned();
+        let statement = &pack.clients.statement;
+        let tools = pack
+            .servers
+            .iter()
+            .flat_map(|s| {
+                s.tools.iter().map(|t| {
+                    (
+                        s.slug.clone(),
+                        t.name.clone(),
+                        t.class.to_owned(),
+                        t.class_source.to_owned(),
+                    )
+                })
+            })
+            .collect();
+        Ok(app::api::ReviewPage {
+            html,
+            days: pack.period.days,
+            risks: pack.risks.len(),
+            generated_at: pack.generated_at.clone(),
+            llm_routing: statement.llm_routing.clone(),
+            data_processing: statement.data_processing.clone(),
+            regulation: statement.regulation.clone(),
+            tools,
+        })
+    }
+
+    /// The console home's dashboard, rendered.
+    pub(super) async fn dashboard_for(
+        &self,
+        parts: &http::request::Parts,
+    ) -> Result<String, BackendError> {
+        let tenant = tenant_of(parts)?;
+        self.signed_in_admin(&session(parts)?, &tenant)
+            .await?
+            .ok_or(BackendError::SignedOut)?;
+        let d = crate::review::api::dashboard(&self.state, &tenant, None)
+            .await
+            .map_err(internal)?;
+        Ok(crate::review::html::dashboard(&d))
+    }
 }

@@ -59,7 +59,8 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// MCP records since `since` (µs) that the filters acted on: (at, outcome, detail JSON).
+    /// MCP records since `since` (µs) that the filters acted on, on answers or on arguments:
+    /// (at, outcome, detail JSON).
     /// Bounded to the latest 50,000.
     pub async fn filter_activity(
         &self,
@@ -69,7 +70,8 @@ impl Store {
         let rows = tenant_tx!(self, tenant_id, |tx| {
             sqlx::query_as::<_, (i64, String, String)>(
                 "SELECT at, outcome, detail FROM audit_event WHERE tenant_id = $1 AND at >= $2 \
-                 AND category = 'mcp' AND (detail LIKE '%\"filters\"%' OR detail LIKE '%\"injection\"%') \
+                 AND category = 'mcp' AND (detail LIKE '%\"filters\"%' OR detail LIKE '%\"injection\"%' \
+                 OR detail LIKE '%\"arguments_filters\"%') \
                  ORDER BY at DESC LIMIT 50000",
             )
             .bind(tenant_id)

@@ -165,6 +165,13 @@ impl Store {
                 .or_default()
                 .insert(name, Hints::from_annotations(v.as_ref()));
         }
+        // An admin's class wins over what the server declares (read after the catalog: a
+        // class set in between is picked up by the refresh its own write triggers).
+        for (server, name, class) in self.tool_class_overrides(tenant_id).await? {
+            if let Some(h) = catalogs.get_mut(&server).and_then(|c| c.get_mut(&name)) {
+                h.apply_class(&class);
+            }
+        }
         let mut held_tools: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
         for (server, name) in held {
             held_tools.entry(server).or_default().insert(name);

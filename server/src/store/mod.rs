@@ -112,6 +112,7 @@ mod identity;
 mod limits;
 mod oauth;
 pub mod pins;
+pub mod review;
 mod scim;
 mod servers;
 mod session;
