@@ -709,7 +709,7 @@ await test('review pack: dashboard, pack page, statement, PDF', async () => {
   for (const id of ids) if ((await page.$(`#${id}`)) === null) missing.push(id);
   check('the pack page renders every section', missing.length === 0, missing.join(','));
   const risks = await page.$$eval('#pack-risks article.risk', (a) => a.map((x) => x.id));
-  check('the pack flags the demo tenant\'s open risks', risks.includes('risk-no_scim'), risks.join(','));
+  check('the pack flags the demo tenant\'s open risks', risks.includes('risk-stdio_not_sandboxed'), risks.join(','));
 
   await page.fill('#review-llm', 'Claude Desktop and Cursor → Anthropic API under the company account; no other provider.');
   await page.fill('#review-dpa', 'Anthropic DPA, signed 2026-03-01 (legal ref. DPA-17).');

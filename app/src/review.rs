@@ -73,11 +73,11 @@ fn ReviewBody(page: ReviewPage, csrf: String, action: ServerAction<AuditAction>)
                 <button type="submit" id="review-period-apply">"Show"</button>
             </form>
             <p class="downloads">
-                <a class="button primary" id="review-download-pdf" href=link("pdf")>"Download PDF"</a>
+                <a rel="external" download class="button primary" id="review-download-pdf" href=link("pdf")>"Download PDF"</a>
                 " "
-                <a class="button" id="review-download-html" href=link("html")>"Download HTML"</a>
+                <a rel="external" download class="button" id="review-download-html" href=link("html")>"Download HTML"</a>
                 " "
-                <a class="button" id="review-download-json" href=link("json")>"Download JSON"</a>
+                <a rel="external" download class="button" id="review-download-json" href=link("json")>"Download JSON"</a>
             </p>
             <p class="hint">"Every pack is generated afresh and recorded in the audit log (review_pack.generate)."</p>
         </section>

@@ -1029,7 +1029,7 @@ pub async fn review_pack(
     let sources = crate::review::Sources {
         store: &store,
         vault: &vault,
-        gateway_base_url: portal.as_ref().map(|p| format!("{p}/mcp/")),
+        gateway_base_url: portal.as_ref().map(|p| format!("{p}/mcp")),
         portal_url: portal,
     };
     let pack = crate::review::build(&sources, &tenant, &opts)

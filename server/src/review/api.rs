@@ -95,7 +95,13 @@ pub fn sources<'a>(state: &'a AppState, tenant: &Tenant) -> Sources<'a> {
         store: &state.store,
         vault: &state.vault,
         portal_url: Some(state.urls.tenant(&tenant.slug)),
-        gateway_base_url: Some(state.urls.tenant_gateway(&tenant.slug)),
+        gateway_base_url: Some(
+            state
+                .urls
+                .tenant_gateway(&tenant.slug)
+                .trim_end_matches('/')
+                .to_owned(),
+        ),
     }
 }
 

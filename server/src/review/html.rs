@@ -1571,7 +1571,7 @@ pub fn dashboard(d: &Dashboard) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const HOSTILE: &str = "<script>alert(1)</script>";
@@ -1649,7 +1649,8 @@ mod tests {
         }
     }
 
-    fn sample() -> Pack {
+    /// A small pack with every section filled (also used by the risk rules' tests).
+    pub(crate) fn sample() -> Pack {
         Pack {
             schema: SCHEMA,
             tenant: TenantFacts {

@@ -160,7 +160,7 @@ pub fn find(p: &Pack, open_destructive: &[String]) -> Vec<Risk> {
             "medium",
             "Servers whose tools were never reviewed",
             "Their tools are not classed or pinned: a changed or poisoned tool definition is not caught.".into(),
-            "Review each server's catalog (Servers → Review, or POST /api/v1/servers/{slug}/catalog).",
+            "Review each server's catalog (Servers → Review tools, or POST /api/v1/servers/{slug}/catalog).",
             unreviewed,
         ));
     }
@@ -169,15 +169,21 @@ pub fn find(p: &Pack, open_destructive: &[String]) -> Vec<Risk> {
         .servers
         .iter()
         .filter(|s| {
+            // A policy scans for data when personal data, secrets or one type is not off.
+            let scans = |f: &super::model::FilterPolicyFacts| {
+                f.pii != "off"
+                    || f.secrets != "off"
+                    || f.entities.iter().any(|e| !e.ends_with(": off"))
+            };
             let own = p.filters.policies.iter().find(|f| f.scope == s.slug);
             match own {
-                Some(f) => f.pii == "off" && f.secrets == "off",
+                Some(f) => !scans(f),
                 None => {
                     !has_default
                         || p.filters
                             .policies
                             .iter()
-                            .any(|f| f.scope == "*" && f.pii == "off" && f.secrets == "off")
+                            .any(|f| f.scope == "*" && !scans(f))
                 }
             }
         })
@@ -248,7 +254,7 @@ pub fn find(p: &Pack, open_destructive: &[String]) -> Vec<Risk> {
             "low",
             "Local servers run without the sandbox",
             "These stdio servers run on the gateway's host with the gateway user's file access.".into(),
-            "Turn on the sandbox for each (Servers → edit → sandbox), which runs it under bubblewrap with a read-only system and no data directory.",
+            "Run each in the sandbox (`\"sandbox\": true` in its stdio settings, or `portcullis server add … --sandbox`): bubblewrap with a read-only system, a private /tmp and no data directory.",
             unsandboxed,
         ));
     }
@@ -269,4 +275,141 @@ pub fn find(p: &Pack, open_destructive: &[String]) -> Vec<Risk> {
     };
     out.sort_by_key(|r| rank(r.severity));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::review::html::tests::sample;
+
+    fn ids(p: &Pack, open: &[String]) -> Vec<&'static str> {
+        find(p, open).iter().map(|r| r.id).collect()
+    }
+
+    #[test]
+    fn each_rule_fires_on_its_fact_and_only_then() {
+        let base = sample();
+        let got = ids(&base, &[]);
+        // The sample's own facts: a failing destination, a held tool, an unreviewed server,
+        // HIPAA asked but a year kept.
+        for id in [
+            "siem_failing",
+            "tools_held",
+            "server_not_reviewed",
+            "retention_below_regulation",
+        ] {
+            assert!(got.contains(&id), "{id}: {got:?}");
+        }
+        for id in [
+            "audit_chain_broken",
+            "unrotated_keys",
+            "hook_fails_open",
+            "stdio_not_sandboxed",
+            "arguments_recorded_in_full",
+            "no_data_filter",
+            "destructive_open_to_everyone",
+        ] {
+            assert!(!got.contains(&id), "{id}: {got:?}");
+        }
+
+        let mut p = base.clone();
+        p.audit.chain.verified = false;
+        p.audit.chain.error = Some("record 7 is modified".into());
+        assert!(ids(&p, &[]).contains(&"audit_chain_broken"));
+
+        let mut p = base.clone();
+        p.credentials.data_keys[0].age_days = KEY_MAX_AGE_DAYS + 1;
+        assert!(ids(&p, &[]).contains(&"unrotated_keys"));
+        p.credentials.data_keys[0].retired_at = Some("2026-01-01T00:00:00Z".into());
+        assert!(
+            !ids(&p, &[]).contains(&"unrotated_keys"),
+            "a retired key is not in use"
+        );
+
+        let mut p = base.clone();
+        p.filters.hooks[0].fail = "open".into();
+        assert!(ids(&p, &[]).contains(&"hook_fails_open"));
+
+        let mut p = base.clone();
+        for s in p.servers.iter_mut().filter(|s| s.local) {
+            s.sandboxed = false;
+        }
+        assert!(ids(&p, &[]).contains(&"stdio_not_sandboxed"));
+
+        let mut p = base.clone();
+        p.audit.arguments = "full".into();
+        assert!(ids(&p, &[]).contains(&"arguments_recorded_in_full"));
+
+        let mut p = base.clone();
+        p.audit.retention.days = None;
+        assert!(
+            !ids(&p, &[]).contains(&"retention_below_regulation"),
+            "kept forever meets any regulation"
+        );
+
+        assert!(ids(&base, &["crm/delete".into()]).contains(&"destructive_open_to_everyone"));
+    }
+
+    #[test]
+    fn a_policy_scans_when_any_data_type_is_on() {
+        let mut p = sample();
+        p.filters.policies[0].pii = "off".into();
+        p.filters.policies[0].secrets = "off".into();
+        assert!(
+            !ids(&p, &[]).contains(&"no_data_filter"),
+            "one type on (PERSON_NAME) still scans"
+        );
+        p.filters.policies[0].entities.clear();
+        let risks = find(&p, &[]);
+        let unscanned = risks.iter().find(|r| r.id == "no_data_filter").unwrap();
+        assert_eq!(unscanned.subjects.len(), p.servers.len());
+        p.filters.policies.clear();
+        assert!(ids(&p, &[]).contains(&"no_data_filter"), "no policy at all");
+    }
+
+    #[test]
+    fn agents_are_flagged_from_three_servers_they_write_to() {
+        let mut p = sample();
+        let mut agent = AgentFactsBuilder::writes_on(&["crm", "hr"]);
+        p.access.agents = vec![agent.clone()];
+        assert!(!ids(&p, &[]).contains(&"agent_broad_write"));
+        agent.writes_on.push("code".into());
+        p.access.agents = vec![agent];
+        let risks = find(&p, &[]);
+        let r = risks.iter().find(|r| r.id == "agent_broad_write").unwrap();
+        assert_eq!(r.subjects, vec!["bot (crm, hr, code)".to_owned()]);
+    }
+
+    #[test]
+    fn risks_come_most_severe_first() {
+        let mut p = sample();
+        p.audit.chain.verified = false;
+        p.audit.arguments = "full".into();
+        let risks = find(&p, &[]);
+        let rank = |s: &str| ["high", "medium", "low"].iter().position(|x| *x == s);
+        let order: Vec<_> = risks.iter().map(|r| rank(r.severity)).collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted);
+        assert_eq!(risks.first().map(|r| r.severity), Some("high"));
+        assert_eq!(risks.last().map(|r| r.severity), Some("low"));
+    }
+
+    struct AgentFactsBuilder;
+
+    impl AgentFactsBuilder {
+        fn writes_on(servers: &[&str]) -> crate::review::model::AgentFacts {
+            crate::review::model::AgentFacts {
+                slug: "bot".into(),
+                name: "Bot".into(),
+                owner: Some("dev@acme.example".into()),
+                systems: servers.len(),
+                tools: servers.len(),
+                writes: servers.len(),
+                destructive: 0,
+                writes_on: servers.iter().map(|s| (*s).to_owned()).collect(),
+                active_tokens: 1,
+            }
+        }
+    }
 }
