@@ -15,7 +15,14 @@ use reqwest::header::HOST;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-on_both_engines!(a_fixture_tenant_gets_a_pack_of_exactly_its_facts_and_planted_risks);
+on_both_engines!(
+    a_fixture_tenant_gets_a_pack_of_exactly_its_facts_and_planted_risks,
+    an_admins_tool_class_drives_the_policy,
+);
+
+async fn whoami(m: &Mcp<'_>, id: i64) -> String {
+    m.call_text(id, "whoami", json!({"note": "x"})).await
+}
 
 const SNAPSHOT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -441,4 +448,212 @@ async fn a_fixture_tenant_gets_a_pack_of_exactly_its_facts_and_planted_risks(eng
     assert_eq!(today["active_users"], 1, "{today}");
     assert_eq!(d["signals"][0]["kind"], "first_destructive", "{d}");
     assert_eq!(d["top_servers"][0]["kind"], "crm", "{d}");
+}
+
+/// An admin's class replaces a tool's declared annotations in the access policy: a grant that
+/// denies destructive tools refuses an unannotated tool (MCP's worst case) until the admin
+/// classes it read-only, and again once the class is cleared; reviewing the catalog again
+/// keeps the class; bad classes and unknown tools are refused and change nothing.
+async fn an_admins_tool_class_drives_the_policy(engine: Engine) {
+    let py = start_fixture().await;
+    let app = spawn_app(engine).await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    add_server_ungranted(
+        &app,
+        "acme",
+        admin,
+        "crm",
+        json!({"transport": "streamable_http", "url": format!("http://127.0.0.1:{}/mcp", py.port)}),
+    )
+    .await;
+    let class_path = "/api/v1/servers/crm/tool-classes/whoami";
+    // Before the review the tool is not in the catalog: nothing to class.
+    let (s, v) = api(
+        &app,
+        admin,
+        Method::PUT,
+        class_path,
+        Some(json!({"class": "read_only"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    post(&app, admin, "/api/v1/servers/crm/catalog", None).await;
+    post(
+        &app,
+        admin,
+        "/api/v1/registries",
+        Some(
+            json!({"slug": "all", "servers": ["crm"], "grants": [{"subject": "everyone",
+            "rules": [{"effect": "deny", "annotations": {"destructive": true}}]}]}),
+        ),
+    )
+    .await;
+    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let mut m = Mcp::new(&app, "acme", "crm", &dev);
+    m.initialize().await;
+    assert!(whoami(&m, 1).await.starts_with("error: Unknown tool"));
+
+    for (body, status) in [
+        (
+            json!({"class": "harmless"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({"klass": "read_only"}), StatusCode::BAD_REQUEST),
+    ] {
+        let (s, v) = api(&app, admin, Method::PUT, class_path, Some(body)).await;
+        assert_eq!(s, status, "{v}");
+    }
+    let (s, _) = api(
+        &app,
+        admin,
+        Method::PUT,
+        "/api/v1/servers/nope/tool-classes/whoami",
+        Some(json!({"class": "read_only"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        whoami(&m, 2).await.starts_with("error: Unknown tool"),
+        "refused input changed nothing"
+    );
+
+    let (s, _) = api(
+        &app,
+        admin,
+        Method::PUT,
+        class_path,
+        Some(json!({"class": "read_only"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(whoami(&m, 3).await, "note=x", "classed read-only: allowed");
+    // Reviewing the catalog again keeps the admin's class.
+    post(&app, admin, "/api/v1/servers/crm/catalog", None).await;
+    assert_eq!(whoami(&m, 4).await, "note=x");
+    let (_, pack) = api(&app, admin, Method::GET, "/api/v1/review-pack", None).await;
+    let tool = pack["servers"][0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "whoami")
+        .cloned()
+        .unwrap();
+    assert_eq!(tool["class"], "read_only", "{tool}");
+    assert_eq!(tool["class_source"], "override", "{tool}");
+    let recorded =
+        crate::filters::acme_records_until(&app, admin, "tool.class", |r| !r.is_empty()).await;
+    assert_eq!(recorded[0]["detail"]["class"], "read_only", "{recorded:?}");
+
+    let (s, _) = api(&app, admin, Method::DELETE, class_path, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert!(
+        whoami(&m, 5).await.starts_with("error: Unknown tool"),
+        "cleared: the worst case again"
+    );
+}
+
+/// Signals found by the background scan (every second here) go to the admins' mail digest,
+/// until mail is turned off; they are recorded either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anomaly_signals_reach_the_admins_by_mail_unless_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mail.jsonl");
+    let mut cmd = tokio::process::Command::new(crate::gateway::python());
+    cmd.arg(crate::gateway::fixture_path("smtp_sink.py"))
+        .arg(&out);
+    let sink = crate::conformance::start_listening(cmd).await;
+    let py = start_fixture().await;
+    let app = crate::helpers::spawn_app_with(
+        Engine::Sqlite,
+        portcullis::config::ServeArgs {
+            smtp_url: Some(sink.url.clone()),
+            mail_digest_seconds: Some(1),
+            signal_interval_seconds: Some(1),
+            ..Default::default()
+        },
+    )
+    .await;
+    let acme = app.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    add_server_ungranted(
+        &app,
+        "acme",
+        admin,
+        "crm",
+        json!({"transport": "streamable_http", "url": format!("http://127.0.0.1:{}/mcp", py.port)}),
+    )
+    .await;
+    post(&app, admin, "/api/v1/servers/crm/catalog", None).await;
+    post(
+        &app,
+        admin,
+        "/api/v1/registries",
+        Some(
+            json!({"slug": "all", "servers": ["crm"], "grants": [{"subject": "everyone",
+            "rules": [{"effect": "deny", "match": "add"}]}]}),
+        ),
+    )
+    .await;
+    let dev = user_token(&app, "acme", admin, "dev@acme.example").await;
+    let mut m = Mcp::new(&app, "acme", "crm", &dev);
+    m.initialize().await;
+    // Five refusals within a minute: a burst.
+    for i in 0..5 {
+        assert!(m
+            .call_text(10 + i, "add", json!({"a": 1, "b": 1}))
+            .await
+            .starts_with("error: Unknown tool"));
+    }
+    let (_, me) = api(&app, admin, Method::GET, "/api/v1/me", None).await;
+    let email = me["email"].as_str().unwrap().to_owned();
+    let mail = crate::mail::wait_for(&out, &email, "Security digest").await;
+    let body = mail["body"].as_str().unwrap();
+    assert!(
+        body.contains(
+            "Anomaly (medium): user:dev@acme.example — 5 calls refused within 10 minutes"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("/admin/audit?user=dev%40acme.example&decision=deny"),
+        "{body}"
+    );
+
+    // Mail off: the next signal (dev's first destructive call) is raised and recorded, not mailed.
+    put(
+        &app,
+        admin,
+        "/api/v1/signals/settings",
+        json!({"mail": false}),
+    )
+    .await;
+    assert_eq!(
+        m.call_text(20, "whoami", json!({"note": "x"})).await,
+        "note=x"
+    );
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        let (_, v) = api(&app, admin, Method::GET, "/api/v1/signals", None).await;
+        if v["signals"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["kind"] == "first_destructive"))
+        {
+            listed = v;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(listed.is_object(), "the background scan raised the signal");
+    crate::filters::acme_records_until(&app, admin, "anomaly.first_destructive", |r| !r.is_empty())
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mails = crate::mail::received(&out);
+    assert!(
+        mails.iter().all(|m| !m["body"]
+            .as_str()
+            .unwrap_or("")
+            .contains("first call of the destructive")),
+        "{mails:?}"
+    );
 }

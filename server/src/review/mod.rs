@@ -68,6 +68,9 @@ pub struct Options {
     /// The end of the period (µs since the epoch).
     pub now: i64,
     pub generated_by: String,
+    /// Walk the whole audit chain (every pack does; the dashboard's risk count leaves this
+    /// one check out, because the console home must not read the whole log on every visit).
+    pub verify_chain: bool,
 }
 
 impl Options {
@@ -83,6 +86,7 @@ impl Options {
             days,
             now,
             generated_by: generated_by.to_owned(),
+            verify_chain: true,
         })
     }
 
@@ -595,7 +599,15 @@ pub async fn build(
             }
         })
         .collect();
-    let (verification, _, _) = crate::audit::verify_stored(store, tid).await?;
+    let verification = if opts.verify_chain {
+        crate::audit::verify_stored(store, tid).await?.0
+    } else {
+        crate::audit::Verification {
+            records: 0,
+            ok: true,
+            first_break: None,
+        }
+    };
     let mut months: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for (day, records, mcp) in store.audit_days(tid).await? {
         let month = format_time(day * DAY_US)
