@@ -33,10 +33,23 @@ command -v bwrap >/dev/null || need+=(bubblewrap)
 [ -f /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || need+=(rsyslog-gnutls)
 # poppler-utils: pdftoppm renders the review pack's PDF pages to PNG in the browser test.
 command -v pdftoppm >/dev/null || need+=(poppler-utils)
+# nginx and haproxy: the load balancers of the deployment guide (deploy/), run by the tests in
+# front of several replicas; openssl makes the tests' certificates.
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+[ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing Debian packages: ${need[*]}"
   $SUDO apt-get update -qq
+  # Packages that ship a service (nginx, haproxy) must not start it: the tests run their own.
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ "$made_policy" = 1 ] && $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
 # 2. wasm32-unknown-unknown: rustup first, Debian's rustc-web with build-std as the fallback.

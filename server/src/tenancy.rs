@@ -102,6 +102,12 @@ impl Tenancy {
         &self.base_domain
     }
 
+    /// Makes the next `refresh` rebuild whatever the counter says.
+    pub fn invalidate(&self) {
+        self.version
+            .store(i64::MIN, std::sync::atomic::Ordering::Release);
+    }
+
     /// Rebuilds the directory if the change counter moved since the last build.
     pub async fn refresh(&self, store: &Store) -> crate::store::Result<bool> {
         use std::sync::atomic::Ordering;
@@ -259,9 +265,13 @@ pub fn not_found() -> Response {
         .into_response()
 }
 
-/// Keeps the directory fresh until `shutdown` flips: LISTEN/NOTIFY on PostgreSQL for speed, and a
-/// poll of the change counter on every engine as the safety net (every 250 ms on SQLite, every
-/// second on PostgreSQL where NOTIFY normally arrives first).
+/// How often every replica rebuilds its snapshots even though no change counter moved.
+pub const FULL_REFRESH: Duration = Duration::from_secs(60);
+
+/// Keeps the directory fresh until `shutdown` flips: LISTEN/NOTIFY on PostgreSQL for speed, a
+/// poll of the change counters on every engine as the safety net (every 250 ms on SQLite, every
+/// second on PostgreSQL where NOTIFY normally arrives first), and a full rebuild every
+/// `FULL_REFRESH` behind both.
 pub async fn watch_changes(
     tenancy: Arc<Tenancy>,
     gateway: Arc<crate::gateway::Gateway>,
@@ -300,11 +310,20 @@ pub async fn watch_changes(
     };
     let mut tick = tokio::time::interval(poll_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_full = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             Some(()) = poke_rx.recv() => {}
             _ = shutdown.changed() => return,
+        }
+        // The last safety net: now and then rebuild everything whether or not a counter moved,
+        // so that a write that forgot to bump its counter (or an edit made in the database by
+        // hand) is picked up within FULL_REFRESH on every replica.
+        if last_full.elapsed() >= FULL_REFRESH {
+            last_full = tokio::time::Instant::now();
+            tenancy.invalidate();
+            gateway.invalidate();
         }
         if let Err(e) = tenancy.refresh(&store).await {
             tracing::warn!(error = %e, "tenant directory refresh failed; serving the last snapshot");

@@ -314,6 +314,13 @@ impl Gateway {
         Ok(g)
     }
 
+    /// Makes the next `refresh` rebuild the snapshot whatever the counters say.
+    pub fn invalidate(&self) {
+        if let Ok(mut v) = self.version.lock() {
+            *v = None;
+        }
+    }
+
     /// Rebuilds the snapshot when servers, tokens, tenants or identity data (users, groups,
     /// registries, grants) changed since the last build, then ends the sessions of users who
     /// lost access.
