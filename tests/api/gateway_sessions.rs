@@ -83,6 +83,36 @@ impl<'a> Mcp<'a> {
         }
     }
 
+    /// The same session (its id, token and server) through another replica.
+    pub fn via<'b>(&self, app: &'b TestApp, tenant: &str) -> Mcp<'b> {
+        Mcp {
+            app,
+            host: app.host(Some(tenant)),
+            path: self.path.clone(),
+            token: self.token.clone(),
+            sid: self.sid.clone(),
+        }
+    }
+
+    /// Presents another token (the same session id).
+    pub fn set_token(&mut self, token: &str) {
+        self.token = token.to_owned();
+    }
+
+    /// A DELETE of the session (the client ends it).
+    pub fn delete(&self) -> reqwest::RequestBuilder {
+        let mut r = self
+            .app
+            .client
+            .delete(self.app.url(&self.path))
+            .header(HOST, &self.host)
+            .bearer_auth(&self.token);
+        if let Some(s) = &self.sid {
+            r = r.header("mcp-session-id", s);
+        }
+        r
+    }
+
     pub fn post(&self, body: &Value) -> reqwest::RequestBuilder {
         let mut r = self
             .app

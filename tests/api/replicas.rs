@@ -12,7 +12,10 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-on_both_engines!(changes_made_on_one_replica_hold_on_every_other_within_a_second);
+on_both_engines!(
+    changes_made_on_one_replica_hold_on_every_other_within_a_second,
+    a_session_goes_on_through_another_replica,
+);
 
 /// The HTTP status of an `initialize` by `token` on `app`.
 async fn status_on(app: &TestApp, token: &str) -> StatusCode {
@@ -163,5 +166,59 @@ async fn changes_made_on_one_replica_hold_on_every_other_within_a_second(engine:
         );
     }
     b.stop().await;
+    c.stop().await;
+}
+
+/// A Streamable HTTP session (the session lives at the upstream) opened through one replica
+/// goes on through another — also after the first one stopped — without initializing again;
+/// another user cannot take it there; once the client ends it, no replica carries it on.
+async fn a_session_goes_on_through_another_replica(engine: Engine) {
+    let py = start_fixture().await;
+    let a = spawn_app(engine).await;
+    let acme = a.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    add_server(
+        &a,
+        "acme",
+        admin,
+        "crm",
+        json!({"transport": "streamable_http", "url": format!("http://127.0.0.1:{}/mcp", py.port)}),
+    )
+    .await;
+    let dev = user_token(&a, "acme", admin, "dev@acme.example").await;
+    let ops = user_token(&a, "acme", admin, "ops@acme.example").await;
+    let b = a.replica().await;
+    let c = a.replica().await;
+
+    // Opened through `b` (the first server, `a`, holds the test's database: it stays).
+    let mut on_b = Mcp::new(&b, "acme", "crm", &dev);
+    on_b.initialize().await;
+    assert_eq!(on_b.call_text(1, "add", json!({"a": 1, "b": 2})).await, "3");
+    let on_c = on_b.via(&c, "acme");
+    let on_a = on_b.via(&a, "acme");
+    let mut stolen = on_b.via(&a, "acme");
+    drop(on_b);
+    assert_eq!(on_c.call_text(2, "add", json!({"a": 2, "b": 2})).await, "4");
+    b.stop().await;
+    assert_eq!(on_c.call_text(3, "add", json!({"a": 3, "b": 2})).await, "5");
+
+    // The id alone is not enough: another user's token with it is refused.
+    stolen.set_token(&ops);
+    let res = stolen
+        .post(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    // The client ends the session through `c`: `a` does not carry it on.
+    let res = on_c.delete().send().await.unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let res = on_a
+        .post(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
     c.stop().await;
 }

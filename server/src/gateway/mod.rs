@@ -252,12 +252,13 @@ impl HttpSessions {
         }
     }
 
-    /// A session id the upstream just gave `owner`. A user holds at most
-    /// `MAX_SESSIONS_PER_USER` per server: beyond it, their least recently used one is forgotten.
-    fn record(&self, sid: &str, owner: SessionOwner) {
+    /// A session id the upstream just gave `owner`; true when it is new here. A user holds at
+    /// most `MAX_SESSIONS_PER_USER` per server: beyond it, their least recently used one is
+    /// forgotten.
+    fn record(&self, sid: &str, owner: SessionOwner) -> bool {
         let mut map = lock(&self.0);
         if map.contains_key(sid) {
-            return;
+            return false;
         }
         let theirs: Vec<(String, std::time::Instant)> = map
             .iter()
@@ -270,6 +271,7 @@ impl HttpSessions {
             }
         }
         map.insert(sid.to_owned(), (owner, std::time::Instant::now()));
+        true
     }
 
     fn forget(&self, sid: &str) {
@@ -281,6 +283,33 @@ impl HttpSessions {
         lock(&self.0).retain(|_, (owner, used)| {
             used.elapsed() < Duration::from_secs(3600) && allowed(owner)
         });
+    }
+}
+
+/// How a session id is stored: its SHA-256 (hex).
+fn session_hash(sid: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(sid.as_bytes()))
+}
+
+/// Takes on a session this replica does not know when the database says `owner` opened it
+/// (through the same server). A database failure refuses it (fail closed: the client
+/// initializes again).
+async fn adopt_session(state: &AppState, sid: &str, owner: &SessionOwner) -> bool {
+    match state
+        .store
+        .gateway_session_owner(&owner.tenant_id, &session_hash(sid))
+        .await
+    {
+        Ok(Some((user_id, server))) if user_id == owner.user_id && server == owner.server => {
+            state.gateway.http_sessions.record(sid, owner.clone());
+            true
+        }
+        Ok(_) => false,
+        Err(e) => {
+            tracing::warn!(error = %e, "a session's owner could not be read");
+            false
+        }
     }
 }
 
@@ -1540,7 +1569,11 @@ impl Forward {
             server: server.clone(),
         };
         if let Some(sid) = &session_id {
-            if !state.gateway.http_sessions.check(sid, &owner) {
+            // This replica's memory first; a session another replica opened (or one opened
+            // before this replica started) is carried on once the database names its owner.
+            if !state.gateway.http_sessions.check(sid, &owner)
+                && !adopt_session(&state, sid, &owner).await
+            {
                 return rpc_error(
                     StatusCode::NOT_FOUND,
                     -32001,
@@ -1601,10 +1634,31 @@ impl Forward {
                     .get("mcp-session-id")
                     .and_then(|v| v.to_str().ok())
                 {
-                    state.gateway.http_sessions.record(sid, owner);
+                    if state.gateway.http_sessions.record(sid, owner.clone()) {
+                        // Durable before the client has the id: any replica can carry it on.
+                        if let Err(e) = state
+                            .store
+                            .put_gateway_session(
+                                &owner.tenant_id,
+                                &session_hash(sid),
+                                &owner.user_id,
+                                &owner.server,
+                            )
+                            .await
+                        {
+                            tracing::warn!(error = %e, "a session's owner was not stored: only this replica knows it");
+                        }
+                    }
                 }
                 if let (true, true, Some(sid)) = (is_delete, status.is_success(), &session_id) {
                     state.gateway.http_sessions.forget(sid);
+                    if let Err(e) = state
+                        .store
+                        .delete_gateway_session(&owner.tenant_id, &session_hash(sid))
+                        .await
+                    {
+                        tracing::warn!(error = %e, "an ended session's owner was not removed");
+                    }
                 }
                 let headers = copy_headers(res.headers(), FORWARD_RESPONSE);
                 let body = match filter {

@@ -447,4 +447,73 @@ impl Store {
         });
         Ok(user)
     }
+
+    // ---- Streamable HTTP sessions' owners (gateway/mod.rs, HttpSessions) -----------------
+
+    /// Records who opened a session (by the SHA-256 of its id); drops the tenant's records
+    /// older than a day in the same transaction.
+    pub async fn put_gateway_session(
+        &self,
+        tenant_id: &str,
+        session_hash: &str,
+        user_id: &str,
+        server_slug: &str,
+    ) -> Result<()> {
+        let now = now_micros();
+        tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query("DELETE FROM gateway_session WHERE tenant_id = $1 AND created_at < $2")
+                .bind(tenant_id)
+                .bind(now - GATEWAY_SESSION_TTL_US)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO gateway_session (session_hash, tenant_id, user_id, server_slug, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_hash) DO NOTHING",
+            )
+            .bind(session_hash)
+            .bind(tenant_id)
+            .bind(user_id)
+            .bind(server_slug)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Who opened a session of this tenant, if it is known and less than a day old:
+    /// (user id, server slug).
+    pub async fn gateway_session_owner(
+        &self,
+        tenant_id: &str,
+        session_hash: &str,
+    ) -> Result<Option<(String, String)>> {
+        let row = tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT user_id, server_slug FROM gateway_session \
+                 WHERE tenant_id = $1 AND session_hash = $2 AND created_at >= $3",
+            )
+            .bind(tenant_id)
+            .bind(session_hash)
+            .bind(now_micros() - GATEWAY_SESSION_TTL_US)
+            .fetch_optional(&mut *tx)
+            .await?
+        });
+        Ok(row)
+    }
+
+    /// Forgets a session the client ended.
+    pub async fn delete_gateway_session(&self, tenant_id: &str, session_hash: &str) -> Result<()> {
+        tenant_tx!(self, tenant_id, |tx| {
+            sqlx::query("DELETE FROM gateway_session WHERE tenant_id = $1 AND session_hash = $2")
+                .bind(tenant_id)
+                .bind(session_hash)
+                .execute(&mut *tx)
+                .await?;
+        });
+        Ok(())
+    }
 }
+
+/// How long another replica will carry on a session it did not open.
+const GATEWAY_SESSION_TTL_US: i64 = 24 * 3_600_000_000;
