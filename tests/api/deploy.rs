@@ -72,7 +72,7 @@ fn the_kubernetes_manifests_pass_the_schema_check() {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -118,7 +118,7 @@ async fn initialize(client: &reqwest::Client, lb: u16, token: &str) -> StatusCod
 }
 
 /// A load balancer's process: no output into the test's, killed if the test fails.
-fn quiet(cmd: &mut tokio::process::Command) -> &mut tokio::process::Command {
+pub(crate) fn quiet(cmd: &mut tokio::process::Command) -> &mut tokio::process::Command {
     cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -127,7 +127,7 @@ fn quiet(cmd: &mut tokio::process::Command) -> &mut tokio::process::Command {
 
 /// Stops a load balancer the way its service manager does (SIGTERM: the master stops its
 /// workers) and waits for it.
-async fn stop(mut child: tokio::process::Child) {
+pub(crate) async fn stop(mut child: tokio::process::Child) {
     if let Some(pid) = child.id() {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid as i32),
@@ -138,7 +138,7 @@ async fn stop(mut child: tokio::process::Child) {
 }
 
 /// Waits until the load balancer answers on its port.
-async fn wait_listening(port: u16, child: &mut tokio::process::Child, what: &str) {
+pub(crate) async fn wait_listening(port: u16, child: &mut tokio::process::Child, what: &str) {
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
@@ -155,7 +155,12 @@ async fn wait_listening(port: u16, child: &mut tokio::process::Child, what: &str
 }
 
 /// nginx from `deploy/nginx/portcullis.conf`, as a site included by a minimal main config.
-fn nginx(dir: &Path, certs: &Path, lb: u16, replicas: &[u16]) -> tokio::process::Command {
+pub(crate) fn nginx(
+    dir: &Path,
+    certs: &Path,
+    lb: u16,
+    replicas: &[u16],
+) -> tokio::process::Command {
     let site = std::fs::read_to_string(deploy("nginx/portcullis.conf")).unwrap();
     let upstreams: String = replicas
         .iter()

@@ -15,6 +15,7 @@ mod connections;
 mod console;
 mod deploy;
 mod durability;
+mod failover;
 mod filters;
 mod gateway;
 mod gateway_sessions;
