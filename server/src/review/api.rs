@@ -140,14 +140,13 @@ pub async fn generate(
     state.gateway.inventory.flush(&state.store).await;
     let pack = super::build(&sources(state, tenant), tenant, &opts).await?;
     let body = render(&pack, format).await?;
-    let e = Event::new(
+    let mut e = Event::new(
         &tenant.tenant_id,
         Category::Admin,
         "review_pack.generate",
         "ok",
     )
     .by(by.0, by.1);
-    let mut e = e;
     e.detail = json!({
         "format": format.as_str(), "days": pack.period.days, "from": pack.period.from,
         "to": pack.period.to, "risks": pack.risks.iter().map(|r| r.id).collect::<Vec<_>>(),

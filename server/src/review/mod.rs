@@ -791,17 +791,16 @@ pub async fn build(
                 continue;
             }
         };
-        let word = |v: &dyn erased::Named| v.name();
         policies.push(FilterPolicyFacts {
             scope,
-            pii: word(&p.pii),
-            secrets: word(&p.secrets),
-            injection: word(&p.injection),
-            arguments: word(&p.arguments),
+            pii: p.pii.as_str().to_owned(),
+            secrets: p.secrets.as_str().to_owned(),
+            injection: p.injection.as_str().to_owned(),
+            arguments: p.arguments.as_str().to_owned(),
             entities: p
                 .entities
                 .iter()
-                .map(|(k, v)| format!("{k}: {}", v.name()))
+                .map(|(k, v)| format!("{k}: {}", v.as_str()))
                 .collect(),
             tools: p.tools.keys().cloned().collect(),
         });
@@ -1112,22 +1111,6 @@ fn architecture(
             .collect(),
     }
 }
-
-/// Small adapter so the filter actions print as their lowercase serde names.
-mod erased {
-    pub trait Named {
-        fn name(&self) -> String;
-    }
-    impl<T: serde::Serialize> Named for T {
-        fn name(&self) -> String {
-            serde_json::to_value(self)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        }
-    }
-}
-use erased::Named as _;
 
 #[cfg(test)]
 mod tests {

@@ -51,7 +51,10 @@ pub struct SignalRecordRow {
     pub server: Option<String>,
     pub target: Option<String>,
     pub decision: Option<String>,
-    pub detail: String,
+    /// The filters acted on the answer (personal data, secrets or an injection verdict).
+    pub filtered: bool,
+    /// The answer carried a prompt-injection verdict.
+    pub injection: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
@@ -378,7 +381,8 @@ impl Store {
         Ok(rows)
     }
 
-    /// MCP records in `[since, until)`, oldest first, at most `limit`.
+    /// MCP records in `[since, until)`, oldest first, at most `limit`; the detail is reduced
+    /// in the query to what the detectors read (so a scan holds no record's text).
     pub async fn signal_records(
         &self,
         tenant_id: &str,
@@ -388,7 +392,9 @@ impl Store {
     ) -> Result<Vec<SignalRecordRow>> {
         let rows = tenant_tx!(self, tenant_id, |tx| {
             sqlx::query_as::<_, SignalRecordRow>(
-                "SELECT seq, at, action, actor, CASE WHEN detail LIKE '%\"agent_endpoint\"%' THEN agent END AS agent, server, target, decision, detail \
+                "SELECT seq, at, action, actor, CASE WHEN detail LIKE '%\"agent_endpoint\"%' THEN agent END AS agent, server, target, decision, \
+                 (detail LIKE '%\"filters\"%' OR detail LIKE '%\"injection\"%') AS filtered, \
+                 (detail LIKE '%\"injection\"%') AS injection \
                  FROM audit_event WHERE tenant_id = $1 AND category = 'mcp' AND at >= $2 AND at < $3 \
                  ORDER BY seq LIMIT $4",
             )
