@@ -60,7 +60,18 @@ impl Store {
                     .bind(name)
                     .fetch_optional(&mut *tx)
                     .await?;
-                    if current.as_deref() == Some(digest) {
+                    // A sighting that reaches us after an admin pinned what it saw (it was
+                    // queued before the decision) is no change: it must not hold the tool again.
+                    let pinned: Option<Option<String>> = sqlx::query_scalar(
+                        "SELECT digest FROM server_tool WHERE server_id = $1 AND name = $2",
+                    )
+                    .bind(&server_id)
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if current.is_none() && pinned.flatten().as_deref() == Some(digest) {
+                        false
+                    } else if current.as_deref() == Some(digest) {
                         sqlx::query(
                             "UPDATE tool_change SET last_seen_at = $1 WHERE server_id = $2 AND name = $3",
                         )
