@@ -13,7 +13,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 #[component]
-fn FormHead(csrf: String, op: &'static str) -> impl IntoView {
+pub(crate) fn FormHead(csrf: String, op: &'static str) -> impl IntoView {
     view! {
         <input type="hidden" name="csrf" value=csrf/>
         <input type="hidden" name="form[op]" value=op/>

@@ -6,19 +6,12 @@
 //! admin's statement for section 6, a tool's class) post `audit_action` and reload.
 
 use crate::api::{AuditAction, ReviewPage};
+use crate::audit::FormHead;
 use crate::ErrorBox;
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
 const PERIODS: [u32; 5] = [7, 30, 90, 180, 365];
-
-#[component]
-fn FormHead(csrf: String, op: &'static str) -> impl IntoView {
-    view! {
-        <input type="hidden" name="csrf" value=csrf/>
-        <input type="hidden" name="form[op]" value=op/>
-    }
-}
 
 #[component]
 pub fn ReviewSection(csrf: String, action: ServerAction<AuditAction>) -> impl IntoView {

@@ -197,6 +197,30 @@ pub async fn create_registry(
     registry(store, tenant_id, slug.as_str()).await
 }
 
+/// One cell of the server × subject matrix (console and review pack): what `subject`
+/// (`everyone`, `group:…`, `user:…`) may call on `server`, by registry: `all (crm-tools)`, the
+/// rules in words, or `—`.
+pub fn matrix_cell(registries: &[RegistryView], server: &str, subject: &str) -> String {
+    let mut parts = Vec::new();
+    for r in registries
+        .iter()
+        .filter(|r| r.servers.iter().any(|s| s == server))
+    {
+        for g in r.grants.iter().filter(|g| g.subject == subject) {
+            if g.rules_text.is_empty() {
+                parts.push(format!("all ({})", r.slug));
+            } else {
+                parts.push(format!("{} ({})", g.rules_text.join("; "), r.slug));
+            }
+        }
+    }
+    if parts.is_empty() {
+        "—".to_owned()
+    } else {
+        parts.join(" · ")
+    }
+}
+
 pub async fn list_registries(store: &Store, tenant_id: &str) -> Result<Vec<RegistryView>> {
     let rows = store.list_registries(tenant_id).await?;
     let servers = store.registry_servers(tenant_id).await?;

@@ -105,23 +105,7 @@ impl Backend {
             .map(|server| {
                 let cells = columns
                     .iter()
-                    .map(|col| {
-                        let mut parts = Vec::new();
-                        for r in registries.iter().filter(|r| r.servers.contains(&server)) {
-                            for g in r.grants.iter().filter(|g| &g.subject == col) {
-                                if g.rules_text.is_empty() {
-                                    parts.push(format!("all ({})", r.slug));
-                                } else {
-                                    parts.push(format!("{} ({})", g.rules_text.join("; "), r.slug));
-                                }
-                            }
-                        }
-                        if parts.is_empty() {
-                            "—".to_owned()
-                        } else {
-                            parts.join(" · ")
-                        }
-                    })
+                    .map(|col| access::matrix_cell(&registries, &server, col))
                     .collect();
                 (server, cells)
             })
