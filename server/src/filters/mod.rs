@@ -413,8 +413,142 @@ pub fn apply(policy: &Policy, tool: Option<&str>, result: &mut Value) -> Report 
         .unwrap_or(0);
     let policy = policy.for_tool(tool);
     let policy = policy.as_ref();
-    let mut report = personal_data(policy, result);
+    // A text block that is the structured result serialised (MCP asks a tool that returns
+    // structured content to send it as JSON text too) is read once, as the structured result,
+    // and written again from it when the filters changed it: half the work on such answers,
+    // and a value counts once.
+    let mirrors = take_mirrors(result);
+    let mut report = screen(policy, result);
     report.fields_dropped = dropped;
+    put_back_mirrors(result, mirrors);
+    report
+}
+
+/// A text block taken out while its structured twin is filtered: its index in `content`, its
+/// text, what the structured result was when it was taken, and how the text repeats it.
+struct Mirror {
+    index: usize,
+    text: String,
+    structured: Value,
+    shape: Shape,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    /// The text is the structured result serialised as JSON.
+    Whole,
+    /// The structured result wraps one value (`{"result": …}`, what the Python SDK makes of a
+    /// tool returning a list or a string) and the text is that value serialised.
+    Inner,
+    /// … and the text is that value's string itself.
+    InnerString,
+}
+
+/// The one value a structured result wraps, if it has a single key.
+fn inner(sc: &Value) -> Option<&Value> {
+    sc.as_object()
+        .filter(|m| m.len() == 1)
+        .and_then(|m| m.values().next())
+}
+
+/// Whether and how `text` repeats the structured result `sc`.
+fn mirrors(text: &str, sc: &Value) -> Option<Shape> {
+    let wrapped = inner(sc);
+    if let Some(Value::String(only)) = wrapped {
+        return (only == text).then_some(Shape::InnerString);
+    }
+    if !text.trim_start().starts_with(['{', '[']) {
+        return None;
+    }
+    let parsed = serde_json::from_str::<Value>(text).ok()?;
+    if &parsed == sc {
+        Some(Shape::Whole)
+    } else {
+        (Some(&parsed) == wrapped).then_some(Shape::Inner)
+    }
+}
+
+fn take_mirrors(result: &mut Value) -> Vec<Mirror> {
+    let Some(sc) = result
+        .get("structuredContent")
+        .filter(|v| v.is_object() || v.is_array())
+    else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    if let Some(items) = result.get("content").and_then(Value::as_array) {
+        for (index, item) in items.iter().enumerate() {
+            if item.get("type").and_then(Value::as_str) != Some("text") {
+                continue;
+            }
+            let text = item.get("text").and_then(Value::as_str);
+            if let Some(shape) = text.and_then(|t| mirrors(t, sc)) {
+                found.push((index, shape));
+            }
+        }
+    }
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let structured = sc.clone();
+    found
+        .into_iter()
+        .filter_map(|(index, shape)| {
+            let slot = result.get_mut("content")?.get_mut(index)?.get_mut("text")?;
+            let Value::String(text) = std::mem::take(slot) else {
+                return None;
+            };
+            Some(Mirror {
+                index,
+                text,
+                structured: structured.clone(),
+                shape,
+            })
+        })
+        .collect()
+}
+
+/// Puts the mirrored text blocks back: as they were when the structured result came through
+/// unchanged, else written again from it (serialised pretty when the original was).
+fn put_back_mirrors(result: &mut Value, mirrors: Vec<Mirror>) {
+    for m in mirrors {
+        let now = result.get("structuredContent").unwrap_or(&Value::Null);
+        let text = if *now == m.structured {
+            m.text
+        } else {
+            let target = match m.shape {
+                Shape::Whole => Some(now),
+                Shape::Inner | Shape::InnerString => inner(now),
+            };
+            match (m.shape, target) {
+                (Shape::InnerString, Some(Value::String(s))) => s.clone(),
+                (_, Some(v)) => {
+                    let out = if m.text.contains('\n') {
+                        serde_json::to_string_pretty(v)
+                    } else {
+                        serde_json::to_string(v)
+                    };
+                    // Serialising a Value does not fail; were it to, the block would be
+                    // empty, never the unfiltered text.
+                    out.unwrap_or_default()
+                }
+                // Field rules run before and the filters keep keys: not reached.
+                (_, None) => String::new(),
+            }
+        };
+        if let Some(slot) = result
+            .get_mut("content")
+            .and_then(|c| c.get_mut(m.index))
+            .and_then(|i| i.get_mut("text"))
+        {
+            *slot = Value::String(text);
+        }
+    }
+}
+
+/// The built-in filters over an answer's strings: personal data and secrets, then injection.
+fn screen(policy: &Policy, result: &mut Value) -> Report {
+    let mut report = personal_data(policy, result);
     if policy.injection == InjectionAction::Off {
         return report;
     }
@@ -634,6 +768,79 @@ mod tests {
         assert_eq!(r["content"][0]["type"], "text");
         assert_eq!(r["structuredContent"]["email"], "[REDACTED:EMAIL]");
         assert_eq!(r["structuredContent"]["count"], 3);
+    }
+
+    #[test]
+    fn a_text_block_mirroring_the_structured_result_is_read_once_and_written_from_it() {
+        let policy = Policy {
+            pii: Action::Redact,
+            ..Default::default()
+        };
+        // The keys in the tool's own order (not sorted): kept byte for byte when nothing changes.
+        let clean = r#"{"zone":"eu","id":7}"#;
+        let mut r = json!({
+            "content": [{"type": "text", "text": clean}],
+            "structuredContent": {"zone": "eu", "id": 7},
+        });
+        let report = apply(&policy, None, &mut r);
+        assert!(report.found.is_empty(), "{report:?}");
+        assert_eq!(r["content"][0]["text"], clean);
+
+        let text = "{\n  \"email\": \"jane@acme.example\",\n  \"id\": 7\n}";
+        let mut r = json!({
+            "content": [
+                {"type": "text", "text": text},
+                {"type": "text", "text": "Also: bob@acme.example"},
+            ],
+            "structuredContent": {"email": "jane@acme.example", "id": 7},
+        });
+        let report = apply(&policy, None, &mut r);
+        assert_eq!(
+            report.found.get("EMAIL"),
+            Some(&2),
+            "the mirror counts once"
+        );
+        assert_eq!(r["structuredContent"]["email"], "[REDACTED:EMAIL]");
+        let mirror = r["content"][0]["text"].as_str().unwrap_or_default();
+        assert!(mirror.contains('\n'), "pretty stays pretty: {mirror}");
+        let parsed: Value = serde_json::from_str(mirror).unwrap_or_default();
+        assert_eq!(parsed, r["structuredContent"]);
+        assert_eq!(r["content"][1]["text"], "Also: [REDACTED:EMAIL]");
+
+        // A string result wrapped as {"result": "…"} (the Python SDK) mirrors its text.
+        let mut r = json!({
+            "content": [{"type": "text", "text": "note=mail jane@acme.example"}],
+            "structuredContent": {"result": "note=mail jane@acme.example"},
+        });
+        let report = apply(&policy, None, &mut r);
+        assert_eq!(report.found.get("EMAIL"), Some(&1));
+        assert_eq!(r["content"][0]["text"], "note=mail [REDACTED:EMAIL]");
+        assert_eq!(
+            r["structuredContent"]["result"],
+            "note=mail [REDACTED:EMAIL]"
+        );
+
+        // A text block that differs from the structured result is its own text.
+        let mut r = json!({
+            "content": [{"type": "text", "text": r#"{"email":"jane@acme.example"}"#}],
+            "structuredContent": {"email": "jane@acme.example", "id": 7},
+        });
+        let report = apply(&policy, None, &mut r);
+        assert_eq!(report.found.get("EMAIL"), Some(&2));
+        assert_eq!(r["content"][0]["text"], r#"{"email":"[REDACTED:EMAIL]"}"#);
+
+        // A blocked answer is left as it came (the caller replaces it).
+        let block = Policy {
+            pii: Action::Block,
+            ..Default::default()
+        };
+        let original = json!({
+            "content": [{"type": "text", "text": r#"{"email":"jane@acme.example"}"#}],
+            "structuredContent": {"email": "jane@acme.example"},
+        });
+        let mut r = original.clone();
+        assert!(apply(&block, None, &mut r).blocked());
+        assert_eq!(r, original);
     }
 
     #[test]
