@@ -4,7 +4,7 @@
 
 use crate::access::api;
 use crate::gateway::{add_server, start_fixture, user_token};
-use crate::gateway_sessions::Mcp;
+use crate::gateway_sessions::{processes_tagged, stdio_fixture, Mcp};
 use crate::helpers::{spawn_app, Engine, TestApp};
 use crate::on_both_engines;
 use reqwest::header::HOST;
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 on_both_engines!(
     changes_made_on_one_replica_hold_on_every_other_within_a_second,
     a_session_goes_on_through_another_replica,
+    a_session_of_the_gateways_own_goes_on_through_another_replica,
 );
 
 /// The HTTP status of an `initialize` by `token` on `app`.
@@ -220,5 +221,81 @@ async fn a_session_goes_on_through_another_replica(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    c.stop().await;
+}
+
+/// A session of the gateway's own session layer — a stdio upstream it runs, and a legacy SSE
+/// upstream it holds a connection to — opened through one replica goes on through another after
+/// the first stopped, without initializing again: the other replica starts its own process (or
+/// connection) for it. Another user's token with the id is refused; once ended, it is gone.
+async fn a_session_of_the_gateways_own_goes_on_through_another_replica(engine: Engine) {
+    let sse = crate::conformance::fixture("sse").await;
+    let a = spawn_app(engine).await;
+    let acme = a.create_tenant("acme").await;
+    let admin = acme.admin_token.as_str();
+    let tag = format!("replicas-{}", uuid::Uuid::new_v4().simple());
+    add_server(&a, "acme", admin, "local", stdio_fixture(&tag)).await;
+    add_server(
+        &a,
+        "acme",
+        admin,
+        "old",
+        json!({"transport": "sse", "url": sse.url}),
+    )
+    .await;
+    let dev = user_token(&a, "acme", admin, "dev@acme.example").await;
+    let ops = user_token(&a, "acme", admin, "ops@acme.example").await;
+    let b = a.replica().await;
+    let c = a.replica().await;
+
+    let mut sessions = Vec::new();
+    for server in ["local", "old"] {
+        let mut on_b = Mcp::new(&b, "acme", server, &dev);
+        on_b.initialize().await;
+        assert_eq!(on_b.call_text(1, "add", json!({"a": 1, "b": 2})).await, "3");
+        sessions.push((server, on_b.via(&c, "acme"), on_b.via(&a, "acme")));
+    }
+    // Only `b` runs the stdio process so far.
+    assert_eq!(processes_tagged(&tag).len(), 1, "one process, on b");
+    b.stop().await;
+    for (server, on_c, _) in &sessions {
+        assert_eq!(
+            on_c.call_text(2, "add", json!({"a": 2, "b": 2})).await,
+            "4",
+            "{server} goes on through c"
+        );
+        let msgs = on_c.request(json!(3), "tools/list", json!({})).await;
+        assert!(
+            msgs.last().unwrap()["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()),
+            "{server}: {msgs:?}"
+        );
+    }
+    // c started its own process; b's ended with b.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_tagged(&tag).len() != 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(processes_tagged(&tag).len(), 1, "one process, on c");
+
+    for (server, on_c, on_a) in sessions {
+        // The id alone is not enough.
+        let mut stolen = on_c.via(&a, "acme");
+        stolen.set_token(&ops);
+        let res = stolen
+            .post(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{server}");
+        // Ended through `c`: `a` does not carry it on.
+        let res = on_c.delete().send().await.unwrap();
+        assert!(res.status().is_success(), "{server}: {}", res.status());
+        let res = on_a
+            .post(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{server}");
+    }
     c.stop().await;
 }

@@ -301,7 +301,7 @@ async fn adopt_session(state: &AppState, sid: &str, owner: &SessionOwner) -> boo
         .gateway_session_owner(&owner.tenant_id, &session_hash(sid))
         .await
     {
-        Ok(Some((user_id, server))) if user_id == owner.user_id && server == owner.server => {
+        Ok(Some((user_id, server, _))) if user_id == owner.user_id && server == owner.server => {
             state.gateway.http_sessions.record(sid, owner.clone());
             true
         }
@@ -310,6 +310,43 @@ async fn adopt_session(state: &AppState, sid: &str, owner: &SessionOwner) -> boo
             tracing::warn!(error = %e, "a session's owner could not be read");
             false
         }
+    }
+}
+
+/// Carries on a session of a link-backed server (stdio, legacy SSE) that another replica
+/// opened, when the database says this request's user opened it through this server. A
+/// database or upstream failure leaves it unknown here (fail closed: the client gets 404 and
+/// initializes again).
+async fn adopt_hub_session(state: &AppState, t: &session::Target<'_>, sid: &str) {
+    let owner = match state
+        .store
+        .gateway_session_owner(t.tenant_id, &session_hash(sid))
+        .await
+    {
+        Ok(Some(o)) => o,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "a session's owner could not be read");
+            return;
+        }
+    };
+    let (user_id, server, version) = owner;
+    let Some(version) = version.filter(|_| user_id == t.user_id && server == t.server) else {
+        return;
+    };
+    let gw = &state.gateway;
+    let target = session::Target {
+        tenant_id: t.tenant_id,
+        user_id: t.user_id,
+        server: t.server,
+        transport: t.transport,
+        filter: None,
+        env: t.env.clone(),
+        header: t.header.clone(),
+    };
+    match gw.hub.adopt(target, &gw.client, sid, &version).await {
+        Ok(()) => tracing::info!(server.slug = %t.server, "carried on a session another replica opened"),
+        Err(e) => tracing::warn!(server.slug = %t.server, error = %e, "a session another replica opened could not be carried on"),
     }
 }
 
@@ -1553,11 +1590,52 @@ impl Forward {
                 header: credential.clone(),
             };
             let gw = &state.gateway;
+            let session = session_id.as_deref().filter(|_| !modern::is_modern(&headers));
+            if let Some(sid) = session {
+                if gw.hub.session_version(sid).is_none() {
+                    // Opened on another replica (or before this one started): carried on here
+                    // once the database names its owner; else the hub's 404 stands.
+                    adopt_hub_session(&state, &target, sid).await;
+                }
+            }
             rec.forwarded();
+            let is_delete = method == Method::DELETE;
             let res = gw
                 .hub
                 .handle(target, &gw.client, &method, &headers, body)
                 .await;
+            let new_session = res
+                .headers()
+                .get("mcp-session-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if let Some(sid) = new_session {
+                // Durable before the client has the id: any replica can carry it on.
+                if let Some(version) = gw.hub.session_version(&sid) {
+                    if let Err(e) = state
+                        .store
+                        .put_gateway_session(
+                            &tenant_id,
+                            &session_hash(&sid),
+                            &user_id,
+                            &server,
+                            Some(&version),
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %e, "a session's owner was not stored: only this replica knows it");
+                    }
+                }
+            }
+            if let (true, true, Some(sid)) = (is_delete, res.status().is_success(), session) {
+                if let Err(e) = state
+                    .store
+                    .delete_gateway_session(&tenant_id, &session_hash(sid))
+                    .await
+                {
+                    tracing::warn!(error = %e, "an ended session's owner was not removed");
+                }
+            }
             remember_client(gw, &res, initialize_client, elicits, &user_id);
             return record::recorded(res, rec).await;
         };
@@ -1643,6 +1721,7 @@ impl Forward {
                                 &session_hash(sid),
                                 &owner.user_id,
                                 &owner.server,
+                                None,
                             )
                             .await
                         {

@@ -98,8 +98,18 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub(super) fn new(t: &Target<'_>, version: &str, link: Arc<Link>, own_link: bool) -> Arc<Self> {
+        Self::with_id(random_id(), t, version, link, own_link)
+    }
+
+    fn with_id(
+        id: String,
+        t: &Target<'_>,
+        version: &str,
+        link: Arc<Link>,
+        own_link: bool,
+    ) -> Arc<Self> {
         Arc::new(Session {
-            id: random_id(),
+            id,
             tenant_id: t.tenant_id.to_owned(),
             user_id: t.user_id.to_owned(),
             server: t.server.to_owned(),
@@ -370,6 +380,50 @@ impl Hub {
 
     pub fn session_count(&self) -> usize {
         lock(&self.sessions).len()
+    }
+
+    /// The protocol version of a live session of this replica, if it has one by that id.
+    pub fn session_version(&self, id: &str) -> Option<String> {
+        lock(&self.sessions)
+            .get(id)
+            .filter(|s| !s.is_closed())
+            .map(|s| s.protocol_version.clone())
+    }
+
+    /// Carries on a session another replica opened (the caller checked in the database that
+    /// `t`'s user opened it through `t`'s server, in `version`): a session by the same id on this
+    /// replica's link for the server — its shared or per-user process, started when not
+    /// running, or a new upstream connection of its own — whose initialize has been answered.
+    /// What the old replica held in memory is not carried: its unanswered requests, its event
+    /// log (a stream cannot be resumed here) and requests the upstream had sent the client.
+    pub async fn adopt(
+        &self,
+        t: Target<'_>,
+        client: &reqwest::Client,
+        id: &str,
+        version: &str,
+    ) -> Result<(), String> {
+        if !SESSION_VERSIONS.contains(&version) {
+            return Err(format!("unknown protocol version {version}"));
+        }
+        let (link, own) = self.link_for(&t, client, false);
+        // A connection of its own is stopped however this ends, unless the session takes it.
+        let mut guard = StartGuard {
+            starting: &self.starting,
+            key: String::new(),
+            link: own.then(|| link.clone()),
+        };
+        link.wait_ready(HANDSHAKE_TIMEOUT).await?;
+        let session = Session::with_id(id.to_owned(), &t, version, link.clone(), own);
+        let mut sessions = lock(&self.sessions);
+        if sessions.get(id).is_some_and(|s| !s.is_closed()) {
+            // Another request of the same client adopted it first.
+            return Ok(());
+        }
+        guard.link = None;
+        link.attach(&session);
+        sessions.insert(session.id.clone(), session);
+        Ok(())
     }
 
     /// Starts a link for `transport`, with its runner.

@@ -448,16 +448,18 @@ impl Store {
         Ok(user)
     }
 
-    // ---- Streamable HTTP sessions' owners (gateway/mod.rs, HttpSessions) -----------------
+    // ---- MCP sessions' owners (gateway/mod.rs: HttpSessions, the hub's sessions) ----------
 
-    /// Records who opened a session (by the SHA-256 of its id); drops the tenant's records
-    /// older than a day in the same transaction.
+    /// Records who opened a session (by the SHA-256 of its id), and for a session of the
+    /// gateway's own (stdio, legacy SSE upstreams) its protocol version; drops the tenant's
+    /// records older than a day in the same transaction.
     pub async fn put_gateway_session(
         &self,
         tenant_id: &str,
         session_hash: &str,
         user_id: &str,
         server_slug: &str,
+        protocol_version: Option<&str>,
     ) -> Result<()> {
         let now = now_micros();
         tenant_tx!(self, tenant_id, |tx| {
@@ -467,14 +469,15 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(
-                "INSERT INTO gateway_session (session_hash, tenant_id, user_id, server_slug, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (session_hash) DO NOTHING",
+                "INSERT INTO gateway_session (session_hash, tenant_id, user_id, server_slug, created_at, protocol_version) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (session_hash) DO NOTHING",
             )
             .bind(session_hash)
             .bind(tenant_id)
             .bind(user_id)
             .bind(server_slug)
             .bind(now)
+            .bind(protocol_version)
             .execute(&mut *tx)
             .await?;
         });
@@ -482,15 +485,15 @@ impl Store {
     }
 
     /// Who opened a session of this tenant, if it is known and less than a day old:
-    /// (user id, server slug).
+    /// (user id, server slug, protocol version of a session of the gateway's own).
     pub async fn gateway_session_owner(
         &self,
         tenant_id: &str,
         session_hash: &str,
-    ) -> Result<Option<(String, String)>> {
+    ) -> Result<Option<(String, String, Option<String>)>> {
         let row = tenant_tx!(self, tenant_id, |tx| {
-            sqlx::query_as::<_, (String, String)>(
-                "SELECT user_id, server_slug FROM gateway_session \
+            sqlx::query_as::<_, (String, String, Option<String>)>(
+                "SELECT user_id, server_slug, protocol_version FROM gateway_session \
                  WHERE tenant_id = $1 AND session_hash = $2 AND created_at >= $3",
             )
             .bind(tenant_id)
