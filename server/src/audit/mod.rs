@@ -280,8 +280,11 @@ impl Audit {
 pub async fn record_direct(store: &Store, e: &Event) -> Result<(), AuditError> {
     let mut last = String::new();
     for _ in 0..5 {
-        match store.append_audit(&e.tenant_id, &[e], chain_hash).await {
-            Ok(()) => return Ok(()),
+        match store
+            .append_audit(&e.tenant_id, &[e], chain_hash, None)
+            .await
+        {
+            Ok(_) => return Ok(()),
             Err(err) => last = err.to_string(),
         }
     }
@@ -293,6 +296,10 @@ async fn writer(
     mut rx: mpsc::Receiver<Pending>,
     failing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
+    // Each tenant's chain tail as this writer left it: on SQLite the next append skips reading
+    // it (a tail another process moved is a conflict, retried after a fresh read).
+    let mut tails: std::collections::HashMap<String, (i64, String)> =
+        std::collections::HashMap::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < GROUP {
@@ -314,15 +321,31 @@ async fn writer(
             // and its first insert (SQLITE_BUSY_SNAPSHOT, "database is locked"): read the tail
             // again and retry.
             for attempt in 0..8 {
-                result = store
-                    .append_audit(&tenant, &events, chain_hash)
+                let known = tails.remove(&tenant);
+                let stale = known.is_some();
+                match store
+                    .append_audit(&tenant, &events, chain_hash, known)
                     .await
-                    .map_err(|e| e.to_string());
-                match &result {
-                    Err(e) if e.contains("already exists") || e.contains("database is locked") => {
-                        tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+                {
+                    Ok(tail) => {
+                        tails.insert(tenant.clone(), tail);
+                        result = Ok(());
+                        break;
                     }
-                    _ => break,
+                    Err(e) => {
+                        let e = e.to_string();
+                        let retry =
+                            e.contains("already exists") || e.contains("database is locked");
+                        result = Err(e);
+                        if !retry {
+                            break;
+                        }
+                        // A stale tail of ours: read it at once; a racing writer: back off.
+                        if !stale {
+                            tokio::time::sleep(std::time::Duration::from_millis(5 << attempt))
+                                .await;
+                        }
+                    }
                 }
             }
             if let Err(e) = &result {
@@ -608,6 +631,36 @@ mod tests {
                 r
             })
             .collect()
+    }
+
+    /// The writer keeps the chain's tail on SQLite; another process appending meanwhile (the
+    /// operator CLI) makes its next append a conflict, read again and retried: nothing lost,
+    /// the chain intact, groups of several events included.
+    #[tokio::test]
+    async fn the_writer_goes_on_after_another_process_appended_to_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = crate::store::DatabaseLocation::Sqlite(dir.path().join("audit.db"));
+        let store = Store::open(&location).await.unwrap();
+        let other = Store::open(&location).await.unwrap();
+        let t = crate::tenants::create(&store, "acme", "Acme", "a@acme.example")
+            .await
+            .unwrap();
+        let tid = t.tenant.tenant_id.clone();
+        let (before, seq0, _) = verify_stored(&store, &tid).await.unwrap();
+        let (audit, _writer) = Audit::start(store.clone());
+        let ev = |a: &str| Event::new(&tid, Category::Admin, a, "ok");
+        audit.record(ev("test.one")).await.unwrap();
+        record_direct(&other, &ev("test.two")).await.unwrap();
+        audit.record(ev("test.three")).await.unwrap();
+        record_direct(&other, &ev("test.four")).await.unwrap();
+        audit
+            .record_many((0..7).map(|i| ev(&format!("test.group{i}"))).collect())
+            .await
+            .unwrap();
+        let (v, seq, _) = verify_stored(&store, &tid).await.unwrap();
+        assert!(v.ok, "{v:?}");
+        assert_eq!(seq, seq0 + 11);
+        assert_eq!(v.records, before.records + 11);
     }
 
     #[test]

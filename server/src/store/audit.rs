@@ -230,17 +230,40 @@ const SIEM_COLUMNS: &str = "destination_id, tenant_id, name, kind, settings, sec
 
 impl Store {
     /// Appends events to the tenant's chain in one transaction: reads the tail, then gives each
-    /// event the next `seq` and its chain hash. On PostgreSQL a per-tenant advisory lock makes
-    /// replicas append one after another; on SQLite the unique `seq` refuses a racing append
-    /// (a conflict the caller retries).
+    /// event the next `seq` and its chain hash; returns the new tail (seq, hash). On PostgreSQL
+    /// a per-tenant advisory lock makes replicas append one after another; on SQLite the unique
+    /// `seq` refuses a racing append (a conflict the caller retries). On SQLite, a `known` tail
+    /// (what this process appended last) skips the read: the events go in as one multi-row
+    /// `INSERT` in autocommit — one statement, atomic and durable on return — and a tail that
+    /// another process moved meanwhile makes it a conflict (the caller forgets it and retries).
     pub async fn append_audit(
         &self,
         tenant_id: &str,
         events: &[&Event],
         hash: fn(&str, &AuditRow) -> String,
-    ) -> Result<()> {
+        known: Option<(i64, String)>,
+    ) -> Result<(i64, String)> {
+        if let (Engine::Sqlite(pool), Some((seq, prev))) = (&self.engine, known) {
+            let (rows, tail) = chain_rows(tenant_id, events, hash, seq, prev);
+            if let [one] = rows.as_slice() {
+                insert_rows(std::slice::from_ref(one))
+                    .execute(pool)
+                    .await
+                    .map_err(super::conflict_as("audit sequence number"))?;
+            } else {
+                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+                for chunk in chunks(&rows) {
+                    insert_rows(chunk)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(super::conflict_as("audit sequence number"))?;
+                }
+                tx.commit().await?;
+            }
+            return Ok(tail);
+        }
         let postgres = matches!(self.engine, Engine::Postgres(_));
-        tenant_tx!(self, tenant_id, |tx| {
+        let tail = tenant_tx!(self, tenant_id, |tx| {
             if postgres {
                 sqlx::query(
                     "SELECT pg_advisory_xact_lock(hashtextextended('portcullis.audit.' || $1, 0))",
@@ -255,7 +278,7 @@ impl Store {
             .bind(tenant_id)
             .fetch_optional(&mut *tx)
             .await?;
-            let (mut seq, mut prev) = match tail {
+            let (seq, prev) = match tail {
                 Some(t) => t,
                 // An emptied log (everything purged) goes on from its last purge's anchor.
                 None => sqlx::query_as::<_, (i64, String)>(
@@ -266,44 +289,16 @@ impl Store {
                 .await?
                 .unwrap_or((0, GENESIS.to_owned())),
             };
-            // `at` strictly increasing within a group.
-            for (at, e) in (now_micros()..).zip(events.iter()) {
-                seq += 1;
-                let mut row = row_of(tenant_id, seq, at, e, &prev);
-                row.hash = hash(&prev, &row);
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO audit_event ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-                     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)"
-                )))
-                .bind(&row.event_id)
-                .bind(&row.tenant_id)
-                .bind(row.seq)
-                .bind(row.at)
-                .bind(&row.category)
-                .bind(&row.action)
-                .bind(&row.actor_id)
-                .bind(&row.actor)
-                .bind(&row.server)
-                .bind(&row.target)
-                .bind(&row.outcome)
-                .bind(&row.detail)
-                .bind(&row.prev_hash)
-                .bind(&row.hash)
-                .bind(&row.decision)
-                .bind(&row.client)
-                .bind(&row.agent)
-                .bind(&row.groups)
-                .bind(&row.ip)
-                .bind(&row.session_id)
-                .bind(row.latency_us)
-                .bind(row.upstream_us)
-                .execute(&mut *tx)
-                .await
-                .map_err(super::conflict_as("audit sequence number"))?;
-                prev = row.hash;
+            let (rows, tail) = chain_rows(tenant_id, events, hash, seq, prev);
+            for chunk in chunks(&rows) {
+                insert_rows(chunk)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(super::conflict_as("audit sequence number"))?;
             }
+            tail
         });
-        Ok(())
+        Ok(tail)
     }
 
     /// The seq and hash the tenant's retained chain starts after (0 and the genesis hash when
@@ -826,6 +821,96 @@ impl Store {
     }
 }
 
+/// The rows of `events` chained after (seq, prev), and the new tail.
+fn chain_rows(
+    tenant_id: &str,
+    events: &[&Event],
+    hash: fn(&str, &AuditRow) -> String,
+    mut seq: i64,
+    mut prev: String,
+) -> (Vec<AuditRow>, (i64, String)) {
+    let mut rows = Vec::with_capacity(events.len());
+    // `at` strictly increasing within a group.
+    for (at, e) in (now_micros()..).zip(events.iter()) {
+        seq += 1;
+        let mut row = row_of(tenant_id, seq, at, e, &prev);
+        row.hash = hash(&prev, &row);
+        prev.clone_from(&row.hash);
+        rows.push(row);
+    }
+    (rows, (seq, prev))
+}
+
+/// The rows in runs of a power of two (largest first): each run is one `INSERT`, and the
+/// statements a connection prepares and caches stay nine shapes (1 to 256 rows) instead of one
+/// per group size.
+fn chunks(rows: &[AuditRow]) -> Vec<&[AuditRow]> {
+    let mut out = Vec::new();
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let n = 1 << (usize::BITS - 1 - rest.len().min(256).leading_zeros());
+        let (run, tail) = rest.split_at(n);
+        out.push(run);
+        rest = tail;
+    }
+    out
+}
+
+/// One `INSERT` of every row (22 parameters a row: runs of at most 256 rows stay far under
+/// both engines' parameter limits).
+fn insert_rows<'q, DB: sqlx::Database>(
+    rows: &'q [AuditRow],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut sql = format!("INSERT INTO audit_event ({COLUMNS}) VALUES ");
+    for i in 0..rows.len() {
+        let b = i * 22;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for j in 1..=22 {
+            if j > 1 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", b + j));
+        }
+        sql.push(')');
+    }
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for row in rows {
+        q = q
+            .bind(row.event_id.clone())
+            .bind(row.tenant_id.clone())
+            .bind(row.seq)
+            .bind(row.at)
+            .bind(row.category.clone())
+            .bind(row.action.clone())
+            .bind(row.actor_id.clone())
+            .bind(row.actor.clone())
+            .bind(row.server.clone())
+            .bind(row.target.clone())
+            .bind(row.outcome.clone())
+            .bind(row.detail.clone())
+            .bind(row.prev_hash.clone())
+            .bind(row.hash.clone())
+            .bind(row.decision.clone())
+            .bind(row.client.clone())
+            .bind(row.agent.clone())
+            .bind(row.groups.clone())
+            .bind(row.ip.clone())
+            .bind(row.session_id.clone())
+            .bind(row.latency_us)
+            .bind(row.upstream_us);
+    }
+    q
+}
+
 fn row_of(tenant_id: &str, seq: i64, at: i64, e: &Event, prev: &str) -> AuditRow {
     AuditRow {
         event_id: uuid::Uuid::now_v7().to_string(),
@@ -850,5 +935,35 @@ fn row_of(tenant_id: &str, seq: i64, at: i64, e: &Event, prev: &str) -> AuditRow
         session_id: e.session_id.clone(),
         latency_us: e.latency_us,
         upstream_us: e.upstream_us,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_go_in_as_runs_of_a_power_of_two_largest_first() {
+        let e = Event::new("t", crate::audit::Category::Mcp, "tools/call", "ok");
+        let rows: Vec<AuditRow> = (0..600).map(|i| row_of("t", i, i, &e, "")).collect();
+        for n in [0, 1, 2, 3, 7, 64, 255, 256, 257, 600] {
+            let sizes: Vec<usize> = chunks(&rows[..n]).iter().map(|c| c.len()).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), n, "{sizes:?}");
+            assert!(
+                sizes.iter().all(|s| s.is_power_of_two() && *s <= 256),
+                "{sizes:?}"
+            );
+            assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
+        }
+        assert_eq!(
+            chunks(&rows[..7])
+                .iter()
+                .map(|c| c.len())
+                .collect::<Vec<_>>(),
+            [4, 2, 1]
+        );
+        // Each run keeps the rows' order.
+        let runs = chunks(&rows[..3]);
+        assert_eq!((runs[0][0].seq, runs[0][1].seq, runs[1][0].seq), (0, 1, 2));
     }
 }

@@ -226,9 +226,15 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
+            // 1 MiB of page cache per connection (SQLite's default is 2 MiB): the hot path
+            // appends and reads by index; memory under load is a goal (BENCHMARKS.md).
+            .pragma("cache_size", "-1024")
             .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // An embedded database's connection cannot go stale: no ping before each use (a
+            // round trip to the connection's thread on every query).
+            .test_before_acquire(false)
             .connect_with(opts)
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
