@@ -165,6 +165,34 @@ fn bench(c: &mut Criterion) {
         at(1.0)
     );
 
+    // A small answer (an echo with one e-mail address, as `cargo bench --bench peers` sends):
+    // what every call through a filtered server pays at least.
+    let small = json!({"content": [{"type": "text", "text": "Echo: Order 100482 for Northwind Traders shipped on 2026-03-14; questions to jane.doe@example.com, tracking 1Z999AA10123456784."}]});
+    let mut samples: Vec<u128> = (0..20_000)
+        .map(|_| {
+            let mut r = small.clone();
+            let t = std::time::Instant::now();
+            black_box(apply(&full, None, &mut r));
+            t.elapsed().as_nanos()
+        })
+        .collect();
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+    eprintln!(
+        "latency added to a {}-byte answer (redact + injection flag), 20,000 runs: p50 {:.1} µs, p99 {:.1} µs",
+        small.to_string().len(),
+        at(0.5),
+        at(0.99)
+    );
+    let text = small["content"][0]["text"].as_str().unwrap_or_default();
+    for (name, d) in detect::stage_times(text, 2_000)
+        .into_iter()
+        .chain(injection::stage_times(text, 2_000))
+        .filter(|(_, d)| d.as_secs_f64() > 2e-6)
+    {
+        eprintln!("  small: {name:<28} {:>8.1} µs", d.as_secs_f64() * 1e6);
+    }
+
     // Where the time goes: the detector's stages on the answer's text, and the injection scan
     // on the same text (each the mean of 2,000 runs).
     let text = ten["content"][0]["text"].as_str().unwrap();

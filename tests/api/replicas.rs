@@ -266,7 +266,9 @@ async fn a_session_of_the_gateways_own_goes_on_through_another_replica(engine: E
         );
         let msgs = on_c.request(json!(3), "tools/list", json!({})).await;
         assert!(
-            msgs.last().unwrap()["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()),
+            msgs.last().unwrap()["result"]["tools"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty()),
             "{server}: {msgs:?}"
         );
     }

@@ -345,8 +345,12 @@ async fn adopt_hub_session(state: &AppState, t: &session::Target<'_>, sid: &str)
         header: t.header.clone(),
     };
     match gw.hub.adopt(target, &gw.client, sid, &version).await {
-        Ok(()) => tracing::info!(server.slug = %t.server, "carried on a session another replica opened"),
-        Err(e) => tracing::warn!(server.slug = %t.server, error = %e, "a session another replica opened could not be carried on"),
+        Ok(()) => {
+            tracing::info!(server.slug = %t.server, "carried on a session another replica opened")
+        }
+        Err(e) => {
+            tracing::warn!(server.slug = %t.server, error = %e, "a session another replica opened could not be carried on")
+        }
     }
 }
 
@@ -1590,7 +1594,9 @@ impl Forward {
                 header: credential.clone(),
             };
             let gw = &state.gateway;
-            let session = session_id.as_deref().filter(|_| !modern::is_modern(&headers));
+            let session = session_id
+                .as_deref()
+                .filter(|_| !modern::is_modern(&headers));
             if let Some(sid) = session {
                 if gw.hub.session_version(sid).is_none() {
                     // Opened on another replica (or before this one started): carried on here
