@@ -143,47 +143,33 @@ fn bench(c: &mut Criterion) {
     g.bench_function("clone only", |b| b.iter(|| black_box(ten.clone())));
     g.finish();
 
-    // Latency distribution of the same, measured directly (criterion reports means).
+    // Latency distribution of the same, measured directly (criterion reports means); then a
+    // small answer (an echo with one e-mail address, as `cargo bench --bench peers` sends):
+    // what every call through a filtered server pays at least.
     for _ in 0..500 {
         let mut r = ten.clone();
         black_box(apply(&full, None, &mut r));
     }
-    let mut samples: Vec<u128> = (0..20_000)
-        .map(|_| {
-            let mut r = ten.clone();
-            let t = std::time::Instant::now();
-            black_box(apply(&full, None, &mut r));
-            t.elapsed().as_nanos()
-        })
-        .collect();
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
-    eprintln!(
-        "latency added to a {ten_bytes}-byte answer (redact + injection flag), 20,000 runs: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
-        at(0.5),
-        at(0.99),
-        at(1.0)
-    );
-
-    // A small answer (an echo with one e-mail address, as `cargo bench --bench peers` sends):
-    // what every call through a filtered server pays at least.
     let small = json!({"content": [{"type": "text", "text": "Echo: Order 100482 for Northwind Traders shipped on 2026-03-14; questions to jane.doe@example.com, tracking 1Z999AA10123456784."}]});
-    let mut samples: Vec<u128> = (0..20_000)
-        .map(|_| {
-            let mut r = small.clone();
-            let t = std::time::Instant::now();
-            black_box(apply(&full, None, &mut r));
-            t.elapsed().as_nanos()
-        })
-        .collect();
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
-    eprintln!(
-        "latency added to a {}-byte answer (redact + injection flag), 20,000 runs: p50 {:.1} µs, p99 {:.1} µs",
-        small.to_string().len(),
-        at(0.5),
-        at(0.99)
-    );
+    for answer in [&ten, &small] {
+        let mut samples: Vec<u128> = (0..20_000)
+            .map(|_| {
+                let mut r = answer.clone();
+                let t = std::time::Instant::now();
+                black_box(apply(&full, None, &mut r));
+                t.elapsed().as_nanos()
+            })
+            .collect();
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize] as f64 / 1000.0;
+        eprintln!(
+            "latency added to a {}-byte answer (redact + injection flag), 20,000 runs: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+            answer.to_string().len(),
+            at(0.5),
+            at(0.99),
+            at(1.0)
+        );
+    }
     // The same from two threads at once (the gateway's two runtime workers under load): the
     // regex crate hands each search a cache from a pool, and a thread that finds it taken
     // searches with a fresh one; the mean per call on each thread, against one thread alone.

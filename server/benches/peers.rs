@@ -30,15 +30,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
 
-const MESSAGE: &str = "Order 100482 for Northwind Traders shipped on 2026-03-14; questions to jane.doe@example.com, tracking 1Z999AA10123456784.";
+#[path = "common/mod.rs"]
+mod common;
+use common::{free_port, Server};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+const MESSAGE: &str = "Order 100482 for Northwind Traders shipped on 2026-03-14; questions to jane.doe@example.com, tracking 1Z999AA10123456784.";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -348,135 +344,49 @@ fn nginx(dir: &Path, upstream_port: u16) -> (tokio::process::Command, String) {
     (cmd, format!("http://127.0.0.1:{port}/mcp"))
 }
 
-fn cli(data: &Path, args: &[&str]) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// The release server on its own SQLite, a tenant with the upstream twice — `crm` with the
 /// filters on, `plain` with them off (to tell their cost from the rest) —, a policy, and a
 /// user's token; (process, targets).
 async fn portcullis(data: &Path, upstream: &str) -> (tokio::process::Child, Vec<Target>) {
-    let port = free_port();
-    let server = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data)
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..300 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let created = cli(
-        data,
-        &[
-            "tenant",
-            "create",
-            "acme",
-            "--name",
-            "Acme",
-            "--admin-email",
-            "admin@acme.example",
-            "--json",
-        ],
-    );
-    let admin = created["admin_token"].as_str().unwrap().to_owned();
-    let host = format!("acme.localhost:{port}");
-    let call = |method: reqwest::Method, path: &str, body: Value| {
-        http.request(method, format!("{base}{path}"))
-            .header("host", &host)
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-    };
-    // The server learns of the new tenant from the database (a poll on SQLite).
-    for _ in 0..100 {
-        if call(reqwest::Method::GET, "/api/v1/tenant", Value::Null)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for (m, p, b) in [
-        (
-            reqwest::Method::POST,
-            "/api/v1/servers",
-            json!({"slug": "crm", "upstream": {"transport": "streamable_http", "url": upstream}}),
-        ),
-        (
-            reqwest::Method::POST,
-            "/api/v1/servers",
-            json!({"slug": "plain", "upstream": {"transport": "streamable_http", "url": upstream}}),
-        ),
-        (
-            reqwest::Method::POST,
-            "/api/v1/registries",
-            json!({"slug": "all", "servers": ["crm", "plain"], "grants": [{"subject": "everyone", "rules": [
-                {"effect": "allow", "match": "echo"},
-                {"effect": "allow", "match": "get_*"},
-                {"effect": "deny", "match": "*delete*"}]}]}),
-        ),
-        (
-            reqwest::Method::PUT,
-            "/api/v1/filters",
-            json!({"pii": "redact", "secrets": "redact", "injection": "flag"}),
-        ),
-        (
-            reqwest::Method::PUT,
-            "/api/v1/servers/plain/filters",
-            json!({"pii": "off", "secrets": "off", "injection": "off"}),
-        ),
-    ] {
-        let r = call(m, p, b).await.unwrap();
-        assert!(r.status().is_success(), "{p}: {}", r.status());
-    }
-    let token = call(
-        reqwest::Method::POST,
-        "/api/v1/tokens",
-        json!({"user_email": "dev@acme.example"}),
-    )
-    .await
-    .unwrap()
-    .json::<Value>()
-    .await
-    .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let pid = server.id().unwrap();
+    let server = Server::start(data).await;
+    server
+        .configure(vec![
+            (
+                reqwest::Method::POST,
+                "/api/v1/servers",
+                json!({"slug": "crm", "upstream": {"transport": "streamable_http", "url": upstream}}),
+            ),
+            (
+                reqwest::Method::POST,
+                "/api/v1/servers",
+                json!({"slug": "plain", "upstream": {"transport": "streamable_http", "url": upstream}}),
+            ),
+            (
+                reqwest::Method::POST,
+                "/api/v1/registries",
+                json!({"slug": "all", "servers": ["crm", "plain"], "grants": [{"subject": "everyone", "rules": [
+                    {"effect": "allow", "match": "echo"},
+                    {"effect": "allow", "match": "get_*"},
+                    {"effect": "deny", "match": "*delete*"}]}]}),
+            ),
+            (
+                reqwest::Method::PUT,
+                "/api/v1/filters",
+                json!({"pii": "redact", "secrets": "redact", "injection": "flag"}),
+            ),
+            (
+                reqwest::Method::PUT,
+                "/api/v1/servers/plain/filters",
+                json!({"pii": "off", "secrets": "off", "injection": "off"}),
+            ),
+        ])
+        .await;
+    let token = server.user_token("dev@acme.example").await;
+    let pid = server.child.id().unwrap();
     let target = |name, slug: &str| Target {
         name,
-        url: format!("{base}/mcp/{slug}"),
-        host: Some(host.clone()),
+        url: format!("{}/mcp/{slug}", server.base),
+        host: Some(server.host.clone()),
         auth: Some(format!("Bearer {token}")),
         roots: vec![pid],
     };
@@ -484,7 +394,7 @@ async fn portcullis(data: &Path, upstream: &str) -> (tokio::process::Child, Vec<
         target("portcullis", "crm"),
         target("portcullis-nofilter", "plain"),
     ];
-    (server, targets)
+    (server.child, targets)
 }
 
 /// A grouped bar chart (one group per concurrency level, one bar per path) as SVG.

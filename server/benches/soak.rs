@@ -15,29 +15,9 @@ use std::time::{Duration, Instant};
 
 const CLIENTS: usize = 16;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn cli(data: &std::path::Path, args: &[&str]) -> Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+#[path = "common/mod.rs"]
+mod common;
+use common::{free_port, Server};
 
 /// (resident KiB, open descriptors) of a process.
 fn sample(pid: u32) -> (u64, usize) {
@@ -86,98 +66,31 @@ async fn main() {
         .spawn()
         .unwrap();
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data.path())
-        .env_remove("DATABASE_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = server.id().unwrap();
+    let mut server = Server::start(data.path()).await;
+    let pid = server.child.id().unwrap();
+    server
+        .configure(vec![
+            (
+                reqwest::Method::POST,
+                "/api/v1/servers",
+                json!({"slug": "crm", "upstream": {"transport": "streamable_http",
+                    "url": format!("http://127.0.0.1:{up_port}/mcp")}}),
+            ),
+            (
+                reqwest::Method::POST,
+                "/api/v1/registries",
+                json!({"slug": "all", "servers": ["crm"], "grants": [{"subject": "everyone"}]}),
+            ),
+            (
+                reqwest::Method::PUT,
+                "/api/v1/filters",
+                json!({"pii": "redact", "secrets": "redact", "injection": "flag"}),
+            ),
+        ])
+        .await;
+    let token = server.user_token("dev@acme.example").await;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..300 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let created = cli(
-        data.path(),
-        &[
-            "tenant",
-            "create",
-            "acme",
-            "--name",
-            "Acme",
-            "--admin-email",
-            "admin@acme.example",
-            "--json",
-        ],
-    );
-    let admin = created["admin_token"].as_str().unwrap().to_owned();
-    let host = format!("acme.localhost:{port}");
-    let call = |method: reqwest::Method, path: &str, body: Value| {
-        http.request(method, format!("{base}{path}"))
-            .header("host", &host)
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-    };
-    // The server learns of the tenant from the database (a poll on SQLite).
-    for _ in 0..100 {
-        if call(reqwest::Method::GET, "/api/v1/tenant", Value::Null)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    for (m, p, b) in [
-        (
-            reqwest::Method::POST,
-            "/api/v1/servers",
-            json!({"slug": "crm", "upstream": {"transport": "streamable_http",
-                "url": format!("http://127.0.0.1:{up_port}/mcp")}}),
-        ),
-        (
-            reqwest::Method::POST,
-            "/api/v1/registries",
-            json!({"slug": "all", "servers": ["crm"], "grants": [{"subject": "everyone"}]}),
-        ),
-        (
-            reqwest::Method::PUT,
-            "/api/v1/filters",
-            json!({"pii": "redact", "secrets": "redact", "injection": "flag"}),
-        ),
-    ] {
-        let r = call(m, p, b).await.unwrap();
-        assert!(r.status().is_success(), "{p}: {}", r.status());
-    }
-    let token = call(
-        reqwest::Method::POST,
-        "/api/v1/tokens",
-        json!({"user_email": "dev@acme.example"}),
-    )
-    .await
-    .unwrap()
-    .json::<Value>()
-    .await
-    .unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (base, host) = (server.base.clone(), server.host.clone());
     // The upstream needs a moment to listen.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -280,7 +193,7 @@ async fn main() {
         let _ = t.await;
     }
     let (rss_end, fds_end) = sample(pid);
-    let _ = server.start_kill();
+    let _ = server.child.start_kill();
     let calls = ok.load(Ordering::Relaxed);
     let fails = failed.load(Ordering::Relaxed);
     println!(

@@ -197,31 +197,39 @@ async fn a_session_goes_on_through_another_replica(engine: Engine) {
     assert_eq!(on_b.call_text(1, "add", json!({"a": 1, "b": 2})).await, "3");
     let on_c = on_b.via(&c, "acme");
     let on_a = on_b.via(&a, "acme");
-    let mut stolen = on_b.via(&a, "acme");
     drop(on_b);
     assert_eq!(on_c.call_text(2, "add", json!({"a": 2, "b": 2})).await, "4");
     b.stop().await;
     assert_eq!(on_c.call_text(3, "add", json!({"a": 3, "b": 2})).await, "5");
+    refused_to_others_and_gone_once_ended(&a, &on_c, &on_a, &ops, "http").await;
+    c.stop().await;
+}
 
-    // The id alone is not enough: another user's token with it is refused.
-    stolen.set_token(&ops);
+/// The id alone is not enough: another user's token with it is refused (through `a`); once the
+/// client ends the session through `on_c`, `on_a` does not carry it on either.
+async fn refused_to_others_and_gone_once_ended(
+    a: &TestApp,
+    on_c: &Mcp<'_>,
+    on_a: &Mcp<'_>,
+    other: &str,
+    what: &str,
+) {
+    let mut stolen = on_c.via(a, "acme");
+    stolen.set_token(other);
     let res = stolen
         .post(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}))
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
-
-    // The client ends the session through `c`: `a` does not carry it on.
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "{what}");
     let res = on_c.delete().send().await.unwrap();
-    assert!(res.status().is_success(), "{}", res.status());
+    assert!(res.status().is_success(), "{what}: {}", res.status());
     let res = on_a
         .post(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}))
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::NOT_FOUND);
-    c.stop().await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND, "{what}");
 }
 
 /// A session of the gateway's own session layer — a stdio upstream it runs, and a legacy SSE
@@ -279,25 +287,8 @@ async fn a_session_of_the_gateways_own_goes_on_through_another_replica(engine: E
     }
     assert_eq!(processes_tagged(&tag).len(), 1, "one process, on c");
 
-    for (server, on_c, on_a) in sessions {
-        // The id alone is not enough.
-        let mut stolen = on_c.via(&a, "acme");
-        stolen.set_token(&ops);
-        let res = stolen
-            .post(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{server}");
-        // Ended through `c`: `a` does not carry it on.
-        let res = on_c.delete().send().await.unwrap();
-        assert!(res.status().is_success(), "{server}: {}", res.status());
-        let res = on_a
-            .post(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{server}");
+    for (server, on_c, on_a) in &sessions {
+        refused_to_others_and_gone_once_ended(&a, on_c, on_a, &ops, server).await;
     }
     c.stop().await;
 }
