@@ -311,10 +311,17 @@ impl Drop for Group {
             return;
         };
         // Every child here is spawned with `process_group(0)`: its pid is its group's id.
-        let _ = nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
+        let group = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+        // What is still there after a few seconds (ContextForge's forked workers outlive their
+        // parent's SIGTERM) is killed.
+        for _ in 0..50 {
+            if nix::sys::signal::killpg(group, None).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
     }
 }
 
