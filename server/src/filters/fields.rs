@@ -56,19 +56,22 @@ pub fn apply(rules: &ToolRules, result: &mut Value) -> usize {
             let Ok(mut v) = serde_json::from_str::<Value>(text) else {
                 continue;
             };
-            let pretty = text.contains('\n');
             one(&mut v);
-            let out = if pretty {
-                serde_json::to_string_pretty(&v)
-            } else {
-                serde_json::to_string(&v)
-            };
-            if let Ok(out) = out {
+            if let Ok(out) = json_text_like(&v, text) {
                 item["text"] = Value::String(out);
             }
         }
     }
     n
+}
+
+/// `v` as JSON text in the style of `original`: pretty when it spans lines, else compact.
+pub(super) fn json_text_like(v: &Value, original: &str) -> serde_json::Result<String> {
+    if original.contains('\n') {
+        serde_json::to_string_pretty(v)
+    } else {
+        serde_json::to_string(v)
+    }
 }
 
 fn empty_like(v: &Value) -> Value {

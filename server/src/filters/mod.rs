@@ -420,17 +420,18 @@ pub fn apply(policy: &Policy, tool: Option<&str>, result: &mut Value) -> Report 
     let mirrors = take_mirrors(result);
     let mut report = screen(policy, result);
     report.fields_dropped = dropped;
-    put_back_mirrors(result, mirrors);
+    if let Some(m) = mirrors {
+        put_back_mirrors(result, m);
+    }
     report
 }
 
-/// A text block taken out while its structured twin is filtered: its index in `content`, its
-/// text, what the structured result was when it was taken, and how the text repeats it.
-struct Mirror {
-    index: usize,
-    text: String,
+/// The text blocks taken out while their structured twin is filtered, and what the structured
+/// result was when they were taken.
+struct Mirrors {
     structured: Value,
-    shape: Shape,
+    /// Each block's index in `content`, its text, and how the text repeats the result.
+    blocks: Vec<(usize, String, Shape)>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -468,77 +469,66 @@ fn mirrors(text: &str, sc: &Value) -> Option<Shape> {
     }
 }
 
-fn take_mirrors(result: &mut Value) -> Vec<Mirror> {
-    let Some(sc) = result
+fn take_mirrors(result: &mut Value) -> Option<Mirrors> {
+    let sc = result
         .get("structuredContent")
-        .filter(|v| v.is_object() || v.is_array())
-    else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    if let Some(items) = result.get("content").and_then(Value::as_array) {
-        for (index, item) in items.iter().enumerate() {
-            if item.get("type").and_then(Value::as_str) != Some("text") {
-                continue;
-            }
-            let text = item.get("text").and_then(Value::as_str);
-            if let Some(shape) = text.and_then(|t| mirrors(t, sc)) {
-                found.push((index, shape));
-            }
-        }
-    }
+        .filter(|v| v.is_object() || v.is_array())?;
+    let found: Vec<(usize, Shape)> = result
+        .get("content")
+        .and_then(Value::as_array)?
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| item.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|(i, item)| Some((i, mirrors(item.get("text")?.as_str()?, sc)?)))
+        .collect();
     if found.is_empty() {
-        return Vec::new();
+        return None;
     }
     let structured = sc.clone();
-    found
+    let blocks = found
         .into_iter()
         .filter_map(|(index, shape)| {
             let slot = result.get_mut("content")?.get_mut(index)?.get_mut("text")?;
             let Value::String(text) = std::mem::take(slot) else {
                 return None;
             };
-            Some(Mirror {
-                index,
-                text,
-                structured: structured.clone(),
-                shape,
-            })
+            Some((index, text, shape))
         })
-        .collect()
+        .collect();
+    Some(Mirrors { structured, blocks })
 }
 
 /// Puts the mirrored text blocks back: as they were when the structured result came through
 /// unchanged, else written again from it (serialised pretty when the original was).
-fn put_back_mirrors(result: &mut Value, mirrors: Vec<Mirror>) {
-    for m in mirrors {
-        let now = result.get("structuredContent").unwrap_or(&Value::Null);
-        let text = if *now == m.structured {
-            m.text
-        } else {
-            let target = match m.shape {
+fn put_back_mirrors(result: &mut Value, m: Mirrors) {
+    let now = result.get("structuredContent").unwrap_or(&Value::Null);
+    let changed = *now != m.structured;
+    let texts: Vec<(usize, String)> = m
+        .blocks
+        .into_iter()
+        .map(|(index, text, shape)| {
+            if !changed {
+                return (index, text);
+            }
+            let target = match shape {
                 Shape::Whole => Some(now),
                 Shape::Inner | Shape::InnerString => inner(now),
             };
-            match (m.shape, target) {
+            let new = match (shape, target) {
                 (Shape::InnerString, Some(Value::String(s))) => s.clone(),
-                (_, Some(v)) => {
-                    let out = if m.text.contains('\n') {
-                        serde_json::to_string_pretty(v)
-                    } else {
-                        serde_json::to_string(v)
-                    };
-                    // Serialising a Value does not fail; were it to, the block would be
-                    // empty, never the unfiltered text.
-                    out.unwrap_or_default()
-                }
+                // Serialising a Value does not fail; were it to, the block would be empty,
+                // never the unfiltered text.
+                (_, Some(v)) => fields::json_text_like(v, &text).unwrap_or_default(),
                 // Field rules run before and the filters keep keys: not reached.
                 (_, None) => String::new(),
-            }
-        };
+            };
+            (index, new)
+        })
+        .collect();
+    for (index, text) in texts {
         if let Some(slot) = result
             .get_mut("content")
-            .and_then(|c| c.get_mut(m.index))
+            .and_then(|c| c.get_mut(index))
             .and_then(|i| i.get_mut("text"))
         {
             *slot = Value::String(text);

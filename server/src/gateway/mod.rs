@@ -292,59 +292,54 @@ fn session_hash(sid: &str) -> String {
     hex::encode(sha2::Sha256::digest(sid.as_bytes()))
 }
 
-/// Takes on a session this replica does not know when the database says `owner` opened it
-/// (through the same server). A database failure refuses it (fail closed: the client
-/// initializes again).
-async fn adopt_session(state: &AppState, sid: &str, owner: &SessionOwner) -> bool {
+/// Whether the database says `user_id` opened session `sid` through `server` (and less than
+/// a day ago): `Some` with the protocol version stored for a session of the gateway's own
+/// (`None` inside for a Streamable HTTP upstream's). A database failure is a no (fail closed:
+/// the client initializes again).
+async fn stored_session(
+    state: &AppState,
+    tenant_id: &str,
+    user_id: &str,
+    server: &str,
+    sid: &str,
+) -> Option<Option<String>> {
     match state
         .store
-        .gateway_session_owner(&owner.tenant_id, &session_hash(sid))
+        .gateway_session_owner(tenant_id, &session_hash(sid))
         .await
     {
-        Ok(Some((user_id, server, _))) if user_id == owner.user_id && server == owner.server => {
-            state.gateway.http_sessions.record(sid, owner.clone());
-            true
-        }
-        Ok(_) => false,
+        Ok(Some((u, s, version))) if u == user_id && s == server => Some(version),
+        Ok(_) => None,
         Err(e) => {
             tracing::warn!(error = %e, "a session's owner could not be read");
-            false
+            None
         }
     }
 }
 
+/// Takes on a session this replica does not know when the database says `owner` opened it
+/// (through the same server).
+async fn adopt_session(state: &AppState, sid: &str, owner: &SessionOwner) -> bool {
+    let known = stored_session(state, &owner.tenant_id, &owner.user_id, &owner.server, sid)
+        .await
+        .is_some();
+    if known {
+        state.gateway.http_sessions.record(sid, owner.clone());
+    }
+    known
+}
+
 /// Carries on a session of a link-backed server (stdio, legacy SSE) that another replica
 /// opened, when the database says this request's user opened it through this server. A
-/// database or upstream failure leaves it unknown here (fail closed: the client gets 404 and
-/// initializes again).
+/// database or upstream failure leaves it unknown here (the client gets 404 and initializes
+/// again).
 async fn adopt_hub_session(state: &AppState, t: &session::Target<'_>, sid: &str) {
-    let owner = match state
-        .store
-        .gateway_session_owner(t.tenant_id, &session_hash(sid))
-        .await
-    {
-        Ok(Some(o)) => o,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::warn!(error = %e, "a session's owner could not be read");
-            return;
-        }
-    };
-    let (user_id, server, version) = owner;
-    let Some(version) = version.filter(|_| user_id == t.user_id && server == t.server) else {
+    let Some(Some(version)) = stored_session(state, t.tenant_id, t.user_id, t.server, sid).await
+    else {
         return;
     };
     let gw = &state.gateway;
-    let target = session::Target {
-        tenant_id: t.tenant_id,
-        user_id: t.user_id,
-        server: t.server,
-        transport: t.transport,
-        filter: None,
-        env: t.env.clone(),
-        header: t.header.clone(),
-    };
-    match gw.hub.adopt(target, &gw.client, sid, &version).await {
+    match gw.hub.adopt(t, &gw.client, sid, &version).await {
         Ok(()) => {
             tracing::info!(server.slug = %t.server, "carried on a session another replica opened")
         }

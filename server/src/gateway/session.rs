@@ -398,7 +398,7 @@ impl Hub {
     /// log (a stream cannot be resumed here) and requests the upstream had sent the client.
     pub async fn adopt(
         &self,
-        t: Target<'_>,
+        t: &Target<'_>,
         client: &reqwest::Client,
         id: &str,
         version: &str,
@@ -406,7 +406,7 @@ impl Hub {
         if !SESSION_VERSIONS.contains(&version) {
             return Err(format!("unknown protocol version {version}"));
         }
-        let (link, own) = self.link_for(&t, client, false);
+        let (link, own) = self.link_for(t, client, false);
         // A connection of its own is stopped however this ends, unless the session takes it.
         let mut guard = StartGuard {
             starting: &self.starting,
@@ -414,7 +414,7 @@ impl Hub {
             link: own.then(|| link.clone()),
         };
         link.wait_ready(HANDSHAKE_TIMEOUT).await?;
-        let session = Session::with_id(id.to_owned(), &t, version, link.clone(), own);
+        let session = Session::with_id(id.to_owned(), t, version, link.clone(), own);
         let mut sessions = lock(&self.sessions);
         if sessions.get(id).is_some_and(|s| !s.is_closed()) {
             // Another request of the same client adopted it first.
