@@ -455,8 +455,8 @@ fn inner(sc: &Value) -> Option<&Value> {
 /// Whether and how `text` repeats the structured result `sc`.
 fn mirrors(text: &str, sc: &Value) -> Option<Shape> {
     let wrapped = inner(sc);
-    if let Some(Value::String(only)) = wrapped {
-        return (only == text).then_some(Shape::InnerString);
+    if matches!(wrapped, Some(Value::String(only)) if only == text) {
+        return Some(Shape::InnerString);
     }
     if !text.trim_start().starts_with(['{', '[']) {
         return None;
@@ -809,6 +809,15 @@ mod tests {
             r["structuredContent"]["result"],
             "note=mail [REDACTED:EMAIL]"
         );
+
+        // A one-key result whose value is a string, sent as its JSON: a mirror too.
+        let mut r = json!({
+            "content": [{"type": "text", "text": r#"{"contact":"jane@acme.example"}"#}],
+            "structuredContent": {"contact": "jane@acme.example"},
+        });
+        let report = apply(&policy, None, &mut r);
+        assert_eq!(report.found.get("EMAIL"), Some(&1));
+        assert_eq!(r["content"][0]["text"], r#"{"contact":"[REDACTED:EMAIL]"}"#);
 
         // A text block that differs from the structured result is its own text.
         let mut r = json!({
